@@ -1,0 +1,59 @@
+"""learnkit: the fastai v1 Learner for today's PyTorch.
+
+Names are exported lazily (PEP 562) so that ``import learnkit`` -- and so the command line's
+``--help`` and TAB completion -- import no torch until a name that needs it is used.
+
+Example:
+    >>> from learnkit import Learner, DataBunch  # torch is imported here, not before
+"""
+
+from importlib import import_module
+
+from learnkit.version import __version__
+
+# public name -> module that defines it
+_EXPORTS = {
+    "Learner": "learnkit.learner",
+    "load_learner": "learnkit.inference",
+    "lr_range": "learnkit.optim",
+    "OptimWrapper": "learnkit.optim",
+    "Callback": "learnkit.callback",
+    "LearnerCallback": "learnkit.callback",
+    "CallbackHandler": "learnkit.callback",
+    "RunState": "learnkit.callback",
+    "Event": "learnkit.callback",
+    "CancelBatch": "learnkit.callback",
+    "CancelEpoch": "learnkit.callback",
+    "CancelFit": "learnkit.callback",
+    "Recorder": "learnkit.recorder",
+    "RecordOnCPU": "learnkit.callbacks.record_on_cpu",
+    "fit": "learnkit.loop",
+    "train_epoch": "learnkit.loop",
+    "validate": "learnkit.loop",
+    "get_preds": "learnkit.loop",
+    "loss_batch": "learnkit.loop",
+    "accuracy": "learnkit.metrics",
+    "error_rate": "learnkit.metrics",
+    "top_k_accuracy": "learnkit.metrics",
+    "DataBunch": "learnkit.data",
+    "DatasetType": "learnkit.data",
+    "ImageDataBunch": "learnkit.data",
+    "SegmentationDataBunch": "learnkit.data",
+    "cnn_learner": "learnkit.vision.cnn",
+    "create_cnn": "learnkit.vision.cnn",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'learnkit' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,135 @@
+"""Callbacks that watch a monitored value: keep the best model, stop early.
+
+``TrackerCallback`` holds what both need (monitor, mode, min_delta, best so far), as Keras's
+MonitorCallback does. The monitored value comes from the epoch's validation (``valid_loss`` or a
+metric's name) or from the training loss (``train_loss``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from learnkit.callback import CancelFit, LearnerCallback, RunState
+from learnkit.distributed import is_main
+from learnkit.errors import UsageError
+
+_MAX_HINTS = ("acc", "dice", "iou", "f1", "fbeta", "precision", "recall", "auc", "r2")
+
+
+class TrackerCallback(LearnerCallback):
+    """Base for callbacks that follow ``monitor`` across epochs.
+
+    Args:
+        monitor: ``valid_loss``, ``train_loss`` or a metric's name.
+        mode: ``min``, ``max`` or ``auto`` (max for accuracy-like names, else min).
+        min_delta: a change smaller than this is no improvement.
+    """
+
+    def __init__(self, learn: Any, monitor: str = "valid_loss", mode: str = "auto", min_delta: float = 0.0):
+        super().__init__(learn)
+        if mode not in ("auto", "min", "max"):
+            raise UsageError(f"mode must be auto, min or max, not {mode!r}")
+        if mode == "auto":
+            mode = "max" if any(h in monitor.lower() for h in _MAX_HINTS) else "min"
+        self.monitor, self.mode, self.min_delta = monitor, mode, abs(min_delta)
+        self.best = -math.inf if mode == "max" else math.inf
+
+    def current(self, state: RunState) -> float | None:
+        """The monitored value at the end of this epoch (None when there was no validation)."""
+        row = self.learn.recorder.history[-1] if self.learn.recorder.history else {}
+        if self.monitor not in row:
+            names = [k for k in row if k not in ("epoch", "time")]
+            raise UsageError(f"cannot monitor {self.monitor!r}; choose one of {', '.join(names)}")
+        value = row[self.monitor]
+        return None if value is None else float(value)
+
+    def improved(self, value: float) -> bool:
+        """True when ``value`` beats the best so far by more than ``min_delta``."""
+        if self.mode == "max":
+            return value - self.min_delta > self.best
+        return value + self.min_delta < self.best
+
+    def state_dict(self) -> dict:
+        return {"best": self.best}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best = state["best"]
+
+
+class SaveModelCallback(TrackerCallback):
+    """Save the model after an epoch: ``every='epoch'``, or on ``'improvement'`` of ``monitor``.
+
+    Args:
+        name: the checkpoint name (``path/model_dir/name.safetensors``).
+        with_opt: also save the optimizer state (what ``--resume`` needs).
+
+    Example:
+        >>> learn.fit(5, 1e-3, callbacks=[SaveModelCallback(learn, monitor="accuracy", name="best")])
+    """
+
+    order = 50
+
+    def __init__(
+        self,
+        learn: Any,
+        monitor: str = "valid_loss",
+        mode: str = "auto",
+        every: str = "improvement",
+        name: str = "best",
+        with_opt: bool = True,
+    ):
+        super().__init__(learn, monitor, mode)
+        if every not in ("improvement", "epoch"):
+            raise UsageError(f"every must be 'improvement' or 'epoch', not {every!r}")
+        self.every, self.name, self.with_opt = every, name, with_opt
+
+    @property
+    def cb_name(self) -> str:
+        return f"save_model_{self.name}"
+
+    def on_epoch_end(self, state: RunState) -> None:
+        if self.every == "epoch":
+            if is_main():
+                self.learn.save(self.name, with_opt=self.with_opt)
+            return
+        value = self.current(state)
+        if value is not None and not math.isnan(value) and self.improved(value):
+            self.best = value
+            if is_main():
+                self.learn.save(self.name, with_opt=self.with_opt)
+
+
+class EarlyStoppingCallback(TrackerCallback):
+    """End the fit when ``monitor`` has not improved for ``patience`` epochs."""
+
+    order = 60
+
+    def __init__(
+        self,
+        learn: Any,
+        monitor: str = "valid_loss",
+        mode: str = "auto",
+        min_delta: float = 0.0,
+        patience: int = 0,
+    ):
+        super().__init__(learn, monitor, mode, min_delta)
+        self.patience, self.wait = patience, 0
+
+    def on_epoch_end(self, state: RunState) -> None:
+        value = self.current(state)
+        if value is None:
+            return
+        if self.improved(value):
+            self.best, self.wait = value, 0
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            self.stopped_epoch = state.epoch
+            raise CancelFit(f"{self.monitor} did not improve for {self.wait} epochs")
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "wait": self.wait}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.wait = state["best"], state["wait"]

@@ -1,0 +1,378 @@
+"""The Learner: data + model + optimizer + loss + metrics + callbacks, and the loop around them.
+
+Training features that are more than a few lines (1cycle, the LR finder, TTA, interpretation,
+mixup, clipping, checkpoints) live in their own modules; the methods here are thin entry points
+with the seed's (fastai v1) names.
+
+Example:
+    >>> learn = Learner(data, model, metrics=[accuracy])
+    >>> learn.fit(2, slice(1e-4, 1e-3))
+    >>> learn.save("stage-1")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from learnkit.callback import Callback, CallbackHandler, Event, RunState
+from learnkit.data import DatasetType
+from learnkit.layers import init_weights, is_norm, split_model
+from learnkit.loop import get_preds, run_epochs, validate
+from learnkit.metrics import AverageMetric, metric_name
+from learnkit.optim import LRLike, OptimWrapper, lr_range
+from learnkit.precision import BF16, FP16, Precision
+from learnkit.recorder import Recorder
+
+AdamW = partial(torch.optim.Adam, betas=(0.9, 0.99))
+
+
+class _RunPosition(Callback):
+    """Keeps the learner's position in its run (epoch, iteration, batch) current, before anyone
+    else's ``on_batch_end``/``on_epoch_end`` reads it (a checkpoint written there must be exact)."""
+
+    order = -1000
+
+    def __init__(self, learn: Learner):
+        self.learn = learn
+
+    def on_batch_end(self, state: RunState) -> None:
+        if state.train:
+            self.learn.iteration = state.iteration
+            self.learn.batch = state.num_batch + 1
+
+    def on_epoch_end(self, state: RunState) -> None:
+        self.learn.epoch, self.learn.batch = state.epoch + 1, 0
+
+
+def default_activation(loss_func: Any) -> Callable | None:
+    """The activation that turns a model's outputs into predictions for ``loss_func``:
+    softmax for cross-entropy, sigmoid for BCE-with-logits, none otherwise (regression)."""
+    base = getattr(loss_func, "func", loss_func)
+    name = getattr(base, "__name__", type(base).__name__).lower()
+    if "crossentropy" in name.replace("_", "") or isinstance(base, nn.CrossEntropyLoss):
+        return partial(torch.softmax, dim=1)
+    if isinstance(base, nn.BCEWithLogitsLoss) or "binary_cross_entropy_with_logits" in name:
+        return torch.sigmoid
+    return None
+
+
+class Learner:
+    """Trains ``model`` on ``data``.
+
+    Args:
+        data: a DataBunch (train/valid loaders, classes, device).
+        model: the module to train; moved to ``data.device``.
+        opt_func: makes the optimizer from parameter groups (default Adam, betas (0.9, 0.99)).
+        loss_func: defaults to ``data.loss_func`` (cross-entropy for classes and masks).
+        metrics: functions ``metric(output, target)`` averaged over the validation set.
+        true_wd: decoupled weight decay (AdamW style) if True, else L2 in the gradient.
+        bn_wd: weight decay on norm layers and biases too.
+        wd: default weight decay of ``fit``.
+        train_bn: norm layers in frozen groups keep training.
+        path, model_dir: checkpoints go to ``path/model_dir``, plots to ``path/plots``.
+        callback_fns: callables ``fn(learn) -> Callback`` made once; each is exposed as
+            ``learn.<snake_case class name>`` (the Recorder always is: ``learn.recorder``).
+        callbacks: callbacks used in every fit.
+        layer_groups: the modules the model is split into (default: the whole model).
+        model_spec: how the zoo built the model (stored in checkpoints to rebuild it).
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        model: nn.Module,
+        opt_func: Callable = AdamW,
+        loss_func: Callable | None = None,
+        metrics: Sequence[Callable] | None = None,
+        true_wd: bool = True,
+        bn_wd: bool = True,
+        wd: LRLike = 0.01,
+        train_bn: bool = True,
+        path: str | Path = ".",
+        model_dir: str | Path = "models",
+        callback_fns: Sequence[Callable] | None = None,
+        callbacks: Sequence[Callback] = (),
+        layer_groups: Sequence[nn.Module] | None = None,
+        model_spec: dict | None = None,
+    ):
+        self.data, self.opt_func = data, opt_func
+        self.model = model.to(data.device) if getattr(data, "device", None) is not None else model
+        self.loss_func = loss_func if loss_func is not None else getattr(data, "loss_func", None)
+        if self.loss_func is None:
+            from learnkit.errors import UsageError
+
+            raise UsageError("no loss_func given and the data has no default loss")
+        self.metrics = list(metrics or [])
+        self.true_wd, self.bn_wd, self.wd, self.train_bn = true_wd, bn_wd, wd, train_bn
+        self.path, self.model_dir = Path(path), Path(model_dir)
+        self.callbacks = list(callbacks)
+        self.layer_groups = list(layer_groups) if layer_groups else [self.model]
+        self.model_spec = model_spec
+        self.opt: OptimWrapper | None = None
+        self.precision: Precision = Precision()
+        self.epoch = self.iteration = self.batch = 0  # position in the run: see _RunPosition
+        self.callback_fns = [Recorder, *(callback_fns or [])]
+        self.fn_callbacks = [fn(self) for fn in self.callback_fns]
+        for cb in self.fn_callbacks:  # the one place callbacks become attributes
+            setattr(self, cb.cb_name, cb)
+
+    # --- optimizer and layer groups ---
+    def lr_range(self, lr: LRLike) -> list[float]:
+        """One learning rate per layer group from a float, a sequence or a slice."""
+        return lr_range(lr, len(self.layer_groups))
+
+    def create_opt(self, lr: LRLike, wd: LRLike = 0.0) -> OptimWrapper:
+        """Make the optimizer over the layer groups (replacing any existing one and its state)."""
+        self.opt = OptimWrapper(self.opt_func, self.layer_groups, lr, wd, self.true_wd, self.bn_wd)
+        return self.opt
+
+    def _prepare_opt(self, lr: LRLike, wd: LRLike | None) -> None:
+        wd = self.wd if wd is None else wd
+        if self.opt is None:
+            self.create_opt(lr, wd)
+        else:
+            self.opt.lr, self.opt.wd = lr, wd
+
+    def split(self, split_on: Callable | Sequence[nn.Module]) -> None:
+        """Split the model into layer groups: ``split_on(model)`` or the modules starting each group.
+
+        The optimizer is rebuilt at the next fit (its state does not carry over a new split).
+        """
+        groups = split_on(self.model) if callable(split_on) else split_model(self.model, split_on)
+        self.layer_groups = list(groups)
+        self.opt = None
+
+    def freeze_to(self, n: int) -> None:
+        """Freeze layer groups before ``n`` (negative counts from the end); train the rest.
+
+        With ``train_bn`` the norm layers of frozen groups keep training. The optimizer and its
+        state are kept.
+        """
+        n = n % len(self.layer_groups) if n < 0 else n
+        for i, group in enumerate(self.layer_groups):
+            frozen = i < n
+            for m in group.modules():
+                train = not frozen or (self.train_bn and is_norm(m))
+                for p in m.parameters(recurse=False):
+                    p.requires_grad_(train)
+
+    def freeze(self) -> None:
+        """Freeze every layer group but the last (the head)."""
+        self.freeze_to(-1)
+
+    def unfreeze(self) -> None:
+        """Train every layer group."""
+        self.freeze_to(0)
+
+    def init(self, fn: Callable) -> None:
+        """Initialise every weight but the norm layers' with ``fn`` (biases to zero)."""
+        init_weights(self.model, fn)
+
+    # --- training ---
+    def fit(
+        self,
+        epochs: int,
+        lr: LRLike = 3e-3,
+        wd: LRLike | None = None,
+        callbacks: Sequence[Callback] | None = None,
+    ) -> None:
+        """Train for ``epochs`` epochs at ``lr`` (float, per-group sequence or slice)."""
+        self._prepare_opt(lr, wd)
+        self._run(epochs, callbacks=list(callbacks or []))
+
+    def _run(self, epochs: int, callbacks: list, metrics: Sequence[Callable] | None = None) -> None:
+        if self.opt is None:
+            self.create_opt(3e-3, self.wd)
+        metrics = self.metrics if metrics is None else list(metrics)
+        cbs = [_RunPosition(self), *self.callbacks, *self.fn_callbacks, *callbacks]
+        state = RunState(
+            learn=self,
+            model=self.model,
+            opt=self.opt,
+            loss_func=self.loss_func,
+            data=self.data,
+            precision=self.precision,
+            metrics=metrics,
+            metrics_names=[metric_name(m) for m in metrics],
+            n_epochs=epochs,
+            start_epoch=self.epoch,
+            epoch=self.epoch,
+            iteration=self.iteration,
+        )
+        cbh = CallbackHandler(cbs + [_as_callback(m) for m in metrics], state)
+        run_epochs(epochs, state, cbh, start_batch=self.batch)
+
+    def fit_one_cycle(self, cyc_len: int, max_lr: LRLike = slice(3e-3), **kwargs: Any) -> None:
+        """1cycle training (see :func:`learnkit.callbacks.one_cycle.fit_one_cycle`)."""
+        from learnkit.callbacks.one_cycle import fit_one_cycle
+
+        fit_one_cycle(self, cyc_len, max_lr, **kwargs)
+
+    def lr_find(self, start_lr: LRLike = 1e-7, end_lr: LRLike = 10, num_it: int = 100, **kwargs: Any) -> Any:
+        """LR range test; restores the model and optimizer (see :mod:`learnkit.callbacks.lr_finder`)."""
+        from learnkit.callbacks.lr_finder import lr_find
+
+        return lr_find(self, start_lr, end_lr, num_it, **kwargs)
+
+    def clip_grad(self, clip: float = 0.1) -> Learner:
+        """Clip the gradient norm at ``clip`` in every following fit."""
+        from learnkit.callbacks.clip_grad import GradientClipping
+
+        self.callbacks.append(GradientClipping(self, clip))
+        return self
+
+    def mixup(self, alpha: float = 0.4, stack_x: bool = False, stack_y: bool = True) -> Learner:
+        """Train with mixup in every following fit."""
+        from learnkit.callbacks.mixup import MixUpCallback
+
+        self.callbacks.append(MixUpCallback(self, alpha, stack_x, stack_y))
+        return self
+
+    # --- precision ---
+    def to_fp16(self, loss_scale: float = 512.0, dynamic: bool = True) -> Learner:
+        """float16 autocast with (dynamic) loss scaling; weights stay fp32."""
+        self.precision = FP16(loss_scale, dynamic, device=str(getattr(self.data, "device", None) or "cpu"))
+        return self
+
+    def to_bf16(self) -> Learner:
+        """bfloat16 autocast (CPU or CUDA); weights stay fp32."""
+        self.precision = BF16()
+        return self
+
+    def to_fp32(self) -> Learner:
+        """Back to full precision."""
+        self.precision = Precision()
+        return self
+
+    # --- evaluation ---
+    def dl(self, ds_type: DatasetType = DatasetType.Valid) -> Any:
+        """The loader of ``ds_type``."""
+        return self.data.dl(ds_type)
+
+    def validate(
+        self, dl: Any = None, callbacks: Sequence[Callback] | None = None, metrics: Sequence | None = None
+    ) -> list[float]:
+        """``[valid_loss, *metrics]`` over ``dl`` (default: the validation set)."""
+        dl = self.data.valid_dl if dl is None else dl
+        metrics = self.metrics if metrics is None else list(metrics)
+        state = RunState(
+            learn=self,
+            model=self.model,
+            loss_func=self.loss_func,
+            data=self.data,
+            precision=self.precision,
+            metrics=metrics,
+            n_epochs=1,
+            metrics_names=[metric_name(m) for m in metrics],
+        )
+        cbh = CallbackHandler([*self.callbacks, *(callbacks or []), *map(_as_callback, metrics)], state)
+        cbh(Event.train_begin)
+        cbh(Event.epoch_begin)
+        state.last_metrics = [validate(self.model, dl, self.loss_func, cbh)]
+        cbh(Event.epoch_end)
+        cbh(Event.train_end)
+        return state.last_metrics
+
+    def get_preds(
+        self,
+        ds_type: DatasetType = DatasetType.Valid,
+        with_loss: bool = False,
+        n_batch: int | None = None,
+        activ: Callable | None = None,
+    ) -> list[torch.Tensor]:
+        """``[predictions, targets]`` (+ per-item losses) of ``ds_type``, on the CPU.
+
+        ``activ`` defaults to the one that fits the loss (softmax for cross-entropy, ...).
+        """
+        activ = activ if activ is not None else default_activation(self.loss_func)
+        cbh = CallbackHandler(
+            self.callbacks, RunState(learn=self, model=self.model, precision=self.precision)
+        )
+        loss = self.loss_func if with_loss else None
+        return get_preds(
+            self.model, self.dl(ds_type), cb_handler=cbh, activ=activ, loss_func=loss, n_batch=n_batch
+        )
+
+    def backward(self, item: Any) -> torch.Tensor:
+        """Forward and backward on one ``(x, y)`` item (no step), e.g. to inspect gradients by hooks."""
+        x, y = item
+        device = next(self.model.parameters()).device
+        xb, yb = torch.as_tensor(x)[None].to(device), torch.as_tensor(y)[None].to(device)
+        self.model.eval()
+        with self.precision.autocast(device.type):
+            loss = self.loss_func(self.model(xb), yb)
+        self.precision.backward(loss)
+        return loss.detach()
+
+    def predict(self, item: Any, **kwargs: Any) -> tuple:
+        """``(label, index, probabilities)`` for one item (see :mod:`learnkit.inference`)."""
+        from learnkit.inference import predict
+
+        return predict(self, item, **kwargs)
+
+    def pred_batch(
+        self, ds_type: DatasetType = DatasetType.Valid, batch: Any = None, reconstruct: bool = False
+    ):
+        """Predictions of one batch (see :mod:`learnkit.inference`)."""
+        from learnkit.inference import pred_batch
+
+        return pred_batch(self, ds_type, batch, reconstruct)
+
+    def TTA(
+        self,
+        beta: float = 0.4,
+        scale: float = 1.35,
+        ds_type: DatasetType = DatasetType.Valid,
+        with_loss: bool = False,
+    ):  # noqa: N802 - the seed's name
+        """Test-time augmentation (see :mod:`learnkit.tta`)."""
+        from learnkit.tta import tta
+
+        return tta(self, beta=beta, scale=scale, ds_type=ds_type, with_loss=with_loss)
+
+    def show_results(self, ds_type: DatasetType = DatasetType.Valid, rows: int = 3, **kwargs: Any) -> Path:
+        """Save a grid of pictures with truth and prediction; returns the PNG's path."""
+        from learnkit.show import show_results
+
+        return show_results(self, ds_type, rows, **kwargs)
+
+    def interpret(self, ds_type: DatasetType = DatasetType.Valid) -> Any:
+        """A ClassificationInterpretation (confusion matrix, top losses) of ``ds_type``."""
+        from learnkit.interpret import ClassificationInterpretation
+
+        return ClassificationInterpretation.from_learner(self, ds_type)
+
+    def model_summary(self, n: int = 70) -> str:
+        """Layer-by-layer table: output shape, parameters, trainable, layer group."""
+        from learnkit.summary import model_summary
+
+        return model_summary(self, n)
+
+    # --- checkpoints ---
+    def save(self, name: str | Path, with_opt: bool = True) -> Path:
+        """Save to ``path/model_dir/name.safetensors`` (+ ``name.opt.safetensors``); atomic."""
+        from learnkit.persist import save_learner
+
+        return save_learner(self, name, with_opt)
+
+    def load(self, name: str | Path, strict: bool = True, with_opt: bool | None = None) -> Learner:
+        """Load weights (and, if present or asked, optimizer state and the run's position)."""
+        from learnkit.persist import load_into
+
+        load_into(self, name, strict, with_opt)
+        return self
+
+    def __repr__(self) -> str:
+        return (
+            f"Learner(model={type(self.model).__name__}, groups={len(self.layer_groups)}, opt={self.opt!r})"
+        )
+
+
+def _as_callback(metric: Any) -> Callback:
+    return metric if isinstance(metric, Callback) else AverageMetric(metric)

@@ -1,0 +1,182 @@
+"""Saving a Learner to safetensors checkpoints and loading it back (DESIGN.md section 4).
+
+``<name>.safetensors`` holds the weights and what rebuilds the model alone (zoo spec, classes, input
+size, normalisation, layer groups). ``<name>.opt.safetensors`` holds what continues the run exactly:
+optimizer state (tensors under ``state.<param name>.<key>``), hyper-parameters, the run's position,
+the callbacks' state (the Recorder's history among them), the loss scale and the RNG states. Both
+files carry the same ``step`` token, so a pair torn by a crash between the two writes is detected.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from learnkit.checkpoint import (
+    flatten_optimizer_state,
+    read_safetensors,
+    resolve_checkpoint,
+    unflatten_optimizer_state,
+    write_safetensors,
+)
+from learnkit.errors import CheckpointError
+from learnkit.version import __version__
+
+MODEL_FORMAT, OPT_FORMAT = "learnkit.model/1", "learnkit.opt/1"
+
+
+def opt_path(model_path: Path) -> Path:
+    """``x/last.safetensors`` -> ``x/last.opt.safetensors``."""
+    return model_path.with_name(model_path.name[: -len(".safetensors")] + ".opt.safetensors")
+
+
+def model_metadata(learn: Any) -> dict:
+    """What rebuilds the model from the checkpoint alone (all JSON-able)."""
+    data = learn.data
+    names = {id(p): n for n, p in learn.model.named_parameters()}
+    return {
+        "format": MODEL_FORMAT,
+        "learnkit_version": __version__,
+        "task": getattr(data, "task", "custom"),
+        "model_spec": learn.model_spec,
+        "classes": [str(c) for c in data.classes] if getattr(data, "classes", None) is not None else None,
+        "size": getattr(data, "size", None),
+        "norm_stats": getattr(data, "norm_stats", None),
+        "layer_groups": [
+            [names[id(p)] for p in g.parameters() if id(p) in names] for g in learn.layer_groups
+        ],
+    }
+
+
+def _rng_state() -> tuple[dict, dict]:
+    np_state = np.random.get_state()
+    tensors = {
+        "rng.torch": torch.get_rng_state(),
+        "rng.numpy": torch.from_numpy(np_state[1].astype(np.int64)),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    meta = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
+    }
+    return tensors, meta
+
+
+def _set_rng_state(tensors: dict, meta: dict) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    version, state, gauss = meta["python"]
+    random.setstate((version, tuple(state), gauss))
+    kind, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((kind, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+
+
+def _stateful_callbacks(learn: Any) -> dict:
+    cbs = [*learn.fn_callbacks, *learn.callbacks]
+    return {getattr(cb, "cb_name", type(cb).__name__): cb for cb in cbs if hasattr(cb, "state_dict")}
+
+
+def save_learner(learn: Any, name: str | Path, with_opt: bool = True) -> Path:
+    """Write the learner's checkpoint (and optimizer file); returns the model file's path."""
+    path = resolve_checkpoint(str(name), learn.path, learn.model_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    step = f"{learn.epoch}.{learn.iteration}.{learn.batch}-{uuid.uuid4().hex[:12]}"
+    meta = model_metadata(learn) | {"step": step}
+    if with_opt and learn.opt is not None:
+        names = learn.opt.param_names(learn.model)
+        tensors, opt_meta = flatten_optimizer_state(learn.opt.state_dict(), names)
+        rng_tensors, rng_meta = _rng_state()
+        opt_meta |= {
+            "format": OPT_FORMAT,
+            "step": step,
+            "hypers": learn.opt.hypers(),
+            "run": {"epoch": learn.epoch, "iteration": learn.iteration, "batch": learn.batch},
+            "callbacks": {k: cb.state_dict() for k, cb in _stateful_callbacks(learn).items()},
+            "precision": learn.precision.state_dict(),
+            "rng": rng_meta,
+        }
+        write_safetensors(opt_path(path), tensors | rng_tensors, opt_meta)
+    write_safetensors(path, dict(learn.model.state_dict()), meta)
+    return path
+
+
+def check_compatible(learn: Any, meta: dict, path: Path) -> None:
+    """Refuse, with one line, a checkpoint of another arch or class count."""
+    mine, theirs = learn.model_spec or {}, meta.get("model_spec") or {}
+    for key in ("arch", "n_out", "kind"):
+        if mine.get(key) is not None and theirs.get(key) is not None and mine[key] != theirs[key]:
+            raise CheckpointError(
+                f"{path} holds a {theirs.get('arch')} with {theirs.get('n_out')} outputs; "
+                f"this model is a {mine.get('arch')} with {mine.get('n_out')} outputs"
+            )
+    classes = getattr(learn.data, "classes", None)
+    if classes is not None and meta.get("classes") is not None and len(classes) != len(meta["classes"]):
+        raise CheckpointError(
+            f"{path} was trained on {len(meta['classes'])} classes; the data has {len(classes)}"
+        )
+
+
+def load_weights(model: torch.nn.Module, tensors: dict, path: Path, strict: bool = True) -> None:
+    """``model.load_state_dict`` with shape/dtype/key problems turned into one-line CheckpointErrors."""
+    own = model.state_dict()
+    for key, value in tensors.items():
+        if key in own and own[key].dtype != value.dtype:
+            raise CheckpointError(f"{path}: tensor {key} is {value.dtype}, the model wants {own[key].dtype}")
+        if key in own and own[key].shape != value.shape:
+            theirs, mine = tuple(value.shape), tuple(own[key].shape)
+            raise CheckpointError(f"{path} does not fit this model: {key} is {theirs}, the model's is {mine}")
+    if strict:
+        missing = [k for k in own if k not in tensors]
+        unexpected = [k for k in tensors if k not in own]
+        if missing or unexpected:
+            raise CheckpointError(
+                f"{path} does not fit this model: {len(missing)} missing keys {missing[:3]}, "
+                f"{len(unexpected)} unexpected {unexpected[:3]}"
+            )
+    model.load_state_dict(tensors, strict=False)
+
+
+def load_into(learn: Any, name: str | Path, strict: bool = True, with_opt: bool | None = None) -> dict:
+    """Load a checkpoint into ``learn``; returns the model file's metadata."""
+    path = resolve_checkpoint(str(name), learn.path, learn.model_dir)
+    tensors, meta = read_safetensors(path, expect_format=MODEL_FORMAT)
+    check_compatible(learn, meta, path)
+    load_weights(learn.model, tensors, path, strict)
+    o_path = opt_path(path)
+    if with_opt is None:
+        with_opt = o_path.exists()
+    if not with_opt:
+        return meta
+    if not o_path.exists():
+        raise CheckpointError(f"{path} has no optimizer state ({o_path.name} is missing)")
+    o_tensors, o_meta = read_safetensors(o_path, expect_format=OPT_FORMAT)
+    if o_meta.get("step") != meta.get("step"):
+        raise CheckpointError(f"{o_path.name} is from another save than {path.name} (torn save?)")
+    hypers = o_meta["hypers"]
+    if learn.opt is None:
+        learn.create_opt(hypers["lrs"], hypers["wds"])
+    state = {k: v for k, v in o_tensors.items() if not k.startswith("rng.")}
+    names = learn.opt.param_names(learn.model)
+    try:
+        learn.opt.load_state_dict(unflatten_optimizer_state(state, o_meta, names))
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{o_path}: optimizer state does not fit this model ({exc})") from None
+    learn.opt.lr, learn.opt.wd = hypers["lrs"], hypers["wds"]
+    run = o_meta["run"]
+    learn.epoch, learn.iteration, learn.batch = run["epoch"], run["iteration"], run["batch"]
+    callbacks = _stateful_callbacks(learn)
+    for key, cb_state in o_meta.get("callbacks", {}).items():
+        if key in callbacks:
+            callbacks[key].load_state_dict(cb_state)
+    learn.precision.load_state_dict(o_meta.get("precision", {}))
+    _set_rng_state(o_tensors, o_meta["rng"])
+    return meta
