@@ -122,14 +122,6 @@ class OptimWrapper:
     def load_state_dict(self, state: dict) -> None:
         self.opt.load_state_dict(state)
 
-    def param_names(self, model: nn.Module) -> list[str]:
-        """Names (from ``model.named_parameters``) of the parameters, in the optimizer's order."""
-        names = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
-        return [names.get(id(p), f"param{i}") for i, p in enumerate(self.all_params())]
-
-    def all_params(self) -> list[nn.Parameter]:
-        return [p for g in self.opt.param_groups for p in g["params"]]
-
     # --- hyper-parameters per layer group ---
     @property
     def lrs(self) -> list[float]:

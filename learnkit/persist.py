@@ -18,7 +18,12 @@ import numpy as np
 import torch
 
 from learnkit.checkpoint import (
+    MODEL_FORMAT,
+    OPT_FORMAT,
     flatten_optimizer_state,
+    load_weights,
+    optimizer_param_names,
+    optimizer_path,
     read_safetensors,
     resolve_checkpoint,
     unflatten_optimizer_state,
@@ -27,12 +32,7 @@ from learnkit.checkpoint import (
 from learnkit.errors import CheckpointError
 from learnkit.version import __version__
 
-MODEL_FORMAT, OPT_FORMAT = "learnkit.model/1", "learnkit.opt/1"
-
-
-def opt_path(model_path: Path) -> Path:
-    """``x/last.safetensors`` -> ``x/last.opt.safetensors``."""
-    return model_path.with_name(model_path.name[: -len(".safetensors")] + ".opt.safetensors")
+__all__ = ["load_into", "load_weights", "model_metadata", "save_learner"]
 
 
 def model_metadata(learn: Any) -> dict:
@@ -92,7 +92,7 @@ def save_learner(learn: Any, name: str | Path, with_opt: bool = True) -> Path:
     step = f"{learn.epoch}.{learn.iteration}.{learn.batch}-{uuid.uuid4().hex[:12]}"
     meta = model_metadata(learn) | {"step": step}
     if with_opt and learn.opt is not None:
-        names = learn.opt.param_names(learn.model)
+        names = optimizer_param_names(learn.opt, learn.model)
         tensors, opt_meta = flatten_optimizer_state(learn.opt.state_dict(), names)
         rng_tensors, rng_meta = _rng_state()
         opt_meta |= {
@@ -104,7 +104,7 @@ def save_learner(learn: Any, name: str | Path, with_opt: bool = True) -> Path:
             "precision": learn.precision.state_dict(),
             "rng": rng_meta,
         }
-        write_safetensors(opt_path(path), tensors | rng_tensors, opt_meta)
+        write_safetensors(optimizer_path(path), tensors | rng_tensors, opt_meta)
     write_safetensors(path, dict(learn.model.state_dict()), meta)
     return path
 
@@ -125,33 +125,14 @@ def check_compatible(learn: Any, meta: dict, path: Path) -> None:
         )
 
 
-def load_weights(model: torch.nn.Module, tensors: dict, path: Path, strict: bool = True) -> None:
-    """``model.load_state_dict`` with shape/dtype/key problems turned into one-line CheckpointErrors."""
-    own = model.state_dict()
-    for key, value in tensors.items():
-        if key in own and own[key].dtype != value.dtype:
-            raise CheckpointError(f"{path}: tensor {key} is {value.dtype}, the model wants {own[key].dtype}")
-        if key in own and own[key].shape != value.shape:
-            theirs, mine = tuple(value.shape), tuple(own[key].shape)
-            raise CheckpointError(f"{path} does not fit this model: {key} is {theirs}, the model's is {mine}")
-    if strict:
-        missing = [k for k in own if k not in tensors]
-        unexpected = [k for k in tensors if k not in own]
-        if missing or unexpected:
-            raise CheckpointError(
-                f"{path} does not fit this model: {len(missing)} missing keys {missing[:3]}, "
-                f"{len(unexpected)} unexpected {unexpected[:3]}"
-            )
-    model.load_state_dict(tensors, strict=False)
-
-
 def load_into(learn: Any, name: str | Path, strict: bool = True, with_opt: bool | None = None) -> dict:
     """Load a checkpoint into ``learn``; returns the model file's metadata."""
     path = resolve_checkpoint(str(name), learn.path, learn.model_dir)
     tensors, meta = read_safetensors(path, expect_format=MODEL_FORMAT)
     check_compatible(learn, meta, path)
-    load_weights(learn.model, tensors, path, strict)
-    o_path = opt_path(path)
+    skip = () if strict else set(tensors) ^ set(learn.model.state_dict())
+    load_weights(learn.model, tensors, str(path), skip=skip)
+    o_path = optimizer_path(path)
     if with_opt is None:
         with_opt = o_path.exists()
     if not with_opt:
@@ -165,7 +146,7 @@ def load_into(learn: Any, name: str | Path, strict: bool = True, with_opt: bool 
     if learn.opt is None:
         learn.create_opt(hypers["lrs"], hypers["wds"])
     state = {k: v for k, v in o_tensors.items() if not k.startswith("rng.")}
-    names = learn.opt.param_names(learn.model)
+    names = optimizer_param_names(learn.opt, learn.model)
     try:
         learn.opt.load_state_dict(unflatten_optimizer_state(state, o_meta, names))
     except (ValueError, KeyError, RuntimeError) as exc:

@@ -140,7 +140,7 @@ def test_load_refuses_another_model(tmp_path):
     learn = _fresh(path=tmp_path)
     learn.save("small")
     wide = Learner(tiny_data(), nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2)), path=tmp_path)
-    with pytest.raises(CheckpointError, match="does not fit"):
+    with pytest.raises(CheckpointError, match="do not fit"):
         wide.load("small")
     (tmp_path / "models" / "junk.safetensors").write_text("not a checkpoint")
     with pytest.raises(CheckpointError):

@@ -1,0 +1,32 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint bench completions
+
+$(BIN)/learnkit: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(BIN)/learnkit
+
+# Train on the built-in sample with 1cycle, then check the saved model the way a user would.
+demo: install
+	$(BIN)/learnkit fit-one-cycle sample:shapes --arch simple_cnn --epochs 3 --lr 3e-3 --seed 0 --path runs/demo
+	$(BIN)/learnkit validate sample:shapes --model last --path runs/demo
+
+# pytest exits 5 when it collects nothing; that is not a failure of the suite.
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python -m bench
+
+completions: install
+	$(BIN)/python -m learnkit.cli.completions completions

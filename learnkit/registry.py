@@ -1,0 +1,253 @@
+"""The model-zoo registry: one table from arch names to builders, filled by plugins.
+
+An arch is registered with :func:`register` (a call or a decorator). Plugins are modules named by
+entry points of the group ``learnkit.zoo``; importing one registers its archs, as pytest's
+``pytest11`` plugins do. They load lazily, on the first lookup, and a plugin that fails is reported
+(a warning and :func:`plugin_errors`) and skipped, never fatal. learnkit's own built-ins come in the
+same way, through its ``builtin`` entry point; a source checkout that is not installed has no entry
+point, so ``learnkit.zoo.builtin`` is then imported directly.
+
+This module imports no torch at import time: the command line lists and completes arch names with
+it. Example::
+
+    from learnkit.zoo import register
+
+    @register("tiny", split=lambda m: [m.body, m.head], meta={"description": "a tiny net"})
+    def tiny(n_out: int, width: int = 8) -> nn.Module: ...
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import sys
+import threading
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from learnkit.errors import LearnkitError, UsageError
+
+ENTRY_POINT_GROUP = "learnkit.zoo"
+BUILTIN_PLUGIN = "learnkit.zoo.builtin"
+
+
+@dataclass(frozen=True)
+class ArchEntry:
+    """One registered architecture.
+
+    Args:
+        name: the arch name users type (``resnet18``).
+        builder: ``builder(n_out, **kwargs) -> nn.Module``, the whole model with ``n_out`` outputs.
+        split: ``split(model) -> [group, ...]``, each group a module or a list of modules, body
+            groups first and the head last; ``None`` means one group, the whole model.
+        cut: where a new head goes: an index into ``list(model.children())`` (the body is the
+            children before it) or a callable ``cut(model) -> body``; ``None`` for a model that is
+            used only as it is.
+        meta: ``description`` (one line), ``min_size`` (smallest input side in pixels), ``params``
+            (parameter count with 1000 outputs), anything else a plugin wants to say.
+        source: the plugin that registered it (its entry-point name) or the builder's module.
+    """
+
+    name: str
+    builder: Callable[..., Any]
+    split: Callable[[Any], Sequence[Any]] | None = None
+    cut: int | Callable[[Any], Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def description(self) -> str:
+        """The one-line description, or an empty string."""
+        return str(self.meta.get("description", ""))
+
+    @property
+    def min_size(self) -> int:
+        """The smallest input side (pixels) the model accepts; 32 when the entry does not say."""
+        return int(self.meta.get("min_size", 32))
+
+    def layer_groups(self, model: Any) -> list[Any]:
+        """Apply the entry's split to ``model`` (as its builder made it); each group a module."""
+        from torch import nn
+
+        groups = self.split(model) if self.split is not None else [model]
+        return [g if isinstance(g, nn.Module) else nn.Sequential(*g) for g in groups]
+
+
+_entries: dict[str, ArchEntry] = {}
+_plugin_errors: dict[str, str] = {}
+_plugin_modules: list[str] = []  # modules imported as plugins, so _reset can import them afresh
+_plugins_loaded = False
+_staging: dict[str, ArchEntry] | None = None  # registrations of the plugin being imported
+_loading_plugin: str | None = None
+_lock = threading.RLock()
+
+
+def register(
+    name: str,
+    builder: Callable[..., Any] | None = None,
+    *,
+    split: Callable[[Any], Sequence[Any]] | None = None,
+    cut: int | Callable[[Any], Any] | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Any:
+    """Register an arch; with no ``builder``, return a decorator that registers the function.
+
+    A name that is already taken raises :class:`UsageError`. Example::
+
+        register("wide_cnn", build_wide_cnn, split=split_body_head, meta={"min_size": 16})
+    """
+    if builder is None:
+
+        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+            register(name, fn, split=split, cut=cut, meta=meta)
+            return fn
+
+        return decorate
+    if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+        raise UsageError(f"arch name must be a non-empty string without spaces, not {name!r}")
+    if not callable(builder):
+        raise UsageError(f"arch '{name}': builder must be callable")
+    with _lock:
+        if _staging is None:
+            _load_plugins()  # so a clash with a plugin's name is reported here, where it is made
+        taken = _entries.get(name) or (_staging or {}).get(name)
+        if taken is not None:
+            raise UsageError(f"arch '{name}' is already registered (by {taken.source})")
+        source = _loading_plugin or getattr(builder, "__module__", "") or "?"
+        entry = ArchEntry(name, builder, split, cut, dict(meta or {}), source)
+        (_staging if _staging is not None else _entries)[name] = entry
+    return builder
+
+
+def get(name: str) -> ArchEntry:
+    """The entry of ``name``; an unknown name raises :class:`UsageError` with the close names."""
+    _load_plugins()
+    entry = _entries.get(name)
+    if entry is None:
+        close = difflib.get_close_matches(str(name), list(_entries), n=3, cutoff=0.6)
+        hint = f"did you mean: {', '.join(close)}?" if close else "see `learnkit zoo list`"
+        raise UsageError(f"unknown arch '{name}'; {hint}")
+    return entry
+
+
+def names(pattern: str = "*") -> list[str]:
+    """The registered arch names matching the fnmatch ``pattern``, sorted."""
+    _load_plugins()
+    return sorted(fnmatch.filter(_entries, pattern))
+
+
+def create(name: str, n_out: int, pretrained: str | Path | None = None, **kwargs: Any) -> Any:
+    """Build arch ``name`` with ``n_out`` outputs, optionally loading a local state-dict file.
+
+    ``None`` kwargs are dropped, so a command line's unset options never override the builder's
+    defaults; an option the builder does not take raises :class:`UsageError`. ``pretrained`` is a
+    ``.safetensors`` file (or ``.pt``/``.pth``, read with ``weights_only=True``) whose keys must fit
+    the whole model, else :class:`~learnkit.errors.CheckpointError` names the keys that do not.
+    """
+    entry = get(name)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    _check_kwargs(entry, kwargs)
+    model = entry.builder(n_out, **kwargs)
+    if pretrained is not None:
+        from learnkit.checkpoint import load_weights, read_state_dict
+
+        load_weights(model, read_state_dict(pretrained), where=str(pretrained))
+    return model
+
+
+def plugin_errors() -> dict[str, str]:
+    """The plugins that failed to load, each with its error (one line)."""
+    _load_plugins()
+    return dict(_plugin_errors)
+
+
+def _check_kwargs(entry: ArchEntry, kwargs: dict[str, Any]) -> None:
+    try:
+        params = inspect.signature(entry.builder).parameters.values()
+    except (TypeError, ValueError):  # a builder without a signature: let it check for itself
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    accepted = [p.name for p in params if p.kind is not inspect.Parameter.POSITIONAL_ONLY][1:]
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        takes = ", ".join(accepted) or "none"
+        raise UsageError(f"arch '{entry.name}' takes no option {', '.join(unknown)} (options: {takes})")
+
+
+def _load_plugins() -> None:
+    global _plugins_loaded
+    with _lock:
+        if _plugins_loaded:
+            return
+        _plugins_loaded = True  # set first: a plugin that looks names up must not recurse
+        plugins = {}
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            plugins.setdefault(ep.value, ep)  # the same dist seen twice on sys.path loads once
+        # The built-ins first, so a plugin reusing one of their names is the one refused; through
+        # learnkit's own entry point when installed, else straight from the source checkout.
+        builtin = next((ep for ep in plugins.values() if ep.module == BUILTIN_PLUGIN), None)
+        _load_one(
+            builtin.name if builtin else "builtin",
+            BUILTIN_PLUGIN,
+            builtin.load if builtin else _import_builtin,
+        )
+        for ep in sorted(plugins.values(), key=lambda ep: ep.name):
+            if ep is not builtin:
+                _load_one(ep.name, ep.module, ep.load)
+
+
+def _load_one(plugin: str, module: str, load: Callable[[], Any]) -> None:
+    """Import one plugin; keep its archs only if the whole import succeeded."""
+    global _staging, _loading_plugin
+    _staging, _loading_plugin = {}, plugin
+    try:
+        load()
+    except Exception as exc:  # a broken plugin must never take the others down
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        _plugin_errors[plugin] = message
+        warnings.warn(f"learnkit.zoo plugin '{plugin}' skipped: {message}", RuntimeWarning, stacklevel=4)
+    else:
+        _entries.update(_staging)
+        _plugin_modules.append(module)
+    finally:
+        _staging, _loading_plugin = None, None
+
+
+def _import_builtin() -> Any:
+    """Import the built-in zoo, mounting ``zoo/`` of a source checkout when it is not installed."""
+    try:
+        return importlib.import_module(BUILTIN_PLUGIN)
+    except ModuleNotFoundError as exc:
+        zoo_dir = Path(__file__).resolve().parent.parent / "zoo"
+        if exc.name != "learnkit.zoo" or not (zoo_dir / "__init__.py").is_file():
+            raise
+    spec = importlib.util.spec_from_file_location(
+        "learnkit.zoo", zoo_dir / "__init__.py", submodule_search_locations=[str(zoo_dir)]
+    )
+    if spec is None or spec.loader is None:
+        raise LearnkitError(f"cannot import the built-in zoo from {zoo_dir}")
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["learnkit.zoo"] = package
+    spec.loader.exec_module(package)
+    sys.modules["learnkit"].zoo = package  # as the import system does for a subpackage
+    return importlib.import_module(BUILTIN_PLUGIN)
+
+
+def _reset() -> None:
+    """Forget every arch and plugin (tests only); the next lookup loads the plugins afresh."""
+    global _plugins_loaded
+    with _lock:
+        _entries.clear()
+        _plugin_errors.clear()
+        for module in _plugin_modules:
+            sys.modules.pop(module, None)  # so importing it registers its archs again
+        _plugin_modules.clear()
+        _plugins_loaded = False
