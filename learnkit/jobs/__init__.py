@@ -1,0 +1,1 @@
+"""Jobs the command line runs beyond the core ones in learnkit.runner: options in, plain results out."""
