@@ -1,0 +1,117 @@
+"""The one place where a failed command becomes one line on stderr and an exit code.
+
+DESIGN.md section 6: errors are one clear line, no traceback unless ``--debug``; exit 2 for usage
+errors, 3 for bad data, 4 for an unusable checkpoint, 130 when interrupted, 1 for anything else.
+"""
+
+import sys
+import traceback
+import warnings
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import typer
+from typer.core import TyperGroup
+
+from learnkit.errors import LearnkitError
+
+from .context import global_options
+
+INTERRUPTED = 130
+
+
+def report_error(message: str, exc: BaseException | None = None, *, debug: bool = False) -> None:
+    """Print ``error: <message>`` as one line on stderr, preceded by the traceback when ``debug``."""
+    if debug and exc is not None:
+        traceback.print_exception(exc, file=sys.stderr)
+    line = " ".join(message.split()) or "failed"  # one line, whatever the message holds
+    print(f"error: {line}", file=sys.stderr, flush=True)
+
+
+def show_warning(message: Warning | str, category: type[Warning], *_args: object, **_kwargs: object) -> None:
+    """``warnings.showwarning`` for the CLI: ``warning: <message>`` as one line on stderr."""
+    line = " ".join(str(message).split())
+    print(f"warning: {line}", file=sys.stderr, flush=True)
+
+
+def _describe(exc: BaseException) -> tuple[str, int]:
+    """The message and exit code for an exception raised while a command ran."""
+    if isinstance(exc, LearnkitError):
+        return str(exc) or type(exc).__name__, exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", INTERRUPTED
+    detail = str(exc)
+    return (f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__), 1
+
+
+def _usage_message(exc: typer.TyperException) -> str:
+    """A click usage error as one line, with the command's help hint when it has one."""
+    message = exc.format_message().replace("Value error, ", "")  # typer's pydantic wording
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and ctx.command.get_help_option(ctx) is not None:
+        message = f"{message.rstrip()} (see '{ctx.command_path} {ctx.help_option_names[0]}')"
+    return message
+
+
+class LearnkitGroup(TyperGroup):
+    """The root command group: runs a command and maps what it raises to an exit code.
+
+    Exceptions from the command body are handled in :meth:`invoke`, where ``--debug`` is known;
+    usage errors that click raises before (bad global options) are handled in :meth:`main`.
+    """
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        """Run the chosen command; turn any error into one stderr line and ``typer.Exit(code)``.
+
+        Warnings (e.g. skipped images) print as one ``warning:`` line each, unless ``--debug``.
+        """
+        try:
+            with warnings.catch_warnings():
+                if not global_options(ctx).debug:
+                    warnings.showwarning = show_warning
+                return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, BrokenPipeError):
+            raise
+        except typer.TyperException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                raise
+            report_error(_usage_message(exc))
+            raise typer.Exit(getattr(exc, "exit_code", 2)) from None
+        except (Exception, KeyboardInterrupt) as exc:
+            message, code = _describe(exc)
+            if code == 1 and not global_options(ctx).debug:
+                message += " (run with --debug for the traceback)"
+            report_error(message, exc, debug=global_options(ctx).debug)
+            raise typer.Exit(code) from None
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Click's ``main``, with usage errors printed as one line (exit 2)."""
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()
+            else:
+                report_error(_usage_message(exc))
+            code = getattr(exc, "exit_code", 2)
+        except typer.Abort:
+            report_error("aborted")
+            code = 1
+        except KeyboardInterrupt:  # before a command started, e.g. while importing
+            report_error("interrupted")
+            code = INTERRUPTED
+        if not standalone_mode:
+            return code
+        _exit(code if isinstance(code, int) else 0)
+
+
+def _exit(code: int) -> NoReturn:
+    sys.stdout.flush()
+    sys.exit(code)

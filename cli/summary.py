@@ -1,0 +1,35 @@
+"""``learnkit summary``: the layers, shapes and parameter counts of an arch or a checkpoint."""
+
+from typing import Annotated
+
+import typer
+
+from .options import JsonOpt, PathOpt, SizeOpt, complete_arch, complete_model
+from .render import make_console, render_result
+
+
+def summary(
+    arch: Annotated[
+        str | None, typer.Option("--arch", help="An arch from the zoo.", autocompletion=complete_arch)
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="A checkpoint name under PATH/models, or a file.", autocompletion=complete_model
+        ),
+    ] = None,
+    n_out: Annotated[int, typer.Option("--n-out", min=1, help="Outputs of the head (with --arch).")] = 10,
+    size: SizeOpt = 64,
+    path: PathOpt = ".",
+    as_json: JsonOpt = False,
+) -> None:
+    """Summarise --arch A (built for --n-out classes) or the checkpoint --model NAME."""
+    from learnkit import runner
+
+    result = runner.summary(arch=arch, model=model, n_out=n_out, size=size, path=path)
+    console = make_console()
+    if as_json:
+        render_result(result, console, as_json=True)
+        return
+    console.out(result["text"] + "\n", highlight=False)
+    render_result(result, console, skip=("text", "layers"))

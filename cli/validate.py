@@ -1,0 +1,34 @@
+"""``learnkit validate``: a saved model's loss and metrics on DATA's validation set."""
+
+from .options import (
+    BsOpt,
+    DataArg,
+    DeviceOpt,
+    JsonOpt,
+    ModelOpt,
+    PathOpt,
+    SeedOpt,
+    ValidPctOpt,
+    WorkersOpt,
+)
+from .render import make_console, render_result
+
+
+def validate(
+    data: DataArg,
+    model: ModelOpt,
+    path: PathOpt = ".",
+    bs: BsOpt = 64,
+    workers: WorkersOpt = 0,
+    device: DeviceOpt = "auto",
+    valid_pct: ValidPctOpt = None,
+    seed: SeedOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate checkpoint MODEL on DATA: its loss and metrics (use the fit's --valid-pct/--seed)."""
+    from learnkit import runner
+
+    result = runner.validate(
+        data, model, path=path, bs=bs, workers=workers, device=device, valid_pct=valid_pct, seed=seed
+    )
+    render_result(result, make_console(), as_json=as_json)

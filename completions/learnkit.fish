@@ -1,0 +1,1 @@
+complete --command learnkit --no-files --arguments "(env _LEARNKIT_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) learnkit)" --condition "env _LEARNKIT_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) learnkit"

@@ -1,0 +1,115 @@
+"""The pure parsers behind the shared options: any text gives a value or a UsageError."""
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from learnkit.cli.options import parse_device, parse_fraction, parse_lr, parse_moms, parse_wd
+from learnkit.errors import UsageError
+
+positive = st.floats(min_value=1e-12, max_value=1e6, allow_nan=False, allow_infinity=False)
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("1e-3", 1e-3),
+        (" 0.01 ", 0.01),
+        ("1e-5:1e-3", slice(1e-5, 1e-3)),
+        (":1e-3", slice(None, 1e-3)),
+        ("1e-3:1e-3", slice(1e-3, 1e-3)),
+    ],
+)
+def test_parse_lr_examples(text, want):
+    assert parse_lr(text) == want
+
+
+@pytest.mark.parametrize("text", ["", "abc", "0", "-1e-3", "nan", "inf", "1e-3:", "1:2:3", "1e-3:1e-5", "::"])
+def test_parse_lr_refuses_garbage(text):
+    with pytest.raises(UsageError, match="--lr"):
+        parse_lr(text)
+
+
+def test_parse_wd_allows_zero_and_defaults_as_values():
+    assert parse_wd("0") == 0.0
+    assert parse_wd(0.01) == 0.01
+    assert parse_lr(3e-3) == 3e-3
+    assert parse_lr(slice(None, 1e-3)) == slice(None, 1e-3)
+
+
+@given(st.text())
+def test_parse_lr_total(text):
+    try:
+        value = parse_lr(text)
+    except UsageError:
+        return
+    numbers = [value] if isinstance(value, float) else [v for v in (value.start, value.stop) if v is not None]
+    assert numbers and all(math.isfinite(v) and v > 0 for v in numbers)
+
+
+@given(st.text())
+def test_parse_wd_total(text):
+    try:
+        parse_wd(text)
+    except UsageError:
+        pass
+
+
+@given(positive)
+def test_parse_lr_round_trip_float(x):
+    assert parse_lr(repr(x)) == x
+
+
+@given(positive, positive)
+def test_parse_lr_round_trip_slice(a, b):
+    low, high = min(a, b), max(a, b)
+    assert parse_lr(f"{low!r}:{high!r}") == slice(low, high)
+    assert parse_lr(f":{high!r}") == slice(None, high)
+
+
+@pytest.mark.parametrize(
+    ("text", "want"), [("auto", "auto"), ("CPU", "cpu"), ("cuda", "cuda"), ("cuda:1", "cuda:1")]
+)
+def test_parse_device(text, want):
+    assert parse_device(text) == want
+
+
+@given(st.text())
+def test_parse_device_total(text):
+    try:
+        value = parse_device(text)
+    except UsageError:
+        return
+    assert value in {"auto", "cpu", "mps", "cuda"} or value.startswith("cuda:")
+
+
+@given(st.text())
+def test_parse_fraction_total(text):
+    try:
+        value = parse_fraction(text)
+    except UsageError:
+        return
+    assert 0 < value < 1
+
+
+def test_parse_moms():
+    assert parse_moms("0.95,0.85") == (0.95, 0.85)
+    assert parse_moms("0.9:0.8") == (0.9, 0.8)
+    assert parse_moms((0.95, 0.85)) == (0.95, 0.85)
+
+
+@pytest.mark.parametrize("text", ["0.9", "1.2,0.8", "a,b", "0.9,0.8,0.7", ""])
+def test_parse_moms_refuses_garbage(text):
+    with pytest.raises(UsageError, match="--moms"):
+        parse_moms(text)
+
+
+@given(st.text())
+def test_parse_moms_total(text):
+    try:
+        high, low = parse_moms(text)
+    except UsageError:
+        return
+    assert 0 <= high < 1 and 0 <= low < 1

@@ -1,0 +1,54 @@
+"""``learnkit --help`` and TAB completion import neither torch, torchvision nor matplotlib."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "torchvision", "matplotlib")
+
+_PROBE = """
+import sys
+from learnkit.cli.app import main
+sys.argv = ["learnkit", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+print("HEAVY=" + ",".join(m for m in {heavy!r} if m in sys.modules), file=sys.stderr)
+"""
+
+
+def _probe(*args: str, env: dict[str, str] | None = None) -> tuple[str, str]:
+    """Run the CLI in a fresh interpreter; return (stdout, the heavy modules it imported)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(heavy=HEAVY), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+    heavy = [line for line in proc.stderr.splitlines() if line.startswith("HEAVY=")]
+    assert heavy, proc.stderr
+    return proc.stdout, heavy[-1].removeprefix("HEAVY=")
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["fit", "--help"], ["validate", "--help"], ["summary", "--help"]]
+)
+def test_help_imports_no_torch(args):
+    out, heavy = _probe(*args)
+    assert "Usage" in out
+    assert heavy == ""
+
+
+def test_arch_completion_imports_no_torch():
+    env = {
+        "_LEARNKIT_COMPLETE": "complete_bash",
+        "COMP_WORDS": "learnkit fit --arch simple",
+        "COMP_CWORD": "3",
+    }
+    out, heavy = _probe(env=env)
+    assert "simple_cnn" in out.split()
+    assert heavy == ""
