@@ -1,0 +1,421 @@
+"""Using a trained model: a Learner rebuilt from its checkpoint alone, and predictions on images.
+
+- :func:`load_learner` reads ``<path>/<model_dir>/NAME.safetensors`` (or a file given as such),
+  rebuilds the model from the zoo spec in its metadata, and the data's settings (classes, input
+  size, normalisation, task) from the rest; no training data is needed.
+- :func:`predict` runs one item (a file, a PIL image or a tensor) through exactly the validation
+  pipeline, so its probabilities equal ``get_preds``'s for the same image inside a data set.
+- :func:`predict_images` runs many files in batches (decoding ahead in threads) and yields one
+  :class:`Prediction` per path, in order; an unreadable file yields an error result, not an
+  exception. This is what ``learnkit predict`` calls.
+- Segmentation models predict a class-index mask; :func:`save_mask` (from :mod:`learnkit.show`)
+  writes it as a PNG (and a colour overlay on the picture).
+
+Example:
+    >>> learn = load_learner("best", path="run1")  # doctest: +SKIP
+    >>> label, index, probs = learn.predict("cat.png")  # doctest: +SKIP
+    >>> for row in predict_images(learn, paths, bs=64, topk=3): print(row.to_dict())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from learnkit.callback import CallbackHandler, RunState
+from learnkit.checkpoint import MODEL_FORMAT, read_safetensors, resolve_checkpoint
+from learnkit.data.augment import Normalize
+from learnkit.data.bunch import DataBunch, DatasetType
+from learnkit.data.images import image_to_tensor, open_image, resize_image, to_rgb
+from learnkit.errors import CheckpointError, DataError, UsageError
+from learnkit.learner import Learner, default_activation
+from learnkit.loop import loss_batch
+from learnkit.show import save_mask
+
+__all__ = [
+    "Prediction",
+    "expand_items",
+    "load_learner",
+    "pred_batch",
+    "predict",
+    "predict_images",
+    "save_mask",
+    "upsample_mask",
+]
+
+
+def load_learner(
+    path_or_name: str | Path,
+    path: str | Path = ".",
+    model_dir: str | Path = "models",
+    device: torch.device | str | None = None,
+    *,
+    data: DataBunch | None = None,
+    **learner_kwargs: Any,
+) -> Learner:
+    """A Learner rebuilt from a checkpoint alone, ready to predict.
+
+    Args:
+        path_or_name: a checkpoint name (``best`` -> ``<path>/<model_dir>/best.safetensors``) or a
+            file (``run/models/best.safetensors``).
+        path, model_dir: where names are looked up; also the learner's own (plots, saves).
+        device: where the model runs (default: CUDA when available, else the CPU).
+        data: a DataBunch to attach instead of the data-less one made from the metadata (its
+            classes must be the checkpoint's), e.g. to validate or run TTA on a data set.
+        learner_kwargs: passed to :class:`~learnkit.learner.Learner` (``metrics``, ``loss_func``).
+
+    Raises:
+        CheckpointError: no such file, not a learnkit model checkpoint, a checkpoint without the
+            ``model_spec`` that rebuilds its model, an arch the zoo does not know, weights that
+            do not fit.
+    """
+    from learnkit.persist import load_weights
+    from learnkit.vision.models import build_model
+
+    file = resolve_checkpoint(str(path_or_name), path, str(model_dir))
+    if not file.is_file():
+        raise CheckpointError(f"no checkpoint {file}{_available(file.parent)}")
+    tensors, meta = read_safetensors(file, expect_format=MODEL_FORMAT)
+    spec = meta.get("model_spec")
+    if not isinstance(spec, dict):
+        raise CheckpointError(
+            f"{file} does not record how to build its model (no model_spec: the model was not built "
+            "from the zoo); build the model yourself and load the weights with "
+            "Learner(data, model).load(...)"
+        )
+    try:
+        model, groups = build_model(spec)
+    except UsageError as exc:
+        raise CheckpointError(f"{file}: its model cannot be rebuilt: {exc}") from None
+    classes = meta.get("classes")
+    if data is None:
+        data = DataBunch.for_inference(
+            classes, meta.get("size"), meta.get("norm_stats"), meta.get("task") or "classification", device
+        )
+    else:
+        found = None if data.classes is None else [str(c) for c in data.classes]
+        if classes is not None and found is not None and found != list(classes):
+            raise CheckpointError(f"{file} was trained on classes {classes}; the data has {found}")
+        if device is not None:
+            data.to(device)
+    learn = Learner(
+        data, model, path=path, model_dir=model_dir, layer_groups=groups, model_spec=spec, **learner_kwargs
+    )
+    load_weights(learn.model, tensors, file)
+    learn.model.eval()
+    return learn
+
+
+def _available(folder: Path) -> str:
+    names = sorted(
+        p.name.removesuffix(".safetensors")
+        for p in folder.glob("*.safetensors")
+        if not p.name.endswith(".opt.safetensors")
+    )
+    return f" (checkpoints in {folder}: {', '.join(names)})" if names else ""
+
+
+# --- the pieces every prediction goes through ---
+def _device(learn: Learner) -> torch.device:
+    param = next(learn.model.parameters(), None)
+    return param.device if param is not None else torch.device(getattr(learn.data, "device", "cpu"))
+
+
+def _item_tfms(learn: Learner) -> list:
+    """The validation loader's transforms (normalisation), or those the metadata describes."""
+    valid_dl = getattr(learn.data, "valid_dl", None)
+    if valid_dl is not None:
+        return [t for t in valid_dl.tfms if not getattr(t, "train_only", False)]
+    if getattr(learn.data, "size", None) is not None:
+        return [Normalize.from_stats(learn.data.norm_stats)]
+    return []
+
+
+def _prepare(learn: Learner, batch: torch.Tensor) -> torch.Tensor:
+    """A batch as a data set yields it (uint8 images) -> what the model sees, on its device."""
+    x = batch.to(_device(learn))
+    if x.is_floating_point():
+        x = x.clone()  # transforms work in place; never change the caller's tensor
+    for tfm in _item_tfms(learn):
+        x, _ = tfm(x, None)
+    return x
+
+
+def _probabilities(
+    learn: Learner, x: torch.Tensor, tta: bool = False, beta: float = 0.4, scale: float = 1.35
+) -> torch.Tensor:
+    """The activation of the model's output on ``x`` (as ``get_preds`` computes it), on the CPU."""
+    activ = default_activation(learn.loss_func)
+    model = learn.model
+    state = RunState(learn=learn, model=model, precision=learn.precision, train=False)
+    cbh = CallbackHandler(learn.callbacks, state)
+    dummy = torch.zeros(x.shape[0], device=x.device)
+    model.eval()
+
+    def predict(xb: torch.Tensor) -> torch.Tensor:
+        out, _ = loss_batch(model, xb, dummy, None, None, cbh)
+        return activ(out.float()) if activ is not None else out
+
+    with torch.no_grad():
+        probs = predict(x)
+        if tta:
+            from learnkit.tta import combine, tta_average
+
+            probs = combine(probs, tta_average(predict, x, scale), beta)
+    return probs.cpu()
+
+
+def _as_image(learn: Learner, img: Image.Image) -> torch.Tensor:
+    size = getattr(learn.data, "size", None)
+    if size is None:
+        raise UsageError("this learner's data has no image size; pass the item as a tensor")
+    return image_to_tensor(resize_image(to_rgb(img), size))
+
+
+def _item_batch(learn: Learner, item: Any) -> tuple[torch.Tensor, tuple[int, int]]:
+    """``(batch of one, (height, width) of the original)`` for a path, a PIL image or a tensor."""
+    if isinstance(item, (str, Path)):
+        item = open_image(item)
+    if isinstance(item, Image.Image):
+        return _item_batch_from_image(learn, item)
+    if not isinstance(item, torch.Tensor):
+        raise UsageError(f"predict takes a path, a PIL image or a tensor, not {type(item).__name__}")
+    size = getattr(learn.data, "size", None)
+    if item.dim() == 3 and size is not None and tuple(item.shape[-2:]) != (size, size):
+        if item.dtype != torch.uint8:
+            raise UsageError(f"a float image tensor must already be {size} x {size}; pass uint8 to resize")
+        arr = item.permute(1, 2, 0).cpu().numpy()
+        pil = Image.fromarray(np.ascontiguousarray(arr[..., 0] if arr.shape[-1] == 1 else arr))
+        return _item_batch_from_image(learn, pil)
+    orig = tuple(item.shape[-2:]) if item.dim() >= 2 else ()
+    return item[None], orig
+
+
+def _item_batch_from_image(learn: Learner, img: Image.Image) -> tuple[torch.Tensor, tuple[int, int]]:
+    return _as_image(learn, img)[None], (img.height, img.width)
+
+
+def _label(learn: Learner, index: int) -> str:
+    classes = getattr(learn.data, "classes", None)
+    return str(classes[index]) if classes is not None and index < len(classes) else str(index)
+
+
+def upsample_mask(probs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The class-index mask (long ``H x W``) of ``probs`` (``C x h x w``) resized to ``size``.
+
+    Each class's map is resized bilinearly, one at a time (memory ``H x W``, not ``C x H x W``),
+    and the arg-max kept, so boundaries are as smooth as the probabilities.
+    """
+    if tuple(probs.shape[-2:]) == tuple(size):
+        return probs.argmax(0)
+    best = torch.full(size, -float("inf"))
+    mask = torch.zeros(size, dtype=torch.long)
+    for c in range(probs.shape[0]):
+        up = F.interpolate(probs[c][None, None].float(), size=size, mode="bilinear", align_corners=False)[
+            0, 0
+        ]
+        better = up > best
+        mask[better], best = c, torch.where(better, up, best)
+    return mask
+
+
+def predict(
+    learn: Learner, item: Any, *, tta: bool = False, beta: float = 0.4, scale: float = 1.35
+) -> tuple[Any, Any, torch.Tensor]:
+    """``(label, index, probabilities)`` for one item.
+
+    Args:
+        learn: the Learner.
+        item: an image file, a PIL image, or a tensor as a data set yields it (a uint8
+            ``3 x H x W`` image is resized to the data's size; it then goes through the
+            validation transforms, i.e. normalisation).
+        tta: average with the 8 TTA versions (see :mod:`learnkit.tta`), weight ``beta`` on plain.
+
+    Returns:
+        Classification: the class name, its index (int) and the probability vector (``C``).
+        Segmentation: the class-index mask at the image's original size (long ``H x W``), the mask
+        at the model's size, and the probabilities (``C x size x size``).
+    """
+    batch, orig = _item_batch(learn, item)
+    probs = _probabilities(learn, _prepare(learn, batch), tta, beta, scale)[0]
+    if probs.dim() == 3:
+        return upsample_mask(probs, orig), probs.argmax(0), probs
+    if probs.dim() == 1:
+        index = int(probs.argmax())
+        return _label(learn, index), index, probs
+    return probs, None, probs
+
+
+def pred_batch(
+    learn: Learner,
+    ds_type: DatasetType = DatasetType.Valid,
+    batch: Any = None,
+    reconstruct: bool = False,
+) -> Any:
+    """The predictions (activations) of one batch: ``batch`` (``(x, y)`` or ``x``, as the loader
+    yields it) or the first of ``ds_type``.
+
+    With ``reconstruct``, a list with one decoded prediction per item: the class name
+    (classification), a long class-index mask (segmentation), or the prediction itself.
+    """
+    if batch is None:
+        batch = learn.data.one_batch(ds_type)
+    xb = batch[0] if isinstance(batch, (list, tuple)) else batch
+    probs = _probabilities(learn, xb.to(_device(learn)))
+    if not reconstruct:
+        return probs
+    if probs.dim() == 2 and default_activation(learn.loss_func) is not None:
+        return [_label(learn, int(i)) for i in probs.argmax(1)]
+    if probs.dim() == 4:
+        return list(probs.argmax(1))
+    return list(probs)
+
+
+# --- many files, batched ---
+@dataclass
+class Prediction:
+    """The prediction for one file; ``error`` (one line) is set instead when it could not be read.
+
+    Classification fills ``label``, ``index``, ``probability`` and ``topk`` (``[(label, p)]``, best
+    first); segmentation fills ``mask`` (long ``H x W`` at the image's original size) and
+    ``pixels`` (the share of the image predicted as each class).
+    """
+
+    path: str
+    label: str | None = None
+    index: int | None = None
+    probability: float | None = None
+    topk: list[tuple[str, float]] = field(default_factory=list)
+    probs: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    pixels: dict[str, float] | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the image was read and predicted."""
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able row: ``path`` and ``label``/``index``/``probability`` (+ ``topk``), or ``error``."""
+        if self.error is not None:
+            return {"path": self.path, "error": self.error}
+        if self.mask is not None:
+            height, width = self.mask.shape
+            return {"path": self.path, "height": int(height), "width": int(width), "pixels": self.pixels}
+        row = {"path": self.path, "label": self.label, "index": self.index, "probability": self.probability}
+        if len(self.topk) > 1:
+            row["topk"] = [{"label": lbl, "probability": p} for lbl, p in self.topk]
+        return row
+
+
+def _read(path: str, size: int) -> tuple[torch.Tensor, tuple[int, int]] | str:
+    """``(uint8 image, (height, width) of the original)`` or the one-line reason it is unusable."""
+    try:
+        img = open_image(path)
+    except DataError as exc:
+        return str(exc)
+    return image_to_tensor(resize_image(img, size)), (img.height, img.width)
+
+
+def _chunks(items: Iterable, n: int) -> Iterator[list]:
+    it = iter(items)
+    while chunk := list(islice(it, n)):
+        yield chunk
+
+
+def _decode_rows(learn: Learner, paths: list[str], probs: torch.Tensor, origs: list, topk: int):
+    for path, p, orig in zip(paths, probs, origs):
+        if p.dim() == 3:
+            mask = upsample_mask(p, orig)
+            counts = torch.bincount(mask.flatten(), minlength=p.shape[0]).tolist()
+            pixels = {_label(learn, c): n / mask.numel() for c, n in enumerate(counts) if n}
+            yield Prediction(path, mask=mask, pixels=pixels)
+            continue
+        k = max(1, min(topk, p.shape[0]))
+        values, indices = p.topk(k)
+        top = [(_label(learn, int(i)), float(v)) for v, i in zip(values, indices)]
+        yield Prediction(path, top[0][0], int(indices[0]), top[0][1], top, probs=p)
+
+
+def expand_items(items: Iterable[str | Path], stdin: Iterable[str] | None = None) -> Iterator[Path]:
+    """Image paths from command-line items, lazily and in order.
+
+    A folder gives its images (any depth, sorted, hidden files left out); a glob pattern
+    (``*``, ``?``, ``[``) that is not an existing path gives its sorted matches (``**`` recurses);
+    ``-`` reads one item a line from ``stdin`` (default ``sys.stdin``); anything else is taken as a
+    file, so a missing one becomes an error row of :func:`predict_images`, not a silent skip.
+    """
+    from learnkit.data.folder import list_images
+
+    for item in items:
+        text = str(item)
+        if text == "-":
+            lines = sys.stdin if stdin is None else stdin
+            yield from expand_items(line.rstrip("\r\n") for line in lines if line.strip())
+            continue
+        path = Path(text).expanduser()
+        if path.is_dir():
+            yield from list_images(path)
+        elif not path.exists() and any(c in text for c in "*?["):
+            matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True))
+            yield from (m for m in matches if m.is_file()) if matches else [path]
+        else:
+            yield path
+
+
+def predict_images(
+    learn: Learner,
+    paths: Iterable[str | Path],
+    bs: int = 64,
+    topk: int = 1,
+    *,
+    tta: bool = False,
+    beta: float = 0.4,
+    scale: float = 1.35,
+    workers: int | None = None,
+) -> Iterator[Prediction]:
+    """Predict image files ``bs`` at a time; yield one :class:`Prediction` per path, in order.
+
+    ``paths`` may be any iterable (e.g. lines of stdin): it is read one batch at a time, and the
+    next batch is decoded in ``workers`` threads (default: up to 4) while the model runs. A file
+    that cannot be read yields ``Prediction(path, error=...)`` and the run goes on.
+    """
+    size = getattr(learn.data, "size", None)
+    if size is None:
+        raise UsageError("this learner's data has no image size, so it cannot read image files")
+    if bs < 1:
+        raise UsageError(f"batch size must be >= 1, got {bs}")
+    workers = workers or min(4, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+
+        def submit(chunk: list) -> list:
+            return [(str(p), pool.submit(_read, str(p), size)) for p in chunk]
+
+        chunks = _chunks(paths, bs)
+        pending = submit(next(chunks, []))
+        while pending:
+            nxt = next(chunks, None)
+            ahead = submit(nxt) if nxt else []  # decode the next batch while this one runs
+            read = [(path, fut.result()) for path, fut in pending]
+            good = [(path, r) for path, r in read if not isinstance(r, str)]
+            rows: Iterator[Prediction] = iter(())
+            if good:
+                x = _prepare(learn, torch.stack([r[0] for _, r in good]))
+                probs = _probabilities(learn, x, tta, beta, scale)
+                rows = _decode_rows(learn, [p for p, _ in good], probs, [r[1] for _, r in good], topk)
+            for path, r in read:
+                yield Prediction(path, error=r) if isinstance(r, str) else next(rows)
+            pending = ahead

@@ -1,0 +1,205 @@
+"""``ClassificationInterpretation``: where a classifier goes wrong (fastai v1's names).
+
+Built from a learner (``learn.interpret()``, one pass of ``get_preds`` with losses) or from a
+prediction set made by hand: ``ClassificationInterpretation(preds, targets, losses, classes)``.
+
+- ``confusion_matrix()``: counts, rows the actual class, columns the predicted one;
+- ``most_confused(min_val)``: the off-diagonal cells, largest first;
+- ``top_losses(k)``: the items with the largest losses;
+- ``plot_confusion_matrix()`` and ``plot_top_losses(k)`` save PNGs under ``<path>/plots/``.
+
+For a segmentation model the confusion matrix counts pixels, and an item's loss is its mean
+pixel loss. Targets outside ``0 .. C-1`` (no label, an ``ignore_index``) are left out of the counts.
+
+Example:
+    >>> interp = learn.interpret()  # doctest: +SKIP
+    >>> interp.most_confused(min_val=2)  # doctest: +SKIP
+    [('cat', 'dog', 5), ('dog', 'cat', 2)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from learnkit.data.bunch import DatasetType
+from learnkit.errors import UsageError
+from learnkit.show import plots_dir, to_display
+
+
+class ClassificationInterpretation:
+    """Predictions, targets and losses of a data set, with the views that explain them.
+
+    Args:
+        preds: probabilities (or scores), ``N x C`` (``N x C x H x W`` for segmentation).
+        targets: class indices, ``N`` (``N x H x W``).
+        losses: per-item losses, ``N`` (per-pixel ``N x H x W`` are averaged per item).
+        classes: the class names (default ``"0" .. "C-1"``).
+        items: what ``plot_top_losses`` draws: indexable, ``items[i]`` an image tensor or an
+            ``(image, target)`` pair (a data set); ``None`` draws titles only.
+        norm_stats: to denormalise float images of ``items``.
+        path: figures go to ``<path>/plots/``.
+    """
+
+    def __init__(
+        self,
+        preds: torch.Tensor,
+        targets: torch.Tensor,
+        losses: torch.Tensor,
+        classes: Sequence[str] | None = None,
+        *,
+        items: Any = None,
+        norm_stats: dict | None = None,
+        path: str | Path = ".",
+    ) -> None:
+        preds, targets, losses = torch.as_tensor(preds), torch.as_tensor(targets), torch.as_tensor(losses)
+        if preds.dim() < 2 or preds.shape[0] != targets.shape[0] or losses.shape[0] != targets.shape[0]:
+            raise UsageError(
+                f"preds (N x C), targets (N) and losses (N) must agree: got {tuple(preds.shape)}, "
+                f"{tuple(targets.shape)}, {tuple(losses.shape)}"
+            )
+        self.preds, self.y_true, self.losses_raw = preds.float(), targets.long(), losses.float()
+        self.pred_class = self.preds.argmax(1)
+        self.losses = (
+            self.losses_raw.reshape(len(targets), -1).mean(1) if losses.dim() > 1 else self.losses_raw
+        )
+        n_classes = preds.shape[1]
+        self.classes = (
+            [str(c) for c in classes] if classes is not None else [str(i) for i in range(n_classes)]
+        )
+        if len(self.classes) != n_classes:
+            raise UsageError(f"{len(self.classes)} class names for predictions over {n_classes} classes")
+        self.items, self.norm_stats, self.path = items, norm_stats, Path(path)
+
+    @classmethod
+    def from_learner(
+        cls, learn: Any, ds_type: DatasetType = DatasetType.Valid, activ: Any = None
+    ) -> ClassificationInterpretation:
+        """From ``learn.get_preds(ds_type, with_loss=True)``; images for the plots from its data set.
+
+        ``Train`` is read as ``Fix`` (the training set in order, without augmentation), so that item
+        ``i`` of the predictions is item ``i`` of the data set.
+        """
+        ds_type = DatasetType.Fix if ds_type == DatasetType.Train else ds_type
+        dl = learn.dl(ds_type)
+        if dl is None:
+            raise UsageError(f"the learner's data has no {ds_type.name} set to interpret")
+        preds, targets, losses = learn.get_preds(ds_type, with_loss=True, activ=activ)
+        data = learn.data
+        return cls(
+            preds,
+            targets,
+            losses,
+            getattr(data, "classes", None),
+            items=dl.dataset,
+            norm_stats=getattr(data, "norm_stats", None),
+            path=learn.path,
+        )
+
+    def confusion_matrix(self) -> torch.Tensor:
+        """``C x C`` counts (long): ``cm[actual, predicted]``."""
+        c = len(self.classes)
+        actual, predicted = self.y_true.flatten(), self.pred_class.flatten()
+        keep = (actual >= 0) & (actual < c)
+        flat = actual[keep] * c + predicted[keep]
+        return torch.bincount(flat, minlength=c * c).view(c, c)
+
+    def most_confused(self, min_val: int = 1) -> list[tuple[str, str, int]]:
+        """``(actual, predicted, count)`` for each off-diagonal cell with ``count >= min_val``,
+        largest count first (ties in class order)."""
+        cm = self.confusion_matrix()
+        cells = [
+            (self.classes[i], self.classes[j], int(cm[i, j]))
+            for i in range(len(self.classes))
+            for j in range(len(self.classes))
+            if i != j and cm[i, j] >= min_val
+        ]
+        return sorted(cells, key=lambda cell: -cell[2])  # stable: ties keep class order
+
+    def top_losses(self, k: int | None = None, largest: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(losses, indices)`` of the ``k`` items with the largest (or smallest) loss; all by default."""
+        k = len(self.losses) if k is None else min(k, len(self.losses))
+        values, indices = self.losses.topk(k, largest=largest)
+        return values, indices
+
+    def plot_confusion_matrix(
+        self,
+        normalize: bool = False,
+        title: str = "Confusion matrix",
+        cmap: str = "Blues",
+        norm_dec: int = 2,
+        name: str = "confusion_matrix",
+        dpi: int = 100,
+    ) -> Path:
+        """Save the confusion matrix (rows normalised to 1 with ``normalize``) as
+        ``<path>/plots/<name>.png``; returns the path."""
+        from learnkit.plots import new_figure, save_figure
+
+        cm = self.confusion_matrix().double()
+        if normalize:
+            cm = cm / cm.sum(1, keepdim=True).clamp_min(1)
+        c = len(self.classes)
+        side = max(4.0, 0.6 * c + 2)
+        fig, ax = new_figure(figsize=(side, side))
+        im = ax.imshow(cm.numpy(), interpolation="nearest", cmap=cmap)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        ax.set_title(title)
+        ax.set_xticks(range(c), self.classes, rotation=90)
+        ax.set_yticks(range(c), self.classes)
+        if c <= 30:  # numbers in the cells while they still fit
+            top = float(cm.max()) if cm.numel() else 0.0
+            for i in range(c):
+                for j in range(c):
+                    v = float(cm[i, j])
+                    text = f"{v:.{norm_dec}f}" if normalize else f"{int(v)}"
+                    ax.text(j, i, text, ha="center", va="center", color="white" if v > top / 2 else "black")
+        ax.set_ylabel("Actual")
+        ax.set_xlabel("Predicted")
+        return save_figure(fig, plots_dir(self.path) / f"{name}.png", dpi=dpi)
+
+    def _image(self, i: int) -> Any:
+        if self.items is None:
+            return None
+        item = self.items[i]
+        x = item[0] if isinstance(item, (tuple, list)) else item
+        if not isinstance(x, torch.Tensor) or x.dim() != 3:
+            return None
+        return to_display(x, self.norm_stats)
+
+    def plot_top_losses(
+        self, k: int = 9, largest: bool = True, name: str = "top_losses", dpi: int = 100
+    ) -> Path:
+        """Save the ``k`` items with the largest losses, each titled
+        ``prediction / actual / loss / probability of the actual class``; returns the PNG's path."""
+        from learnkit.plots import new_figure, save_figure
+
+        values, indices = self.top_losses(k, largest)
+        n = len(indices)
+        if n == 0:
+            raise UsageError("no items to plot")
+        cols = min(n, max(1, int(n**0.5 + 0.999)))
+        rows = -(-n // cols)
+        fig, axes = new_figure(rows, cols, figsize=(2.8 * cols, 3.0 * rows), squeeze=False)
+        dense = self.preds.dim() > 2
+        for ax, loss, idx in zip(axes.flat, values.tolist(), indices.tolist()):
+            img = self._image(idx)
+            if img is not None:
+                ax.imshow(img)
+            if dense:
+                title = f"item {idx}\nloss {loss:.2f}"
+            else:
+                pred, actual = int(self.pred_class[idx]), int(self.y_true[idx])
+                known = 0 <= actual < len(self.classes)
+                p_actual = float(self.preds[idx, actual]) if known else float("nan")
+                title = (
+                    f"{self.classes[pred]} / {self.classes[actual] if known else '?'}\n"
+                    f"{loss:.2f} / {p_actual:.2f}"
+                )
+            ax.set_title(title, fontsize=9)
+        for ax in axes.flat:
+            ax.axis("off")
+        fig.suptitle("prediction / actual / loss / probability", fontsize=10)
+        return save_figure(fig, plots_dir(self.path) / f"{name}.png", dpi=dpi)
