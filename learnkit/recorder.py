@@ -46,6 +46,10 @@ class Recorder(LearnerCallback):
         val_losses, metrics: per epoch; ``metrics_names`` names the columns of ``metrics``.
         nb_batches: batches trained in each epoch.
         history: one dict per epoch: epoch, train_loss, valid_loss, each metric, time (seconds).
+        schedule: the lr schedule of the latest fit (cleared as a fit begins, set by a scheduler
+            such as 1cycle's; kept in checkpoints, so that a resumed run continues it), or None.
+        lr_find_lrs, lr_find_losses: the last LR range test's lrs and smoothed losses (what
+            :meth:`plot` draws); not part of the run's history, not saved in checkpoints.
     """
 
     order = -10
@@ -53,6 +57,8 @@ class Recorder(LearnerCallback):
     def __init__(self, learn: Any, beta: float = 0.98):
         super().__init__(learn)
         self.beta = beta
+        self.lr_find_lrs: list[float] = []
+        self.lr_find_losses: list[float] = []
         self.reset()
 
     def reset(self) -> None:
@@ -66,6 +72,7 @@ class Recorder(LearnerCallback):
         self.metrics_names: list[str] = []
         self.nb_batches: list[int] = []
         self.history: list[dict] = []
+        self.schedule: dict | None = None
         self.smoother = SmoothLoss(self.beta)
         self._pending: list[torch.Tensor] = []
         self._epoch_batches = 0
@@ -77,6 +84,7 @@ class Recorder(LearnerCallback):
 
     def on_train_begin(self, state: RunState) -> None:
         self.metrics_names = list(state.metrics_names)
+        self.schedule = None  # a scheduler of this fit (ordered after the Recorder) records its own
         self._pending, self._epoch_batches = [], 0
 
     def on_epoch_begin(self, state: RunState) -> None:
@@ -123,6 +131,7 @@ class Recorder(LearnerCallback):
         keys = ("losses", "lrs", "moms", "group_lrs", "val_losses", "metrics", "metrics_names", "nb_batches")
         state = {k: getattr(self, k) for k in keys}
         state["history"] = self.history
+        state["schedule"] = self.schedule
         state["smoother"] = {"n": self.smoother.n, "mov_avg": float(self.smoother.mov_avg)}
         return state
 
@@ -180,4 +189,40 @@ class Recorder(LearnerCallback):
             axes[i][0].plot(range(len(values)), values, marker="o")
             axes[i][0].set_ylabel(metric)
         axes[-1][0].set_xlabel("epoch")
+        return save_figure(fig, self._plot_path(name))
+
+    def plot(
+        self, skip_start: int = 10, skip_end: int = 5, suggestion: bool = True, name: str = "lr_find"
+    ) -> Path:
+        """The last LR range test's smoothed loss against the lr (log scale); returns the PNG's path.
+
+        Args:
+            skip_start, skip_end: points left out at the start (noise) and the end (divergence).
+            suggestion: mark the suggested lrs (steep, minimum, valley; see :mod:`learnkit.lr_suggest`).
+            name: the file name: ``<learn.path>/plots/<name>.png``.
+        """
+        from learnkit.lr_suggest import suggest_lrs, trim_curve
+
+        if not self.lr_find_lrs:
+            from learnkit.errors import UsageError
+
+            raise UsageError("no LR range test to plot: run learn.lr_find() first")
+        trimmed = zip(*trim_curve(self.lr_find_lrs, self.lr_find_losses, skip_start, skip_end))
+        finite = [(lr, x) for lr, x in trimmed if math.isfinite(x)]
+        if not finite:
+            from learnkit.errors import UsageError
+
+            raise UsageError("the LR range test recorded no finite loss (it diverged at once)")
+        lrs, losses = [p[0] for p in finite], [p[1] for p in finite]
+        fig, ax = new_figure(figsize=(6, 4))
+        ax.plot(lrs, losses)
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate (log scale)")
+        ax.set_ylabel("loss (smoothed)")
+        if suggestion:
+            res = suggest_lrs(self.lr_find_lrs, self.lr_find_losses, skip_start, skip_end)
+            for (key, lr), marker in zip(res.items(), ("o", "v", "*")):
+                nearest = min(range(len(lrs)), key=lambda i: abs(math.log(lrs[i] / lr)))
+                ax.plot([lr], [losses[nearest]], marker, markersize=9, label=f"{key}: {lr:.2e}")
+            ax.legend()
         return save_figure(fig, self._plot_path(name))
