@@ -178,3 +178,20 @@ class CallbackHandler:
 def _overrides(cb: Callback, method: str) -> bool:
     fn = getattr(type(cb), method, None)
     return fn is not None and fn is not getattr(Callback, method, None)
+
+
+def _to_cpu(x: Any) -> Any:
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_cpu(o) for o in x)
+    return x.detach().cpu() if hasattr(x, "detach") else x
+
+
+class RecordOnCPU(Callback):
+    """Keeps a CPU copy of the last batch's input and target (``self.input``, ``self.target``)."""
+
+    def __init__(self) -> None:
+        self.input: Any = None
+        self.target: Any = None
+
+    def on_batch_begin(self, state: RunState) -> None:
+        self.input, self.target = _to_cpu(state.last_input), _to_cpu(state.last_target)

@@ -59,22 +59,22 @@ class FP16(Precision):
 
     def __init__(self, loss_scale: float = 512.0, dynamic: bool = True, device: str = "cuda"):
         self.device = torch.device(device).type
-        self.dynamic = dynamic
-        growth = 2000 if dynamic else 10**9
-        self.scaler = torch.amp.GradScaler(
-            self.device,
-            init_scale=loss_scale,
-            growth_interval=growth,
-            backoff_factor=0.5 if dynamic else 1.0,
-            growth_factor=2.0 if dynamic else 1.0 + 1e-9,
-        )
+        self.dynamic, self.fixed_scale = dynamic, float(loss_scale)
+        self.scaler = torch.amp.GradScaler(self.device, init_scale=loss_scale, growth_interval=2000)
         self._unscaled = False
 
     def autocast(self, device_type: str) -> contextlib.AbstractContextManager:
         return torch.autocast(device_type=device_type, dtype=torch.float16)
 
     def backward(self, loss: torch.Tensor) -> None:
+        if self._unscaled:  # the last batch was unscaled but its step skipped: close that iteration
+            self._update()
         self.scaler.scale(loss).backward()
+
+    def _update(self) -> None:
+        # a static scale skips overflowing steps like the dynamic one but never changes the scale
+        self.scaler.update() if self.dynamic else self.scaler.update(self.fixed_scale)
+        self._unscaled = False
 
     def unscale_(self, opt: Any) -> None:
         if not self._unscaled:
@@ -83,8 +83,7 @@ class FP16(Precision):
 
     def step(self, opt: Any) -> None:
         self.scaler.step(opt)  # skipped when the scaled gradients overflowed
-        self.scaler.update()
-        self._unscaled = False
+        self._update()
 
     @property
     def loss_scale(self) -> float:

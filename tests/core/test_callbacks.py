@@ -132,3 +132,13 @@ def test_camel2snake():
     assert camel2snake("CSVLogger") == "csv_logger"
     assert camel2snake("SaveModelCallback") == "save_model_callback"
     assert camel2snake("Recorder") == "recorder"
+
+
+def test_record_on_cpu_keeps_the_last_batch():
+    from learnkit import RecordOnCPU
+
+    data = tiny_data(n=32, bs=16, shuffle=False)
+    rec = RecordOnCPU()
+    Learner(data, tiny_model()).fit(1, 1e-3, callbacks=[rec])
+    x_valid, y_valid = data.valid_dl.dl.dataset.tensors
+    assert torch.equal(rec.input, x_valid) and torch.equal(rec.target, y_valid)  # last batch seen: validation
