@@ -12,8 +12,10 @@ import typer
 from .fit import fit
 from .fit_one_cycle import fit_one_cycle
 from .group import LearnkitGroup
+from .predict import predict
 from .sample import sample
 from .summary import summary
+from .tta import tta
 from .validate import validate
 from .version import version
 
@@ -44,6 +46,8 @@ def _global_options(
 app.command("fit")(fit)
 app.command("fit-one-cycle")(fit_one_cycle)
 app.command("validate")(validate)
+app.command("predict")(predict)
+app.command("tta")(tta)
 app.command("summary")(summary)
 app.command("sample")(sample)
 app.command("version")(version)

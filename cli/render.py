@@ -13,6 +13,7 @@ from typing import Any
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 def make_console(*, stderr: bool = False) -> Console:
@@ -102,7 +103,7 @@ def render_result(
         table.add_column(style="bold")
         table.add_column()
         for key, text in pairs:
-            table.add_row(key, text)
+            table.add_row(key, Text(text))  # a value is never markup: a path may hold [brackets]
         console.print(table)
         return
     for line in aligned(pairs):
@@ -128,7 +129,7 @@ def render_rows(
         for name in names:
             table.add_column(name, no_wrap=True)
         for row in cells:
-            table.add_row(*row)
+            table.add_row(*(Text(cell) for cell in row))
         console.print(table)
         return
     for line in aligned([names, *cells]):

@@ -1,5 +1,9 @@
 """``learnkit validate``: a saved model's loss and metrics on DATA's validation set."""
 
+from typing import Annotated
+
+import typer
+
 from .options import (
     BsOpt,
     DataArg,
@@ -13,6 +17,11 @@ from .options import (
 )
 from .render import make_console, render_result
 
+PlotsOpt = Annotated[
+    bool,
+    typer.Option("--plots", help="Also save the confusion matrix and the top losses (PATH/plots/*.png)."),
+]
+
 
 def validate(
     data: DataArg,
@@ -23,12 +32,21 @@ def validate(
     device: DeviceOpt = "auto",
     valid_pct: ValidPctOpt = None,
     seed: SeedOpt = None,
+    plots: PlotsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Validate checkpoint MODEL on DATA: its loss and metrics (use the fit's --valid-pct/--seed)."""
     from learnkit import runner
 
     result = runner.validate(
-        data, model, path=path, bs=bs, workers=workers, device=device, valid_pct=valid_pct, seed=seed
+        data,
+        model,
+        path=path,
+        bs=bs,
+        workers=workers,
+        device=device,
+        valid_pct=valid_pct,
+        seed=seed,
+        plots=plots,
     )
     render_result(result, make_console(), as_json=as_json)

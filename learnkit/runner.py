@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import platform
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,14 +71,25 @@ def seed_everything(seed: int | None) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_metrics(names: Sequence[str | Callable]) -> list[Callable]:
-    """Metric functions from names in :mod:`learnkit.metrics` (``accuracy``, ``error_rate``...)."""
-    from learnkit import metrics as metric_module
+def resolve_metrics(names: Sequence[str | Callable], task: str = "classification") -> list[Callable]:
+    """Metric functions from names in :mod:`learnkit.metrics` (``accuracy``, ``error_rate``...).
 
+    ``dice``, ``iou`` and ``pixel_accuracy`` are the set-level metrics of :mod:`learnkit.seg_metrics`;
+    for ``task="segmentation"`` the classification default ``("accuracy",)`` means all three.
+    """
+    from learnkit import metrics as metric_module
+    from learnkit import seg_metrics
+
+    pixel = {m.name: m for m in seg_metrics.segmentation_metrics()}
+    if task == "segmentation" and list(names) == ["accuracy"]:
+        return list(pixel.values())
     found = []
     for name in names:
         if callable(name):
             found.append(name)
+            continue
+        if name in pixel:
+            found.append(pixel[name])
             continue
         fn = getattr(metric_module, str(name), None)
         if not callable(fn) or str(name).startswith("_"):
@@ -97,14 +108,28 @@ def load_data(
     device: Any = None,
     valid_pct: float | None = None,
     normalize: bool = True,
+    task: str = "classification",
 ) -> Any:
     """An ``ImageDataBunch`` for a folder or a ``sample:NAME``, as the commands build it.
 
     ``seed`` fixes the ``valid_pct`` split, the shuffling and the augmentation (0 when None).
+    ``task="segmentation"`` reads ``images/``, ``masks/`` and ``codes.txt`` instead (a
+    ``SegmentationDataBunch``; ``valid_pct`` defaults to 0.2 there).
     """
-    from learnkit.data import ImageDataBunch
+    from learnkit.data import ImageDataBunch, SegmentationDataBunch
     from learnkit.data.samples import resolve_data
 
+    if task == "segmentation":
+        return SegmentationDataBunch.from_folder(
+            resolve_data(str(data)),
+            valid_pct=0.2 if valid_pct is None else valid_pct,
+            seed=0 if seed is None else seed,
+            size=size,
+            bs=bs,
+            num_workers=workers,
+            device=device,
+            normalize=normalize,
+        )
     return ImageDataBunch.from_folder(
         resolve_data(str(data)),
         valid_pct=valid_pct,
@@ -236,6 +261,38 @@ def _available(folder: Path) -> str:
     return f" (checkpoints in {folder}: {', '.join(names)})" if names else ""
 
 
+def checkpoint_learner(
+    data: str | Path,
+    model: str | Path,
+    *,
+    path: str | Path = ".",
+    bs: int = 64,
+    workers: int = 0,
+    device: str = "auto",
+    metrics: Sequence[str | Callable] = ("accuracy",),
+    valid_pct: float | None = None,
+    seed: int | None = None,
+) -> Any:
+    """Checkpoint ``model`` rebuilt alone, over ``data`` prepared as it was for training.
+
+    The data is read at the checkpoint's input size, with its normalisation and task (a
+    segmentation checkpoint reads a segmentation folder); ``valid_pct``/``seed`` repeat the fit's
+    split. A checkpoint whose classes are not the data's is a :class:`CheckpointError`.
+    """
+    from learnkit.inference import load_learner
+
+    file, meta = read_model_metadata(model, path)
+    dev = resolve_device(device)
+    bunch = load_data(
+        data, bs=bs, size=int(meta.get("size") or 64), seed=seed, workers=workers, device=dev,
+        valid_pct=valid_pct, normalize=meta.get("norm_stats") is not None,
+        task=meta.get("task") or "classification",
+    )  # fmt: skip
+    _check_classes(file, meta.get("classes"), bunch.classes)
+    metric_fns = resolve_metrics(metrics, task=meta.get("task") or "classification")
+    return load_learner(file, path=path, data=bunch, metrics=metric_fns)
+
+
 def validate(
     data: str | Path,
     model: str | Path,
@@ -247,27 +304,27 @@ def validate(
     metrics: Sequence[str | Callable] = ("accuracy",),
     valid_pct: float | None = None,
     seed: int | None = None,
+    plots: bool = False,
 ) -> dict[str, Any]:
     """Loss and metrics of checkpoint ``model`` on ``data``'s validation set.
 
     The model is rebuilt from the checkpoint alone (its zoo spec), and the data is prepared as it
-    was for training (the checkpoint's input size and normalisation). A checkpoint whose classes
-    are not the data's is a :class:`CheckpointError`.
+    was for training (see :func:`checkpoint_learner`). With ``plots``, the confusion matrix and the
+    top losses are also saved as PNGs under ``<path>/plots/``; ``plots`` in the result lists them.
     """
-    file, meta = read_model_metadata(model, path)
-    dev = resolve_device(device)
-    size = int(meta.get("size") or 64)
-    bunch = load_data(
-        data, bs=bs, size=size, seed=seed, workers=workers, device=dev, valid_pct=valid_pct,
-        normalize=meta.get("norm_stats") is not None,
+    from learnkit.checkpoint import resolve_checkpoint
+
+    learn = checkpoint_learner(
+        data, model, path=path, bs=bs, workers=workers, device=device, metrics=metrics,
+        valid_pct=valid_pct, seed=seed,
     )  # fmt: skip
-    _check_classes(file, meta.get("classes"), bunch.classes)
-    learn = _rebuild(bunch, meta, resolve_metrics(metrics), path)
-    learn.load(file, with_opt=False)
     valid_loss, *values = learn.validate()
     result = {"valid_loss": valid_loss}
     result.update(zip([getattr(m, "__name__", str(m)) for m in learn.metrics], values))
-    result.update(items=len(bunch.valid_ds), model=str(file))
+    result.update(items=len(learn.data.valid_ds), model=str(resolve_checkpoint(str(model), path)))
+    if plots:
+        interp = learn.interpret()
+        result["plots"] = [str(interp.plot_confusion_matrix()), str(interp.plot_top_losses(9))]
     return result
 
 
@@ -285,20 +342,6 @@ def _check_classes(file: Path, saved: Sequence[str] | None, found: Sequence[Any]
 def _short(names: Sequence[str], n: int = 5) -> str:
     more = f", +{len(names) - n} more" if len(names) > n else ""
     return ", ".join(names[:n]) + more
-
-
-def _rebuild(bunch: Any, meta: Mapping[str, Any], metric_fns: list[Callable], path: str | Path) -> Any:
-    """A Learner over the model a checkpoint's metadata describes (weights not loaded yet)."""
-    from learnkit.learner import Learner
-    from learnkit.vision.models import build_model
-
-    spec = meta["model_spec"]
-    try:
-        registry.get(spec["arch"])
-    except UsageError as exc:
-        raise CheckpointError(f"the checkpoint's model cannot be rebuilt: {exc}") from None
-    model, groups = build_model(spec)
-    return Learner(bunch, model, metrics=metric_fns, path=path, layer_groups=groups, model_spec=spec)
 
 
 def summary(

@@ -1,0 +1,62 @@
+"""``learnkit tta``: a saved model's loss and metrics on DATA, without and with test-time augmentation."""
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from .options import (
+    BsOpt,
+    DataArg,
+    DeviceOpt,
+    JsonOpt,
+    ModelOpt,
+    PathOpt,
+    SeedOpt,
+    ValidPctOpt,
+    WorkersOpt,
+)
+from .render import make_console, print_json, render_result, render_rows
+
+BetaOpt = Annotated[
+    float, typer.Option("--beta", min=0.0, max=1.0, help="Weight of the plain prediction in the mix.")
+]
+ScaleOpt = Annotated[
+    float, typer.Option("--scale", min=1.0, help="Zoom before the four corner crops (each also flipped).")
+]
+
+
+def tta(
+    data: DataArg,
+    model: ModelOpt,
+    path: PathOpt = ".",
+    beta: BetaOpt = 0.4,
+    scale: ScaleOpt = 1.35,
+    bs: BsOpt = 64,
+    workers: WorkersOpt = 0,
+    device: DeviceOpt = "auto",
+    valid_pct: ValidPctOpt = None,
+    seed: SeedOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate checkpoint MODEL on DATA without and with TTA (use the fit's --valid-pct/--seed)."""
+    from learnkit.jobs.tta import tta_scores
+
+    result = tta_scores(
+        data, model, path=path, beta=beta, scale=scale, bs=bs, workers=workers, device=device,
+        valid_pct=valid_pct, seed=seed,
+    )  # fmt: skip
+    render_tta(result, make_console(), as_json=as_json)
+
+
+def render_tta(result: Mapping[str, Any], console: Console, *, as_json: bool = False) -> None:
+    """The plain and TTA figures side by side (one row per figure), then the run's settings."""
+    if as_json:
+        print_json(result, console)
+        return
+    plain, with_tta = result["plain"], result["tta"]
+    rows = [{"metric": name, "plain": plain.get(name), "tta": with_tta.get(name)} for name in with_tta]
+    render_rows(rows, console, columns=["metric", "plain", "tta"])
+    settings = {k: result[k] for k in ("items", "beta", "scale", "model") if k in result}
+    render_result(settings, console)

@@ -1,0 +1,144 @@
+"""The job ``learnkit predict`` runs: a checkpoint and image items in, one plain row per image out.
+
+The checkpoint is loaded at once (so a missing or broken one fails before any output); the images
+are predicted lazily, a batch at a time, so rows can be printed while the rest is still running.
+A classifier's row names the label and its probability (and the top ``k`` on request); a
+segmentation model's row names the mask PNG it wrote (and the colour overlay). An unreadable
+image gives a row with an ``error`` instead, and the run goes on.
+
+Example:
+    >>> from learnkit.jobs.predict import predict_files
+    >>> run = predict_files(["photos/"], "best", path="run", topk=2)  # doctest: +SKIP
+    >>> for row in run.rows: print(row["path"], row.get("label"), row.get("error"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from learnkit.errors import DataError
+
+PREDICTIONS = "predictions"  # masks go to <path>/predictions/ unless told otherwise
+
+
+@dataclass
+class PredictionRun:
+    """What :func:`predict_files` returns: the model's task and its rows, computed as they are read.
+
+    Attributes:
+        task: ``"classification"`` or ``"segmentation"`` (what the rows hold), known before any row.
+        classes: the checkpoint's class names (``None`` when it has none).
+        topk: how many ``(label, probability)`` pairs a classification row carries.
+        rows: one dict per image, in order: ``path`` and either the prediction or ``error``.
+    """
+
+    task: str
+    classes: list[str] | None
+    topk: int
+    rows: Iterator[dict[str, Any]]
+
+
+def predict_files(
+    items: Sequence[str | Path],
+    model: str | Path,
+    *,
+    path: str | Path = ".",
+    bs: int = 64,
+    topk: int = 1,
+    tta: bool = False,
+    device: str = "auto",
+    out: str | Path | None = None,
+    overlay: bool = False,
+    stdin: Iterable[str] | None = None,
+) -> PredictionRun:
+    """Predict the images that ``items`` name with checkpoint ``model``.
+
+    Args:
+        items: image files, folders (searched at any depth), glob patterns, or ``-`` for one path a
+            line from ``stdin`` (default ``sys.stdin``); see :func:`learnkit.inference.expand_items`.
+        model: a checkpoint name under ``<path>/models`` or a ``.safetensors`` file.
+        bs: images per batch.
+        topk: classification: also give the ``k`` most likely labels (``topk`` in the row).
+        tta: average with the 8 test-time-augmentation versions (see :mod:`learnkit.tta`).
+        device: ``auto``, ``cpu``, ``cuda[:i]`` or ``mps``.
+        out: segmentation: the folder for the mask PNGs (default ``<path>/predictions``).
+        overlay: segmentation: also write the picture with the mask's colours blended in.
+
+    Returns:
+        A :class:`PredictionRun`; iterating its ``rows`` runs the model. When the items name no
+        file at all, iterating raises :class:`~learnkit.errors.DataError` after the last row.
+
+    Raises:
+        CheckpointError: no such checkpoint, or one that cannot rebuild its model.
+    """
+    from learnkit.inference import load_learner
+    from learnkit.runner import resolve_device
+
+    learn = load_learner(model, path=path, device=resolve_device(device))
+    task = getattr(learn.data, "task", None) or "classification"
+    classes = None if learn.data.classes is None else [str(c) for c in learn.data.classes]
+    out_dir = Path(path) / PREDICTIONS if out is None else Path(out)
+    rows = _rows(learn, items, bs, topk, tta, out_dir, overlay, stdin)
+    return PredictionRun(task=task, classes=classes, topk=topk, rows=rows)
+
+
+def _rows(
+    learn: Any,
+    items: Sequence[str | Path],
+    bs: int,
+    topk: int,
+    tta: bool,
+    out_dir: Path,
+    overlay: bool,
+    stdin: Iterable[str] | None,
+) -> Iterator[dict[str, Any]]:
+    from learnkit.inference import expand_items, predict_images
+
+    masks = _MaskWriter(out_dir, overlay)
+    count = 0
+    for pred in predict_images(learn, expand_items(items, stdin), bs=bs, topk=topk, tta=tta):
+        count += 1
+        if pred.ok and pred.mask is not None:
+            yield masks.write(pred)
+        else:
+            yield pred.to_dict()
+    if count == 0:
+        named = ", ".join(str(i) for i in items)
+        raise DataError(f"no images found in {named}" if named else "no images given")
+
+
+class _MaskWriter:
+    """Writes each prediction's mask as ``<out>/<image stem>.mask.png``, never twice to one name.
+
+    The ``.mask`` suffix keeps a mask from overwriting its image when ``out`` is the image's own
+    folder; images with the same stem (``a/1.png``, ``b/1.png``) get ``1.mask.png``, ``1-2.mask.png``.
+    """
+
+    def __init__(self, out_dir: Path, overlay: bool) -> None:
+        self.out_dir, self.overlay = out_dir, overlay
+        self.used: set[str] = set()
+
+    def _dest(self, image: str) -> Path:
+        stem = Path(image).stem or "image"
+        name, n = stem, 1
+        while name in self.used:
+            n += 1
+            name = f"{stem}-{n}"
+        self.used.add(name)
+        return self.out_dir / f"{name}.mask.png"
+
+    def write(self, pred: Any) -> dict[str, Any]:
+        from learnkit.show import save_mask
+
+        mask_file, overlay_file = save_mask(
+            pred.mask, self._dest(pred.path), image=pred.path if self.overlay else None
+        )
+        row = {"path": pred.path, "mask": str(mask_file)}
+        if overlay_file is not None:
+            row["overlay"] = str(overlay_file)
+        details = pred.to_dict()
+        row.update({k: v for k, v in details.items() if k != "path"})
+        return row
