@@ -1,0 +1,174 @@
+"""``ImageDataset``: image files (and labels or masks), decoded once into RAM when they fit.
+
+The bad-image rule: a data set checks every file when it is built. Unusable images (empty,
+truncated, not an image, too large; for segmentation, also an unusable mask) are **skipped**, and
+one ``SkippedImagesWarning`` says how many and names the first with its reason; ``paths`` lists
+what was kept. A data set left with no usable image raises ``DataError``.
+
+Caching (``cache=``): ``"ram"`` decodes and resizes every image at build time into one uint8
+tensor, so no epoch decodes a file again (the check is that decode itself). ``"none"`` reads files
+at each access; the build-time check then reads headers and the files' own checksums only, so a
+truncated JPEG can still surface at load time as a ``DataError``. ``"auto"`` picks ``"ram"`` when
+the decoded tensors take less than ``CACHE_BUDGET`` bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch.utils.data import Dataset
+
+from learnkit.data.images import check_image, load_image, load_mask
+from learnkit.errors import DataError, UsageError
+
+CacheMode = Literal["auto", "ram", "none"]
+CACHE_BUDGET = 2 * 1024**3
+"""``cache="auto"`` keeps decoded images in RAM below this many bytes."""
+
+NO_LABEL = -1
+"""The target of an unlabelled item (a test set)."""
+
+
+class SkippedImagesWarning(UserWarning):
+    """Some images of a data set could not be read and were left out."""
+
+
+def resolve_cache(cache: str, n_bytes: int, budget: int = CACHE_BUDGET) -> str:
+    """``"ram"`` or ``"none"`` for a cache setting and the decoded size of the data set."""
+    if cache not in ("auto", "ram", "none"):
+        raise UsageError(f"cache must be one of auto, ram, none; got {cache!r}")
+    if cache == "auto":
+        return "ram" if n_bytes < budget else "none"
+    return cache
+
+
+def _map(fn: Callable, items: Sequence) -> list:
+    """``fn`` over ``items`` in order; threads when it pays (Pillow decodes without the GIL)."""
+    workers = min(8, os.cpu_count() or 1)
+    if len(items) < 64 or workers == 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, items))
+
+
+class ImageDataset(Dataset):
+    """Images (uint8 ``3 x size x size``) with class labels, masks, or no target.
+
+    Args:
+        paths: the image files.
+        labels: a class index per image (classification), or ``None``.
+        size: the side length every image is resized to.
+        masks: a mask file per image (segmentation): items are then ``(image, long mask H x W)``.
+        n_codes: the number of segmentation classes; mask values must be below it.
+        cache: ``"auto"``, ``"ram"`` or ``"none"`` (see the module docstring).
+        budget: the byte budget of ``cache="auto"``.
+
+    Items are ``(x, y)`` with ``y`` a long scalar (the label, or ``NO_LABEL``) or a long mask.
+    After the build, ``paths``, ``labels`` and ``mask_paths`` hold what was kept and ``skipped``
+    the ``(path, reason)`` of what was not.
+
+    Example:
+        >>> ds = ImageDataset(["a.png", "b.png"], [0, 1], size=32)  # doctest: +SKIP
+        >>> x, y = ds[0]; x.shape, x.dtype, int(y)
+        (torch.Size([3, 32, 32]), torch.uint8, 0)
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        labels: Sequence[int] | None = None,
+        size: int = 64,
+        *,
+        masks: Sequence[str | Path] | None = None,
+        n_codes: int | None = None,
+        cache: CacheMode = "auto",
+        budget: int = CACHE_BUDGET,
+    ) -> None:
+        self.size = int(size)
+        if self.size < 1:
+            raise UsageError(f"image size must be >= 1, got {size}")
+        paths = [Path(p) for p in paths]
+        if labels is not None and len(labels) != len(paths):
+            raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
+        if masks is not None and len(masks) != len(paths):
+            raise ValueError(f"{len(paths)} paths but {len(masks)} masks")
+        if not paths:
+            raise DataError("no images to load")
+        self.n_codes = n_codes
+        per_item = 3 * self.size**2 + (self.size**2 if masks is not None else 0)
+        self.cache = resolve_cache(cache, per_item * len(paths), budget)
+        mask_list = None if masks is None else [Path(m) for m in masks]
+        keep = self._build(paths, mask_list)
+        self.paths = [paths[i] for i in keep]
+        self.mask_paths = None if mask_list is None else [mask_list[i] for i in keep]
+        self.labels = None if labels is None else [int(labels[i]) for i in keep]
+        self._y = torch.tensor(self.labels if self.labels is not None else [], dtype=torch.long)
+
+    def _build(self, paths: list[Path], masks: list[Path] | None) -> list[int]:
+        """Check (and with the RAM cache, decode) every item; return the indices kept."""
+        n, size = len(paths), self.size
+        ram = self.cache == "ram"
+        # filled in place, so the peak memory is the cache itself, not a list of tensors plus a copy
+        self._x = torch.empty(n, 3, size, size, dtype=torch.uint8) if ram else None
+        self._m = torch.empty(n, size, size, dtype=torch.uint8) if ram and masks is not None else None
+
+        def read(i: int) -> str | None:
+            try:
+                if ram:
+                    self._x[i] = load_image(paths[i], size)
+                    if masks is not None:
+                        self._m[i] = load_mask(masks[i], size, self.n_codes)
+                else:
+                    check_image(paths[i])
+                    if masks is not None:
+                        check_image(masks[i])
+            except DataError as exc:
+                return str(exc)
+            return None
+
+        problems = _map(read, range(n))
+        keep = [i for i in range(n) if problems[i] is None]
+        self.skipped = [(paths[i], problems[i]) for i in range(n) if problems[i] is not None]
+        if not keep:
+            raise DataError(f"no usable images among {n} (first problem: {self.skipped[0][1]})")
+        if self.skipped:
+            warnings.warn(
+                f"skipped {len(self.skipped)} of {n} images that could not be read "
+                f"(first: {self.skipped[0][1]})",
+                SkippedImagesWarning,
+                stacklevel=3,
+            )
+            if ram:
+                rows = torch.tensor(keep)
+                self._x = self._x[rows]
+                self._m = None if self._m is None else self._m[rows]
+        return keep
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self._x[i] if self._x is not None else load_image(self.paths[i], self.size)
+        if self.mask_paths is not None:
+            m = self._m[i] if self._m is not None else load_mask(self.mask_paths[i], self.size, self.n_codes)
+            return x, m.long()
+        if self.labels is not None:
+            return x, self._y[i]
+        return x, torch.tensor(NO_LABEL)
+
+    @property
+    def cached(self) -> bool:
+        """True when the decoded images live in RAM."""
+        return self._x is not None
+
+    def __repr__(self) -> str:
+        kind = "labels" if self.labels is not None else "no targets"
+        if self.mask_paths is not None:
+            kind = "masks"
+        return f"ImageDataset({len(self)} images, {kind}, size={self.size}, cache={self.cache!r})"

@@ -1,0 +1,251 @@
+"""``ImageDataBunch.from_folder``: a classification data set from folders of images.
+
+Layouts: ``DATA/train/<class>/*`` with ``DATA/valid/<class>/*``, or, with ``valid_pct``,
+``DATA/<class>/*`` (or ``DATA/train/<class>/*`` alone) split at random by ``seed``. Images are
+found by extension (``IMAGE_EXTENSIONS``, any depth inside a class folder, hidden files ignored);
+a class is a folder holding at least one image. Unreadable images are skipped by the rule of
+``learnkit.data.dataset``.
+
+The helpers here (listing, splitting, building the loaders) are shared with segmentation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from learnkit.data.augment import IMAGENET_STATS, Augment, Normalize
+from learnkit.data.bunch import DataBunch, default_device
+from learnkit.data.dataset import ImageDataset, resolve_cache
+from learnkit.data.images import is_image_file
+from learnkit.data.loader import DeviceDataLoader
+from learnkit.data.sampler import EpochSampler
+from learnkit.errors import DataError, UsageError
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (any depth), sorted, hidden ones left out."""
+    return sorted(p for p in folder.rglob("*") if is_image_file(p) and not _hidden(p, folder))
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def require_dir(path: Path, what: str = "data folder") -> Path:
+    """``path`` if it is a folder, else ``DataError``."""
+    if not path.exists():
+        raise DataError(f"{what} not found: {path}")
+    if not path.is_dir():
+        raise DataError(f"{what} is not a folder: {path}")
+    return path
+
+
+def split_by_pct(n: int, valid_pct: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices ``0 .. n-1`` split at random (fixed by ``seed``) into ``(train, valid)``."""
+    if not 0.0 < valid_pct < 1.0:
+        raise UsageError(f"valid_pct must be between 0 and 1 (exclusive), got {valid_pct}")
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    order = torch.randperm(n, generator=gen).tolist()
+    n_valid = max(1, round(n * valid_pct)) if n > 1 else 0
+    return sorted(order[n_valid:]), sorted(order[:n_valid])
+
+
+def pick_norm_stats(normalize: bool, norm_stats: dict | None) -> dict | None:
+    """The statistics to normalise with: ``norm_stats`` if given, else ImageNet's or none."""
+    if norm_stats is not None:
+        if set(norm_stats) != {"mean", "std"} or len(norm_stats["mean"]) != 3 or len(norm_stats["std"]) != 3:
+            raise UsageError(f"norm_stats must be {{'mean': [3 numbers], 'std': [3 numbers]}}: {norm_stats}")
+        return {"mean": [float(v) for v in norm_stats["mean"]], "std": [float(v) for v in norm_stats["std"]]}
+    return {k: list(v) for k, v in IMAGENET_STATS.items()} if normalize else None
+
+
+def dist_info(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """``(rank, world_size)``: as given, else from an initialised ``torch.distributed`` group."""
+    if rank is not None and world_size is not None:
+        return rank, world_size
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def build_loaders(
+    train_ds: ImageDataset,
+    valid_ds: ImageDataset,
+    *,
+    bs: int,
+    seed: int,
+    num_workers: int,
+    augment: bool,
+    norm_stats: dict | None,
+    device: torch.device,
+    masks: bool,
+    rank: int,
+    world_size: int,
+) -> tuple[DeviceDataLoader, DeviceDataLoader]:
+    """The train and valid ``DeviceDataLoader``s of a folder bunch.
+
+    Train: an ``EpochSampler`` (seeded, sharded over ranks, padded), the last partial batch
+    dropped when there is a full one, ``Normalize`` then ``Augment`` on the device. Valid: in order,
+    sharded without padding, ``Normalize`` only.
+    """
+    if bs < 1:
+        raise UsageError(f"batch size must be >= 1, got {bs}")
+    loader_kw = dict(
+        num_workers=num_workers, pin_memory=device.type == "cuda", persistent_workers=num_workers > 0
+    )
+    train_sampler = EpochSampler(len(train_ds), shuffle=True, seed=seed, rank=rank, world_size=world_size)
+    train_dl = DataLoader(
+        train_ds, batch_size=bs, sampler=train_sampler, drop_last=len(train_sampler) >= bs, **loader_kw
+    )
+    valid_sampler = EpochSampler(len(valid_ds), shuffle=False, rank=rank, world_size=world_size, pad=False)
+    valid_dl = DataLoader(valid_ds, batch_size=bs, sampler=valid_sampler, **loader_kw)
+    train_tfms = [Normalize.from_stats(norm_stats)]
+    if augment:
+        train_tfms.append(Augment(seed=seed, masks=masks, rank=rank))
+    return (
+        DeviceDataLoader(train_dl, device, train_tfms),
+        DeviceDataLoader(valid_dl, device, [Normalize.from_stats(norm_stats)]),
+    )
+
+
+def _class_folders(src: Path, classes: Sequence[str] | None) -> dict[str, list[Path]]:
+    """``{class name: its images}`` for the class folders of ``src`` that hold images."""
+    subdirs = sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subdirs:
+        raise DataError(f"no class folders in {src} (expected {src}/<class>/<image files>)")
+    found = {d.name: list_images(d) for d in subdirs}
+    found = {name: files for name, files in found.items() if files}
+    if not found:
+        raise DataError(f"no images in the class folders of {src}")
+    if classes is not None:
+        unknown = sorted(set(found) - set(classes))
+        if unknown:
+            raise DataError(f"class folder '{unknown[0]}' in {src} is not one of the classes {list(classes)}")
+    return found
+
+
+def _items(found: dict[str, list[Path]], classes: list[str]) -> tuple[list[Path], list[int]]:
+    index = {name: i for i, name in enumerate(classes)}
+    paths = [p for name in sorted(found) for p in found[name]]
+    labels = [index[name] for name in sorted(found) for _ in found[name]]
+    return paths, labels
+
+
+class ImageDataBunch(DataBunch):
+    """A ``DataBunch`` of labelled images; build one with ``from_folder``."""
+
+    @classmethod
+    def from_folder(
+        cls,
+        path: str | Path,
+        train: str = "train",
+        valid: str = "valid",
+        valid_pct: float | None = None,
+        seed: int | None = 0,
+        size: int = 64,
+        bs: int = 64,
+        num_workers: int = 0,
+        augment: bool = True,
+        cache: str = "auto",
+        device: torch.device | str | None = None,
+        normalize: bool = True,
+        classes: Sequence[str] | None = None,
+        *,
+        norm_stats: dict | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> ImageDataBunch:
+        """Images from ``path/train/<class>/*`` and ``path/valid/<class>/*`` (see the module doc).
+
+        Args:
+            path: the data folder.
+            train, valid: its subfolder names.
+            valid_pct: split ``path/<class>/*`` (or ``path/train/<class>/*``) instead, this share
+                going to validation, drawn with ``seed``.
+            seed: seeds the split, the shuffling (per epoch) and the augmentation (per batch);
+                ``None`` means 0.
+            size: images are resized to ``size x size``.
+            bs: batch size (per process).
+            num_workers: loader worker processes (``0``: load in this process; with the RAM
+                cache no decoding happens while training, so workers are rarely needed).
+            augment: flip and small zoom/shift on training batches.
+            cache: ``"auto"``, ``"ram"`` or ``"none"``: keep decoded images in RAM.
+            device: where batches go (default: CUDA when available, else the CPU).
+            normalize: normalise with ImageNet statistics (recorded in ``norm_stats``); else
+                only rescale to 0..1.
+            norm_stats: normalise with these ``{"mean": [...], "std": [...]}`` instead (e.g. a
+                checkpoint's); overrides ``normalize``.
+            classes: the class names in label order (e.g. a checkpoint's); default: the sorted
+                class folder names.
+            rank, world_size: this process's shard; default: from ``torch.distributed`` when it is
+                initialised, else the whole data set.
+
+        Raises:
+            DataError: a missing folder, no class folders, no images.
+
+        Example:
+            >>> data = ImageDataBunch.from_folder("data/pets", size=128, bs=32)  # doctest: +SKIP
+            >>> data.classes, data.c  # doctest: +SKIP
+        """
+        path = require_dir(Path(path).expanduser())
+        dev = torch.device(device) if device is not None else default_device()
+        seed = 0 if seed is None else seed
+        norm_stats = pick_norm_stats(normalize, norm_stats)
+        if valid_pct is None:
+            if not (path / train).is_dir():
+                raise DataError(
+                    f"no '{train}' folder in {path} (expected {path}/{train}/<class>/*; "
+                    f"or pass valid_pct to split {path}/<class>/*)"
+                )
+            found_train = _class_folders(path / train, classes)
+            found_valid = _class_folders(require_dir(path / valid, f"'{valid}' folder"), None)
+            names = list(classes) if classes is not None else sorted(found_train)
+            missing = sorted(set(found_valid) - set(names))
+            if missing:
+                raise DataError(f"class folder '{missing[0]}' in {path / valid} is not in {path / train}")
+            train_paths, train_labels = _items(found_train, names)
+            valid_paths, valid_labels = _items(found_valid, names)
+        else:
+            if (path / train).is_dir() and (path / valid).is_dir():
+                raise DataError(f"{path} already has '{train}' and '{valid}' folders; leave out valid_pct")
+            src = path / train if (path / train).is_dir() else path
+            found = _class_folders(src, classes)
+            names = list(classes) if classes is not None else sorted(found)
+            paths, labels = _items(found, names)
+            train_idx, valid_idx = split_by_pct(len(paths), valid_pct, seed)
+            if not valid_idx:
+                raise DataError(f"too few images in {src} to split off a validation set")
+            train_paths, train_labels = [paths[i] for i in train_idx], [labels[i] for i in train_idx]
+            valid_paths, valid_labels = [paths[i] for i in valid_idx], [labels[i] for i in valid_idx]
+        mode = resolve_cache(cache, 3 * size * size * (len(train_paths) + len(valid_paths)))
+        train_ds = ImageDataset(train_paths, train_labels, size, cache=mode)
+        valid_ds = ImageDataset(valid_paths, valid_labels, size, cache=mode)
+        rank, world_size = dist_info(rank, world_size)
+        train_dl, valid_dl = build_loaders(
+            train_ds,
+            valid_ds,
+            bs=bs,
+            seed=seed,
+            num_workers=num_workers,
+            augment=augment,
+            norm_stats=norm_stats,
+            device=dev,
+            masks=False,
+            rank=rank,
+            world_size=world_size,
+        )
+        return cls(
+            train_dl,
+            valid_dl,
+            classes=names,
+            device=dev,
+            norm_stats=norm_stats,
+            size=size,
+            task="classification",
+        )

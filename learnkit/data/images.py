@@ -1,0 +1,201 @@
+"""Reading images safely, and the one pipeline that turns them into tensors.
+
+Rules for files (each refusal is a ``DataError`` naming the path, one line):
+
+- the format is found from the content, never the extension (a PNG named ``.jpg`` is fine);
+- a missing or zero-byte file, something that is not an image, and a truncated image are refused;
+- an image over ``MAX_PIXELS`` pixels (a decompression bomb) is refused from its header, before a
+  single pixel is decoded;
+- any mode (palette, greyscale, 16-bit, CMYK, with alpha) becomes 8-bit RGB; the first frame of an
+  animation is used; EXIF orientation is applied.
+
+Every image goes through the same steps whether it comes from a folder (``load_image``) or from
+memory (``preprocess``): RGB, resized to ``size x size`` (bilinear, antialiased, aspect ratio not
+kept so that nothing is cropped away), uint8 ``C x H x W``, then ``Normalize`` on the device. So a
+prediction for one image equals the prediction for it inside a data set.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from learnkit.data.augment import Normalize
+from learnkit.errors import DataError
+
+MAX_PIXELS = 50_000_000
+"""Images with more pixels than this are refused (decompression-bomb guard)."""
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+"""File extensions taken as images when a folder is listed (case-insensitive)."""
+
+# What Pillow raises on a broken file, besides its own UnidentifiedImageError.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+def is_image_file(path: Path) -> bool:
+    """True for a visible file whose extension is one of ``IMAGE_EXTENSIONS``."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".") and path.is_file()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _open_checked(path: str | Path) -> Image.Image:
+    """Open lazily (header only) after the size checks; the caller decodes."""
+    path = Path(path)
+    try:
+        n_bytes = path.stat().st_size
+    except OSError as exc:
+        raise DataError(f"cannot read image {path}: {_first_line(exc)}") from None
+    if n_bytes == 0:
+        raise DataError(f"image file is empty (0 bytes): {path}")
+    try:
+        with warnings.catch_warnings():
+            # our own pixel cap below refuses these with a clearer message
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except UnidentifiedImageError:
+        raise DataError(f"not an image (unrecognised content): {path}") from None
+    except Image.DecompressionBombError:
+        raise DataError(
+            f"image too large (over Pillow's pixel limit; possible decompression bomb): {path}"
+        ) from None
+    except _DECODE_ERRORS as exc:
+        raise DataError(f"cannot read image {path}: {_first_line(exc)}") from None
+    width, height = img.size
+    if width * height > MAX_PIXELS:
+        img.close()
+        raise DataError(
+            f"image too large ({width}x{height} pixels, limit {MAX_PIXELS:,}; "
+            f"possible decompression bomb): {path}"
+        )
+    return img
+
+
+def check_image(path: str | Path) -> None:
+    """Cheap validity check without a full decode: header, pixel cap, and the file's own checksums.
+
+    Catches empty, non-image and oversized files always, and truncated PNGs; a truncated JPEG
+    may only show when it is decoded (``open_image`` then refuses it).
+    """
+    img = _open_checked(path)
+    try:
+        img.verify()
+    except _DECODE_ERRORS as exc:
+        raise DataError(f"corrupt image {path}: {_first_line(exc)}") from None
+    finally:
+        img.close()
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL image as 8-bit RGB (16-bit and float greyscale are scaled to 0..255, not clipped)."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 1.0 if img.mode == "F" and arr.max(initial=0) <= 1.0 else 255.0
+        if img.mode != "F" and arr.max(initial=0) > 255:
+            top = 65535.0
+        arr = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr).convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    return img.convert("RGB")
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Decode the image at ``path`` as an RGB PIL image, or raise ``DataError`` (see module rules).
+
+    Example:
+        >>> img = open_image("photo.jpg")  # doctest: +SKIP
+        >>> img.mode
+        'RGB'
+    """
+    img = _open_checked(path)
+    try:
+        with img:
+            img.load()
+            try:
+                ImageOps.exif_transpose(img, in_place=True)
+            except _DECODE_ERRORS:  # a broken EXIF block should not cost the picture
+                pass
+            return to_rgb(img)
+    except _DECODE_ERRORS as exc:
+        raise DataError(f"corrupt or truncated image {path}: {_first_line(exc)}") from None
+
+
+def resize_image(img: Image.Image, size: int) -> Image.Image:
+    """``img`` squeezed to ``size x size`` (bilinear; Pillow antialiases when shrinking)."""
+    if img.size == (size, size):
+        return img
+    return img.resize((size, size), Image.Resampling.BILINEAR)
+
+
+def image_to_tensor(img: Image.Image) -> torch.Tensor:
+    """An RGB PIL image as a uint8 ``3 x H x W`` tensor."""
+    arr = np.asarray(img, dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def load_image(path: str | Path, size: int) -> torch.Tensor:
+    """The image at ``path`` as a uint8 ``3 x size x size`` tensor (``DataError`` if unusable)."""
+    return image_to_tensor(resize_image(open_image(path), size))
+
+
+def load_mask(path: str | Path, size: int, n_codes: int | None = None) -> torch.Tensor:
+    """A mask PNG whose pixel values are class indices, as a uint8 ``size x size`` tensor (nearest).
+
+    Palette and greyscale masks are read as indices (never colour-converted); an RGB mask is
+    accepted only when its three channels are equal. Values ``>= n_codes`` are refused.
+    """
+    img = _open_checked(path)
+    try:
+        with img:
+            img.load()
+            arr = np.asarray(img)
+    except _DECODE_ERRORS as exc:
+        raise DataError(f"corrupt or truncated mask {path}: {_first_line(exc)}") from None
+    if arr.ndim == 3:
+        if not (arr[..., :3] == arr[..., :1]).all():
+            raise DataError(f"mask has colours, expected class indices (one value per pixel): {path}")
+        arr = arr[..., 0]
+    if arr.size and (arr.max() > 255 or arr.min() < 0):
+        raise DataError(f"mask values must be class indices 0..255: {path}")
+    arr = arr.astype(np.uint8)
+    if n_codes is not None and arr.size and int(arr.max()) >= n_codes:
+        raise DataError(f"mask has class index {int(arr.max())} but there are {n_codes} classes: {path}")
+    mask = Image.fromarray(arr)  # 2-D uint8 -> mode "L"
+    if mask.size != (size, size):
+        mask = mask.resize((size, size), Image.Resampling.NEAREST)
+    return torch.from_numpy(np.asarray(mask, dtype=np.uint8).copy())
+
+
+def preprocess(
+    images: Sequence[Image.Image],
+    size: int,
+    norm_stats: dict | None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """PIL images to the float batch a model sees at validation time (``N x 3 x size x size``).
+
+    The same steps as a validation loader, so ``predict`` on one image equals ``get_preds`` over a
+    data set holding it.
+
+    Example:
+        >>> x = preprocess([open_image("cat.png")], 64, IMAGENET_STATS)  # doctest: +SKIP
+        >>> x.shape
+        torch.Size([1, 3, 64, 64])
+    """
+    if not images:
+        raise ValueError("preprocess needs at least one image")
+    batch = torch.stack([image_to_tensor(resize_image(to_rgb(img), size)) for img in images])
+    x, _ = Normalize.from_stats(norm_stats)(batch.to(device), None)
+    return x

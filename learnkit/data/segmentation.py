@@ -1,0 +1,142 @@
+"""``SegmentationDataBunch.from_folder``: images with per-pixel class masks.
+
+Layout: ``DATA/images/*``, ``DATA/masks/*`` (one mask per image, same file stem, any image
+extension), ``DATA/codes.txt`` (one class name a line; blank lines ignored). A mask's pixel values
+are class indices into the codes (a greyscale or palette PNG, never a colour picture); masks are
+resized with nearest-neighbour so no new values appear. An image without a mask or a missing
+``codes.txt`` is a ``DataError``; a pair whose image or mask cannot be used (unreadable, or mask
+values beyond the codes) is skipped by the rule of ``learnkit.data.dataset``, with the reason in
+the warning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from learnkit.data.bunch import DataBunch, default_device
+from learnkit.data.dataset import ImageDataset, resolve_cache
+from learnkit.data.folder import (
+    build_loaders,
+    dist_info,
+    list_images,
+    pick_norm_stats,
+    require_dir,
+    split_by_pct,
+)
+from learnkit.errors import DataError
+
+
+def read_codes(path: Path) -> list[str]:
+    """The class names in ``path`` (codes.txt), one a line."""
+    if not path.is_file():
+        raise DataError(f"no class list: {path} not found (one class name a line, background first)")
+    try:
+        codes = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read class list {path}: {exc}") from None
+    if not codes:
+        raise DataError(f"class list is empty: {path}")
+    return codes
+
+
+def match_masks(images: list[Path], mask_dir: Path) -> list[Path]:
+    """The mask of each image (same stem in ``mask_dir``); ``DataError`` naming the first unmatched."""
+    by_stem: dict[str, Path] = {}
+    for mask in list_images(mask_dir):
+        if mask.parent == mask_dir:
+            by_stem.setdefault(mask.stem, mask)
+    unmatched = [img for img in images if img.stem not in by_stem]
+    if unmatched:
+        raise DataError(
+            f"{len(unmatched)} of {len(images)} images have no mask with the same name in {mask_dir} "
+            f"(first: {unmatched[0].name})"
+        )
+    return [by_stem[img.stem] for img in images]
+
+
+class SegmentationDataBunch(DataBunch):
+    """A ``DataBunch`` of images with class masks (``task="segmentation"``); see ``from_folder``."""
+
+    @classmethod
+    def from_folder(
+        cls,
+        path: str | Path,
+        size: int = 64,
+        bs: int = 16,
+        valid_pct: float = 0.2,
+        seed: int | None = 0,
+        num_workers: int = 0,
+        augment: bool = True,
+        cache: str = "auto",
+        device: torch.device | str | None = None,
+        normalize: bool = True,
+        images: str = "images",
+        masks: str = "masks",
+        codes: str = "codes.txt",
+        *,
+        norm_stats: dict | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> SegmentationDataBunch:
+        """Images of ``path/images``, masks of ``path/masks``, classes of ``path/codes.txt``.
+
+        ``valid_pct`` of the pairs (drawn with ``seed``) go to validation. Batches are
+        ``x``: float ``N x 3 x size x size``, ``y``: long ``N x size x size``. The other arguments
+        are those of ``ImageDataBunch.from_folder``; augmentation moves images and masks together.
+
+        Example:
+            >>> data = SegmentationDataBunch.from_folder("data/streets", size=128)  # doctest: +SKIP
+            >>> data.classes  # doctest: +SKIP
+            ['background', 'road', 'car']
+        """
+        path = require_dir(Path(path).expanduser())
+        dev = torch.device(device) if device is not None else default_device()
+        seed = 0 if seed is None else seed
+        norm_stats = pick_norm_stats(normalize, norm_stats)
+        image_dir = require_dir(path / images, f"'{images}' folder")
+        mask_dir = require_dir(path / masks, f"'{masks}' folder")
+        class_names = read_codes(path / codes)
+        image_paths = [p for p in list_images(image_dir) if p.parent == image_dir]
+        if not image_paths:
+            raise DataError(f"no images in {image_dir}")
+        mask_paths = match_masks(image_paths, mask_dir)
+        train_idx, valid_idx = split_by_pct(len(image_paths), valid_pct, seed)
+        if not valid_idx or not train_idx:
+            raise DataError(f"too few images in {image_dir} to split off a validation set")
+        mode = resolve_cache(cache, 4 * size * size * len(image_paths))
+
+        def dataset(idx: list[int]) -> ImageDataset:
+            return ImageDataset(
+                [image_paths[i] for i in idx],
+                size=size,
+                masks=[mask_paths[i] for i in idx],
+                n_codes=len(class_names),
+                cache=mode,
+            )
+
+        train_ds, valid_ds = dataset(train_idx), dataset(valid_idx)
+        rank, world_size = dist_info(rank, world_size)
+        train_dl, valid_dl = build_loaders(
+            train_ds,
+            valid_ds,
+            bs=bs,
+            seed=seed,
+            num_workers=num_workers,
+            augment=augment,
+            norm_stats=norm_stats,
+            device=dev,
+            masks=True,
+            rank=rank,
+            world_size=world_size,
+        )
+        return cls(
+            train_dl,
+            valid_dl,
+            classes=class_names,
+            device=dev,
+            norm_stats=norm_stats,
+            size=size,
+            task="segmentation",
+        )
