@@ -12,6 +12,7 @@ import typer
 from .fit import fit
 from .fit_one_cycle import fit_one_cycle
 from .group import LearnkitGroup
+from .lr_find import lr_find
 from .predict import predict
 from .sample import sample
 from .summary import summary
@@ -45,6 +46,7 @@ def _global_options(
 
 app.command("fit")(fit)
 app.command("fit-one-cycle")(fit_one_cycle)
+app.command("lr-find")(lr_find)
 app.command("validate")(validate)
 app.command("predict")(predict)
 app.command("tta")(tta)

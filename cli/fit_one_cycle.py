@@ -1,5 +1,7 @@
 """``learnkit fit-one-cycle``: train an arch from the zoo with the 1cycle policy."""
 
+from typing import Annotated
+
 import typer
 
 from .context import global_options
@@ -49,10 +51,37 @@ def fit_one_cycle(
     precision: PrecisionOpt = "fp32",
     pretrained: PretrainedOpt = None,
     as_json: JsonOpt = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show the lr/momentum schedule (and plot it) without training.")
+    ] = False,
 ) -> None:
     """Train ARCH on DATA for one cycle of EPOCHS epochs peaking at LR; saves PATH/models/last."""
     from learnkit import runner
 
+    if dry_run:
+        from learnkit.jobs.lr_find import plan_one_cycle
+
+        plan = plan_one_cycle(
+            data,
+            arch,
+            epochs,
+            lr,
+            moms=moms,
+            div_factor=div_factor,
+            pct_start=pct_start,
+            final_div=final_div,
+            bs=bs,
+            size=size,
+            seed=seed,
+            path=path,
+            workers=workers,
+            device=device,
+            valid_pct=valid_pct,
+            precision=precision,
+            pretrained=pretrained,
+        )
+        render_result(plan, make_console(), as_json=as_json)
+        return
     with make_reporter(global_options(ctx), as_json=as_json) as reporter:
         result = runner.train(
             data,

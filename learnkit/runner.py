@@ -187,12 +187,50 @@ def train(
         The final epoch's ``train_loss``, ``valid_loss`` and metrics as top-level keys, plus
         ``epochs``, ``history`` (one row per epoch) and ``checkpoint`` (the ``last`` file).
     """
-    from learnkit.vision.cnn import cnn_learner
-
     if schedule not in SCHEDULES:
         raise UsageError(f"unknown schedule {schedule!r}: use {' or '.join(SCHEDULES)}")
     if schedule_kwargs and schedule != "one_cycle":
         raise UsageError(f"options {', '.join(sorted(schedule_kwargs))} need schedule 'one_cycle'")
+    learn = build_learner(
+        data,
+        arch,
+        bs=bs,
+        size=size,
+        seed=seed,
+        path=path,
+        workers=workers,
+        device=device,
+        metrics=metrics,
+        valid_pct=valid_pct,
+        pretrained=pretrained,
+        precision=precision,
+    )
+    callbacks = _fit_callbacks(learn, reporter)
+    if schedule == "one_cycle":
+        learn.fit_one_cycle(epochs, lr, wd=wd, callbacks=callbacks, **schedule_kwargs)
+    else:
+        learn.fit(epochs, lr, wd=wd, callbacks=callbacks)
+    return fit_result(learn, epochs)
+
+
+def build_learner(
+    data: str | Path,
+    arch: str,
+    *,
+    bs: int = 64,
+    size: int = 64,
+    seed: int | None = None,
+    path: str | Path = ".",
+    workers: int = 0,
+    device: str = "auto",
+    metrics: Sequence[str | Callable] = ("accuracy",),
+    valid_pct: float | None = None,
+    pretrained: str | Path | None = None,
+    precision: str = "fp32",
+) -> Any:
+    """The Learner a training command works with: data folder or sample, zoo arch, precision."""
+    from learnkit.vision.cnn import cnn_learner
+
     _check_arch(arch, size)
     metric_fns = resolve_metrics(metrics)
     dev = resolve_device(device)
@@ -200,12 +238,7 @@ def train(
     bunch = load_data(data, bs=bs, size=size, seed=seed, workers=workers, device=dev, valid_pct=valid_pct)
     learn = cnn_learner(bunch, arch, pretrained=pretrained, metrics=metric_fns, path=path)
     set_precision(learn, precision)
-    callbacks = _fit_callbacks(learn, reporter)
-    if schedule == "one_cycle":
-        learn.fit_one_cycle(epochs, lr, wd=wd, callbacks=callbacks, **schedule_kwargs)
-    else:
-        learn.fit(epochs, lr, wd=wd, callbacks=callbacks)
-    return fit_result(learn, epochs)
+    return learn
 
 
 def set_precision(learn: Any, precision: str) -> None:

@@ -1,0 +1,70 @@
+"""``learnkit lr-find``: the LR range test; prints the suggested learning rates and the plot's path."""
+
+from typing import Annotated
+
+import typer
+
+from .options import (
+    ArchOpt,
+    BsOpt,
+    DataArg,
+    DeviceOpt,
+    JsonOpt,
+    PathOpt,
+    PrecisionOpt,
+    PretrainedOpt,
+    SeedOpt,
+    SizeOpt,
+    ValidPctOpt,
+    WdOpt,
+    WorkersOpt,
+)
+from .render import make_console, render_result
+
+
+def lr_find(
+    data: DataArg,
+    arch: ArchOpt,
+    start_lr: Annotated[float, typer.Option("--start-lr", help="First lr (> 0).")] = 1e-7,
+    end_lr: Annotated[float, typer.Option("--end-lr", help="Last lr (> start lr).")] = 10.0,
+    num_it: Annotated[int, typer.Option("--num-it", min=2, help="Iterations of the test.")] = 100,
+    stop_div: Annotated[
+        bool, typer.Option("--stop-div/--no-stop-div", help="Stop when the loss diverges.")
+    ] = True,
+    wd: WdOpt = None,
+    bs: BsOpt = 64,
+    size: SizeOpt = 64,
+    seed: SeedOpt = None,
+    path: PathOpt = ".",
+    workers: WorkersOpt = 0,
+    device: DeviceOpt = "auto",
+    valid_pct: ValidPctOpt = None,
+    precision: PrecisionOpt = "fp32",
+    pretrained: PretrainedOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the LR range test of ARCH on DATA; prints suggestions and saves PATH/plots/lr_find.png.
+
+    The model is put back as it was: no checkpoint is written or changed.
+    """
+    from learnkit.jobs.lr_find import lr_find as run_lr_find
+
+    result = run_lr_find(
+        data,
+        arch,
+        start_lr=start_lr,
+        end_lr=end_lr,
+        num_it=num_it,
+        stop_div=stop_div,
+        wd=wd,
+        bs=bs,
+        size=size,
+        seed=seed,
+        path=path,
+        workers=workers,
+        device=device,
+        valid_pct=valid_pct,
+        precision=precision,
+        pretrained=pretrained,
+    )
+    render_result(result, make_console(), as_json=as_json)

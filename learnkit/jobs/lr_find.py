@@ -1,0 +1,84 @@
+"""The jobs of ``learnkit lr-find`` and ``learnkit fit-one-cycle --dry-run``: nothing is trained
+for good and no checkpoint is written or changed; the result is numbers and a plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from learnkit.runner import build_learner
+
+
+def lr_find(
+    data: str | Path,
+    arch: str,
+    *,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    num_it: int = 100,
+    stop_div: bool = True,
+    wd: Any = None,
+    **learner_options: Any,
+) -> dict[str, Any]:
+    """LR range test of ``arch`` on ``data``: the suggestions (steep, minimum, valley) and the plot.
+
+    ``suggestion`` is the ``valley`` lr, the one to pass to ``fit-one-cycle --lr``.
+    """
+    import math
+
+    from learnkit.errors import UsageError
+
+    if not (math.isfinite(start_lr) and math.isfinite(end_lr) and 0 < start_lr < end_lr):
+        raise UsageError(f"need 0 < --start-lr < --end-lr, got {start_lr:g} and {end_lr:g}")
+    learn = build_learner(data, arch, **learner_options)
+    res = learn.lr_find(start_lr, end_lr, num_it, stop_div=stop_div, wd=wd)
+    rec = learn.recorder
+    skip_start = min(10, max(0, len(rec.lr_find_lrs) - 6))
+    plot = rec.plot(skip_start=skip_start, skip_end=min(5, max(0, len(rec.lr_find_lrs) - skip_start - 1)))
+    return {
+        **{k: float(v) for k, v in dict(res).items()},
+        "suggestion": float(res["valley"]),
+        "iterations": len(rec.lr_find_lrs),
+        "plot": str(plot),
+    }
+
+
+def plan_one_cycle(
+    data: str | Path,
+    arch: str,
+    epochs: int,
+    lr: Any = slice(3e-3),
+    *,
+    moms: Any = (0.95, 0.85),
+    div_factor: float = 25.0,
+    pct_start: float = 0.3,
+    final_div: float | None = None,
+    **learner_options: Any,
+) -> dict[str, Any]:
+    """What ``fit-one-cycle`` would do, without training: lr and momentum per batch, and their plot."""
+    from learnkit.callbacks.one_cycle import one_cycle_plan
+    from learnkit.plots import new_figure, save_figure
+
+    learner_options.pop("wd", None)
+    learn = build_learner(data, arch, **learner_options)
+    trace = one_cycle_plan(learn, epochs, lr, moms, div_factor, pct_start, final_div)
+    fig, (ax_lr, ax_mom) = new_figure(1, 2, figsize=(12, 4))
+    ax_lr.plot(trace.lrs)
+    ax_lr.set_xlabel("iterations")
+    ax_lr.set_ylabel("learning rate (last group)")
+    ax_mom.plot(trace.moms)
+    ax_mom.set_xlabel("iterations")
+    ax_mom.set_ylabel("momentum")
+    plot = save_figure(fig, Path(learn.path) / "plots" / "one_cycle_plan.png")
+    peak = max(range(len(trace.lrs)), key=trace.lrs.__getitem__)
+    return {
+        "iterations": len(trace.lrs),
+        "layer_groups": len(trace.group_lrs[0]) if trace.group_lrs else 0,
+        "first_lr": trace.lrs[0],
+        "peak_lr": trace.lrs[peak],
+        "peak_iteration": peak,
+        "last_lr": trace.lrs[-1],
+        "first_group_lrs": trace.group_lrs[0],
+        "moms": [trace.moms[0], min(trace.moms), trace.moms[-1]],
+        "plot": str(plot),
+    }
