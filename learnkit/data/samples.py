@@ -37,7 +37,7 @@ from learnkit.errors import DataError
 SAMPLES: tuple[str, ...] = ("shapes", "shapes-seg")
 """The names of the built-in samples (``sample:NAME``)."""
 
-VERSION = 1  # bump when the drawing changes, so old caches are not mistaken for new ones
+VERSION = 2  # bump when the drawing changes, so old caches are not mistaken for new ones
 SIZE = 64
 SHAPE_CLASSES = ("circle", "square", "triangle", "cross")
 SEG_CODES = ("background", "circle", "square", "triangle")

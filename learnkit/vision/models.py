@@ -4,7 +4,7 @@ A spec is ``{"kind": "cnn" | "plain" | "unet", "arch": str, "n_out": int, "kwarg
 
 - ``cnn``: :func:`~learnkit.vision.cnn.create_cnn_model` (a zoo body up to its cut + a new head);
 - ``plain``: the zoo builder's model as it is (for archs without a cut, like ``simple_cnn``);
-- ``unet``: a U-Net over a zoo encoder, once a builder is registered in ``MODEL_KINDS``.
+- ``unet``: a DynamicUnet over a zoo encoder (:func:`~learnkit.vision.unet_learner.build_unet`).
 
 Example:
     >>> model, groups = build_model(model_spec_for("resnet18", 3))
@@ -21,6 +21,7 @@ from torch import nn
 from learnkit import registry
 from learnkit.errors import LearnkitError, UsageError
 from learnkit.vision.cnn import build_cnn
+from learnkit.vision.unet_learner import build_unet
 
 # head options only a "cnn" model takes, with their defaults (see create_head)
 HEAD_DEFAULTS: dict[str, Any] = {
@@ -44,8 +45,11 @@ def _build_cnn(arch: str, n_out: int, pretrained: str | Path | None, **kwargs: A
 
 
 # kind -> builder(arch, n_out, pretrained, **kwargs) -> (model, layer groups).
-# The U-Net issue adds "unet" here (a DynamicUnet over the arch's body).
-MODEL_KINDS: dict[str, Callable[..., tuple[nn.Module, list]]] = {"cnn": _build_cnn, "plain": _build_plain}
+MODEL_KINDS: dict[str, Callable[..., tuple[nn.Module, list]]] = {
+    "cnn": _build_cnn,
+    "plain": _build_plain,
+    "unet": build_unet,
+}
 
 
 def model_spec_for(arch: str, n_out: int, **kwargs: Any) -> dict[str, Any]:
