@@ -17,8 +17,10 @@ from .predict import predict
 from .sample import sample
 from .summary import summary
 from .tta import tta
+from .unet import unet
 from .validate import validate
 from .version import version
+from .zoo import zoo_app
 
 app = typer.Typer(
     name="learnkit",
@@ -50,9 +52,11 @@ app.command("lr-find")(lr_find)
 app.command("validate")(validate)
 app.command("predict")(predict)
 app.command("tta")(tta)
+app.command("unet")(unet)
 app.command("summary")(summary)
 app.command("sample")(sample)
 app.command("version")(version)
+app.add_typer(zoo_app, name="zoo")
 
 
 def main() -> None:

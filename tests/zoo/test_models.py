@@ -53,10 +53,10 @@ def test_bad_specs_are_usage_errors(spec, message):
         build_model(spec)
 
 
-def test_unet_has_a_hook_but_no_builder_yet():
-    assert set(models.MODEL_KINDS) >= {"cnn", "plain"}
-    with pytest.raises(UsageError, match="known: cnn, plain"):
-        build_model({"kind": "unet", "arch": "resnet18", "n_out": 2})
+def test_unet_is_a_model_kind():
+    assert set(models.MODEL_KINDS) >= {"cnn", "plain", "unet"}
+    with pytest.raises(UsageError, match="known: cnn, plain, unet"):
+        build_model({"kind": "unet3d", "arch": "resnet18", "n_out": 2})
 
 
 def test_bad_n_out_is_refused():
