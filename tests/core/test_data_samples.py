@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from learnkit.data.samples import SAMPLES, cache_root, resolve_data, sample_path, write_sample
+from learnkit.data.samples import SAMPLES, VERSION, cache_root, resolve_data, sample_path, write_sample
 from learnkit.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def test_resolve_data(cache, tmp_path):
     with pytest.raises(DataError, match="shapes-seg"):
         resolve_data("sample:nope")
     path = resolve_data("sample:shapes-seg")
-    assert path == cache / "shapes-seg-v1" == cache_root() / "shapes-seg-v1"
+    assert path == cache / f"shapes-seg-v{VERSION}" == cache_root() / f"shapes-seg-v{VERSION}"
     assert (path / "codes.txt").is_file()
     stamp = (path / "codes.txt").stat().st_mtime_ns
     assert resolve_data("sample:shapes-seg") == path and (path / "codes.txt").stat().st_mtime_ns == stamp
@@ -124,7 +124,7 @@ def test_two_processes_at_once_both_get_a_whole_data_set(cache, tmp_path):
         results.append(json.loads(out))
     assert [r["drew"] for r in results] == [True, True]  # both drew; one rename won, one lost
     assert [r["n"] for r in results] == [520, 520]
-    assert results[0]["path"] == results[1]["path"] == str(cache / "shapes-v1")
+    assert results[0]["path"] == results[1]["path"] == str(cache / f"shapes-v{VERSION}")
     assert not any(r["torch"] for r in results)  # resolving a sample imports no torch
-    assert [p.name for p in cache.iterdir()] == ["shapes-v1"]  # the loser's draft is gone
+    assert [p.name for p in cache.iterdir()] == [f"shapes-v{VERSION}"]  # the loser's draft is gone
     assert tree(sample_path("shapes")) == tree(write_sample("shapes", tmp_path / "ref"))
