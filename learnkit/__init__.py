@@ -54,6 +54,11 @@ _EXPORTS = {
     "annealing_no": "learnkit.schedules",
     "ClassificationInterpretation": "learnkit.interpret",
     "unet_learner": "learnkit.vision.unet_learner",
+    "DynamicUnet": "learnkit.vision.unet",
+    "dice": "learnkit.seg_metrics",
+    "iou": "learnkit.seg_metrics",
+    "pixel_accuracy": "learnkit.seg_metrics",
+    "segmentation_metrics": "learnkit.seg_metrics",
     "cnn_learner": "learnkit.vision.cnn",
     "create_cnn": "learnkit.vision.cnn",
 }
