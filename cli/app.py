@@ -61,4 +61,8 @@ app.add_typer(zoo_app, name="zoo")
 
 def main() -> None:
     """Run the ``learnkit`` command line (the console script and ``python -m learnkit``)."""
-    app(prog_name="learnkit")
+    import sys
+
+    from learnkit.launch import normalize_args
+
+    app(args=normalize_args(sys.argv[1:]), prog_name="learnkit")

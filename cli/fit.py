@@ -2,26 +2,32 @@
 
 import typer
 
-from .context import global_options
 from .options import (
     ArchOpt,
     BsOpt,
+    CacheOpt,
     DataArg,
+    DeterministicOpt,
     DeviceOpt,
     EpochsOpt,
+    InitFromOpt,
     JsonOpt,
     LrOpt,
+    MonitorOpt,
+    NprocOpt,
     PathOpt,
+    PatienceOpt,
     PrecisionOpt,
     PretrainedOpt,
+    ResumeOpt,
+    SaveBestOpt,
     SeedOpt,
     SizeOpt,
     ValidPctOpt,
     WdOpt,
     WorkersOpt,
 )
-from .progress import make_reporter
-from .render import make_console, render_result
+from .training import relaunch_if_asked, run_training
 
 
 def fit(
@@ -35,32 +41,48 @@ def fit(
     size: SizeOpt = 64,
     seed: SeedOpt = None,
     path: PathOpt = ".",
-    workers: WorkersOpt = 0,
+    workers: WorkersOpt = None,
     device: DeviceOpt = "auto",
     valid_pct: ValidPctOpt = None,
     precision: PrecisionOpt = "fp32",
+    cache: CacheOpt = "auto",
     pretrained: PretrainedOpt = None,
     as_json: JsonOpt = False,
+    monitor: MonitorOpt = None,
+    patience: PatienceOpt = None,
+    save_best: SaveBestOpt = True,
+    resume: ResumeOpt = None,
+    init_from: InitFromOpt = None,
+    deterministic: DeterministicOpt = False,
+    nproc: NprocOpt = None,
 ) -> None:
-    """Train ARCH on DATA for EPOCHS epochs; saves PATH/models/last after every epoch."""
-    from learnkit import runner
+    """Train ARCH on DATA for EPOCHS epochs; saves PATH/models/last after every epoch.
 
-    with make_reporter(global_options(ctx), as_json=as_json) as reporter:
-        result = runner.train(
-            data,
-            arch,
-            epochs,
-            lr,
-            wd=wd,
-            bs=bs,
-            size=size,
-            seed=seed,
-            path=path,
-            workers=workers,
-            device=device,
-            valid_pct=valid_pct,
-            precision=precision,
-            pretrained=pretrained,
-            reporter=reporter,
-        )
-    render_result(result, make_console(), as_json=as_json, skip=("history",))
+    Ctrl-C stops at the next batch, saves last and exits 130; --resume continues from it.
+    """
+    relaunch_if_asked(ctx, nproc)
+    run_training(
+        ctx,
+        as_json=as_json,
+        data=data,
+        arch=arch,
+        epochs=epochs,
+        lr=lr,
+        wd=wd,
+        bs=bs,
+        size=size,
+        seed=seed,
+        path=path,
+        workers=workers,
+        device=device,
+        valid_pct=valid_pct,
+        precision=precision,
+        cache=cache,
+        pretrained=pretrained,
+        monitor=monitor,
+        patience=patience,
+        save_best=save_best,
+        resume=resume,
+        init_from=init_from,
+        deterministic=deterministic,
+    )

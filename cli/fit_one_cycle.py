@@ -4,30 +4,37 @@ from typing import Annotated
 
 import typer
 
-from .context import global_options
 from .options import (
     ArchOpt,
     BsOpt,
+    CacheOpt,
     DataArg,
+    DeterministicOpt,
     DeviceOpt,
     DivFactorOpt,
     EpochsOpt,
     FinalDivOpt,
+    InitFromOpt,
     JsonOpt,
     LrOpt,
     MomsOpt,
+    MonitorOpt,
+    NprocOpt,
     PathOpt,
+    PatienceOpt,
     PctStartOpt,
     PrecisionOpt,
     PretrainedOpt,
+    ResumeOpt,
+    SaveBestOpt,
     SeedOpt,
     SizeOpt,
     ValidPctOpt,
     WdOpt,
     WorkersOpt,
 )
-from .progress import make_reporter
 from .render import make_console, render_result
+from .training import relaunch_if_asked, run_training
 
 
 def fit_one_cycle(
@@ -45,19 +52,28 @@ def fit_one_cycle(
     size: SizeOpt = 64,
     seed: SeedOpt = None,
     path: PathOpt = ".",
-    workers: WorkersOpt = 0,
+    workers: WorkersOpt = None,
     device: DeviceOpt = "auto",
     valid_pct: ValidPctOpt = None,
     precision: PrecisionOpt = "fp32",
+    cache: CacheOpt = "auto",
     pretrained: PretrainedOpt = None,
     as_json: JsonOpt = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the lr/momentum schedule (and plot it) without training.")
     ] = False,
+    monitor: MonitorOpt = None,
+    patience: PatienceOpt = None,
+    save_best: SaveBestOpt = True,
+    resume: ResumeOpt = None,
+    init_from: InitFromOpt = None,
+    deterministic: DeterministicOpt = False,
+    nproc: NprocOpt = None,
 ) -> None:
-    """Train ARCH on DATA for one cycle of EPOCHS epochs peaking at LR; saves PATH/models/last."""
-    from learnkit import runner
+    """Train ARCH on DATA for one cycle of EPOCHS epochs peaking at LR; saves PATH/models/last.
 
+    Ctrl-C stops at the next batch, saves last and exits 130; --resume continues from it.
+    """
     if dry_run:
         from learnkit.jobs.lr_find import plan_one_cycle
 
@@ -78,31 +94,39 @@ def fit_one_cycle(
             device=device,
             valid_pct=valid_pct,
             precision=precision,
+            cache=cache,
             pretrained=pretrained,
         )
         render_result(plan, make_console(), as_json=as_json)
         return
-    with make_reporter(global_options(ctx), as_json=as_json) as reporter:
-        result = runner.train(
-            data,
-            arch,
-            epochs,
-            lr,
-            wd=wd,
-            schedule="one_cycle",
-            moms=moms,
-            pct_start=pct_start,
-            div_factor=div_factor,
-            final_div=final_div,
-            bs=bs,
-            size=size,
-            seed=seed,
-            path=path,
-            workers=workers,
-            device=device,
-            valid_pct=valid_pct,
-            precision=precision,
-            pretrained=pretrained,
-            reporter=reporter,
-        )
-    render_result(result, make_console(), as_json=as_json, skip=("history",))
+    relaunch_if_asked(ctx, nproc)
+    run_training(
+        ctx,
+        as_json=as_json,
+        data=data,
+        arch=arch,
+        epochs=epochs,
+        lr=lr,
+        wd=wd,
+        schedule="one_cycle",
+        moms=moms,
+        pct_start=pct_start,
+        div_factor=div_factor,
+        final_div=final_div,
+        bs=bs,
+        size=size,
+        seed=seed,
+        path=path,
+        workers=workers,
+        device=device,
+        valid_pct=valid_pct,
+        precision=precision,
+        cache=cache,
+        pretrained=pretrained,
+        monitor=monitor,
+        patience=patience,
+        save_best=save_best,
+        resume=resume,
+        init_from=init_from,
+        deterministic=deterministic,
+    )

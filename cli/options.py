@@ -165,12 +165,38 @@ WdOpt = Annotated[
     ),
 ]
 BsOpt = Annotated[int, typer.Option("--bs", min=1, help="Batch size.")]
-SizeOpt = Annotated[int, typer.Option("--size", min=8, help="Images are resized to SIZE x SIZE.")]
-SeedOpt = Annotated[int | None, typer.Option("--seed", help="Random seed, for a repeatable run.")]
+SizeOpt = Annotated[
+    int, typer.Option("--size", min=8, max=8192, help="Images are resized to SIZE x SIZE.")
+]  # the max keeps a typo (--size 64000) from asking for gigabytes per image
+SeedOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--seed",
+        min=0,
+        max=2**63 - 1,
+        help="Random seed (Python, NumPy, torch, data-loader workers), for a repeatable run.",
+    ),
+]
 PathOpt = Annotated[
     str, typer.Option("--path", metavar="DIR", help="Working folder: checkpoints go to DIR/models.")
 ]
-WorkersOpt = Annotated[int, typer.Option("--workers", min=0, help="Data-loading worker processes.")]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        min=0,
+        help="Data-loading worker processes, kept for the whole run (default for training: none when "
+        "the images are cached in RAM, else up to 4).",
+    ),
+]
+CacheOpt = Annotated[
+    Literal["auto", "ram", "none"],
+    typer.Option(
+        "--cache",
+        help="Keep the decoded images in RAM, so no epoch after the first decodes a file: auto (when "
+        "they take under 2 GiB), ram, or none (decode at every access).",
+    ),
+]
 DeviceOpt = Annotated[
     str,
     typer.Option(
@@ -216,3 +242,61 @@ FinalDivOpt = Annotated[
     typer.Option("--final-div", min=1.0, help="The cycle ends at LR / FINAL_DIV (default DIV_FACTOR * 1e4)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+# --- a training run's checkpoints, resuming and scale (fit, fit-one-cycle) ---
+MonitorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--monitor",
+        metavar="NAME",
+        help="Track NAME (valid_loss, train_loss or a metric such as accuracy): save PATH/models/best "
+        "whenever it improves.",
+    ),
+]
+PatienceOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--patience",
+        min=0,
+        help="Stop when --monitor (default valid_loss) has not improved for PATIENCE epochs.",
+    ),
+]
+SaveBestOpt = Annotated[
+    bool,
+    typer.Option("--save-best/--no-save-best", help="With --monitor, keep PATH/models/best."),
+]
+ResumeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--resume",
+        metavar="[NAME]",
+        help="Continue the run saved in checkpoint NAME (default last) exactly where it stopped: weights, "
+        "optimizer, schedule position, RNG and history. --epochs is the run's total; a finished run "
+        "says so and exits 0.",
+    ),
+]
+InitFromOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--init-from",
+        metavar="NAME",
+        help="Start a new run from the weights of checkpoint NAME (a name under PATH/models, or a file).",
+    ),
+]
+DeterministicOpt = Annotated[
+    bool,
+    typer.Option(
+        "--deterministic",
+        help="Use torch's deterministic algorithms (with --seed a CPU run repeats exactly).",
+    ),
+]
+NprocOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--nproc",
+        min=1,
+        max=1024,
+        help="Train over N processes on this machine (runs the command under torchrun: "
+        "DistributedDataParallel; the effective batch size is BS x N).",
+    ),
+]

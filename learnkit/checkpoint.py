@@ -61,7 +61,34 @@ def write_safetensors(
     renamed over ``path``: a reader, or a crash at any moment, sees the old file or the new one,
     never a torn one. The temporary file is removed if anything fails.
     """
-    path = Path(path)
+    return write_safetensors_together([(path, tensors, metadata)])[0]
+
+
+def write_safetensors_together(
+    files: Sequence[tuple[str | Path, Mapping[str, torch.Tensor], Mapping[str, Any]]],
+) -> list[Path]:
+    """Write several files that belong together (a model and its optimizer state) atomically each,
+    and as nearly together as a filesystem allows: all are written and flushed under temporary
+    names first, then renamed in the order given, one right after the other. A crash can then
+    tear the set only between two renames (milliseconds at most), not during a write; see
+    :func:`learnkit.persist.save_learner` for how a model/optimizer pair survives even that."""
+    prepared: list[tuple[str, Path]] = []
+    try:
+        for path, tensors, metadata in files:
+            prepared.append((_prepare(Path(path), tensors, metadata), Path(path)))
+        for tmp_name, path in prepared:
+            os.replace(tmp_name, path)
+    except BaseException:
+        for tmp_name, _ in prepared:
+            Path(tmp_name).unlink(missing_ok=True)
+        raise
+    for folder in {path.parent for _, path in prepared}:
+        _fsync_dir(folder)
+    return [path for _, path in prepared]
+
+
+def _prepare(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]) -> str:
+    """Write and fsync the file under a temporary name beside ``path``; return that name."""
     meta = {str(k): json.dumps(v) for k, v in metadata.items()}
     tensors = _plain_tensors(tensors)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,12 +99,16 @@ def write_safetensors(
         with open(tmp_name, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp_name, _file_mode(path))
-        os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
-    return path
+    return tmp_name
+
+
+def stale_temp_files(folder: str | Path) -> list[Path]:
+    """Temporary files a killed writer left in ``folder`` (``.<name>.safetensors.*.tmp``)."""
+    folder = Path(folder)
+    return sorted(folder.glob(".*.safetensors.*.tmp")) if folder.is_dir() else []
 
 
 def read_safetensors(

@@ -250,6 +250,17 @@ class Learner:
         self.precision = Precision()
         return self
 
+    def to_channels_last(self) -> Learner:
+        """Keep the model's 4-d weights (convolutions) in the channels-last memory format.
+
+        cuDNN's convolutions are faster so on recent GPUs, above all under mixed precision (tensor
+        cores); inputs follow at the first convolution. The command line does this on CUDA. The
+        model must not ``view`` activations as contiguous NCHW (``flatten``/``reshape`` are fine,
+        and the zoo's models use them). Parameters keep their identity (the optimizer is kept).
+        """
+        self.model = self.model.to(memory_format=torch.channels_last)
+        return self
+
     # --- evaluation ---
     def dl(self, ds_type: DatasetType = DatasetType.Valid) -> Any:
         """The loader of ``ds_type``."""

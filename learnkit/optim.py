@@ -4,6 +4,8 @@ Each layer group becomes two parameter groups of the torch optimizer: its weight
 layers' parameters plus biases, so ``bn_wd=False`` can spare the latter. With ``true_wd`` the decay
 is decoupled (AdamW style: ``p -= lr * wd * p`` before the step, only for parameters that have a
 gradient, so frozen layers never move); otherwise it is L2, the optimizer's own ``weight_decay``.
+An optimizer that decouples weight decay itself (torch's Adam family: a ``decoupled_weight_decay``
+setting) is asked to, which is the same update done inside its own step, with no extra pass.
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ class OptimWrapper:
         self.opt = opt_func(groups, lr=first_lrs[0])
         self._has_betas = "betas" in self.opt.param_groups[0]
         self._has_mom = "momentum" in self.opt.param_groups[0]
+        # the optimizer decays inside its step (same update, before its moments), saving a pass
+        self._native_wd = true_wd and "decoupled_weight_decay" in self.opt.param_groups[0]
         self.lr = lr
         self.wd = wd
 
@@ -102,7 +106,7 @@ class OptimWrapper:
 
     def step(self, closure: Callable | None = None) -> None:
         """Decoupled weight decay (``true_wd``), then the optimizer's step."""
-        if self.true_wd:
+        if self.true_wd and not self._native_wd:
             with torch.no_grad():
                 for i, group in enumerate(self.opt.param_groups):
                     wd = self._wds[i // 2]
@@ -176,7 +180,11 @@ class OptimWrapper:
         _check_finite(self._wds, "weight decay")
         for i, wd in enumerate(self._wds):
             for j, group in enumerate(self.opt.param_groups[2 * i : 2 * i + 2]):
-                if "weight_decay" in group:
+                if "decoupled_weight_decay" in group:  # AdamW too: L2 when true_wd is off
+                    group["decoupled_weight_decay"] = self.true_wd
+                if self._native_wd:
+                    group["weight_decay"] = 0.0 if j == 1 and not self.bn_wd else wd
+                elif "weight_decay" in group:
                     l2 = 0.0 if self.true_wd or (j == 1 and not self.bn_wd) else wd
                     group["weight_decay"] = l2
 

@@ -4,12 +4,16 @@
 size, normalisation, layer groups). ``<name>.opt.safetensors`` holds what continues the run exactly:
 optimizer state (tensors under ``state.<param name>.<key>``), hyper-parameters, the run's position,
 the callbacks' state (the Recorder's history among them), the loss scale and the RNG states. Both
-files carry the same ``step`` token, so a pair torn by a crash between the two writes is detected.
+files carry the same ``step`` token, so a pair torn by a crash between the two writes is detected;
+the old optimizer file is kept (``.<name>.opt.safetensors.prev``) until both are in place, so such
+a pair still loads (weights and optimizer of the previous save).
 """
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,7 +31,7 @@ from learnkit.checkpoint import (
     read_safetensors,
     resolve_checkpoint,
     unflatten_optimizer_state,
-    write_safetensors,
+    write_safetensors_together,
 )
 from learnkit.errors import CheckpointError
 from learnkit.version import __version__
@@ -91,6 +95,7 @@ def save_learner(learn: Any, name: str | Path, with_opt: bool = True) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     step = f"{learn.epoch}.{learn.iteration}.{learn.batch}-{uuid.uuid4().hex[:12]}"
     meta = model_metadata(learn) | {"step": step}
+    files = []
     if with_opt and learn.opt is not None:
         names = optimizer_param_names(learn.opt, learn.model)
         tensors, opt_meta = flatten_optimizer_state(learn.opt.state_dict(), names)
@@ -104,9 +109,39 @@ def save_learner(learn: Any, name: str | Path, with_opt: bool = True) -> Path:
             "precision": learn.precision.state_dict(),
             "rng": rng_meta,
         }
-        write_safetensors(optimizer_path(path), tensors | rng_tensors, opt_meta)
-    write_safetensors(path, dict(learn.model.state_dict()), meta)
+        files.append((optimizer_path(path), tensors | rng_tensors, opt_meta))
+    files.append((path, dict(learn.model.state_dict()), meta))
+    # Both files are written before either is renamed, and the old optimizer file is kept until
+    # both renames are done: a crash between them leaves a pair that load_into can still match.
+    prev = keep_previous(optimizer_path(path)) if len(files) == 2 else None
+    write_safetensors_together(files)
+    if prev is not None:
+        prev.unlink(missing_ok=True)
     return path
+
+
+def previous_path(path: str | Path) -> Path:
+    """Where :func:`keep_previous` keeps the file being replaced: ``.<name>.prev`` beside it."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.prev")
+
+
+def keep_previous(path: str | Path) -> Path | None:
+    """Keep the current ``path`` (if any) as :func:`previous_path` (a hard link, else a copy).
+
+    Taken before a set of files is replaced, it lets a reader who finds the set torn by a crash
+    between two renames fall back on the old member that matches.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    prev = previous_path(path)
+    prev.unlink(missing_ok=True)
+    try:
+        os.link(path, prev)
+    except OSError:  # a filesystem without hard links
+        shutil.copy2(path, prev)
+    return prev
 
 
 def check_compatible(learn: Any, meta: dict, path: Path) -> None:
@@ -125,6 +160,23 @@ def check_compatible(learn: Any, meta: dict, path: Path) -> None:
         )
 
 
+def _matching_optimizer_file(o_path: Path, path: Path, step: Any) -> tuple[dict, dict]:
+    """The optimizer file saved with ``path`` (same ``step``): ``o_path``, or the previous one a
+    crash between the two renames of a save left beside it (see :func:`save_learner`)."""
+    o_tensors, o_meta = read_safetensors(o_path, expect_format=OPT_FORMAT)
+    if o_meta.get("step") == step:
+        return o_tensors, o_meta
+    prev = previous_path(o_path)
+    if prev.is_file():
+        try:
+            p_tensors, p_meta = read_safetensors(prev, expect_format=OPT_FORMAT)
+        except CheckpointError:
+            p_meta = {}
+        if p_meta.get("step") == step:
+            return p_tensors, p_meta
+    raise CheckpointError(f"{o_path.name} is from another save than {path.name} (torn save?)")
+
+
 def load_into(learn: Any, name: str | Path, strict: bool = True, with_opt: bool | None = None) -> dict:
     """Load a checkpoint into ``learn``; returns the model file's metadata."""
     path = resolve_checkpoint(str(name), learn.path, learn.model_dir)
@@ -139,9 +191,7 @@ def load_into(learn: Any, name: str | Path, strict: bool = True, with_opt: bool 
         return meta
     if not o_path.exists():
         raise CheckpointError(f"{path} has no optimizer state ({o_path.name} is missing)")
-    o_tensors, o_meta = read_safetensors(o_path, expect_format=OPT_FORMAT)
-    if o_meta.get("step") != meta.get("step"):
-        raise CheckpointError(f"{o_path.name} is from another save than {path.name} (torn save?)")
+    o_tensors, o_meta = _matching_optimizer_file(o_path, path, meta.get("step"))
     hypers = o_meta["hypers"]
     if learn.opt is None:
         learn.create_opt(hypers["lrs"], hypers["wds"])

@@ -91,14 +91,21 @@ class FP16(Precision):
         return float(scale) if math.isfinite(scale) else 0.0
 
     def state_dict(self) -> dict:
-        state = {
-            k: (float(v) if isinstance(v, (int, float)) else v) for k, v in self.scaler.state_dict().items()
-        }
-        return {"name": self.name, "scaler": state}
+        """The scaler's state (scale, growth tracker and settings): JSON-able numbers."""
+        return {"name": self.name, "scaler": dict(self.scaler.state_dict())}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+        """Continue with a saved loss scale and growth tracker (a checkpoint's ``precision``)."""
+        scaler = state.get("scaler")
+        if scaler:
+            scaler = dict(scaler)
+            for key in _SCALER_INTS:  # torch wants ints here; JSON or an older writer may give floats
+                if key in scaler:
+                    scaler[key] = int(scaler[key])
+            self.scaler.load_state_dict(scaler)
+
+
+_SCALER_INTS = ("growth_interval", "_growth_tracker")
 
 
 FP32 = Precision()

@@ -4,7 +4,8 @@ Always attached to a Learner (``learn.recorder``). It keeps the smoothed trainin
 exponential moving average, beta 0.98, debiased), the learning rate and momentum of every batch, the
 validation loss and metrics of every epoch, and one ``history`` row per epoch. A Learner's fits make
 one continuous run: a second ``fit`` (or a resumed one) appends. Per-batch losses stay on the device
-until the epoch ends, so recording costs no synchronisation.
+until the epoch ends, so recording costs no synchronisation; the smoothing runs on the host then,
+over the whole epoch's losses at once, so a training batch costs the Recorder no tensor operation.
 """
 
 from __future__ import annotations
@@ -99,14 +100,15 @@ class Recorder(LearnerCallback):
             self.moms.append(state.opt.mom)
 
     def on_backward_begin(self, state: RunState) -> None:
-        self._pending.append(self.smoother.add(state.last_loss.detach().float()))
+        self._pending.append(state.last_loss.detach())  # no kernel, no sync: smoothed at flush
         self._epoch_batches += 1
 
     def flush(self) -> None:
-        """Move the device-side smoothed losses of this epoch into ``losses`` (one sync)."""
+        """Smooth this epoch's raw losses (still on the device) into ``losses``: one sync."""
         if self._pending:
-            self.losses.extend(torch.stack(self._pending).cpu().tolist())
+            raw = torch.stack(self._pending).float().cpu().tolist()
             self._pending = []
+            self.losses.extend(self.smoother.add(value) for value in raw)
 
     def on_epoch_end(self, state: RunState) -> None:
         self.flush()

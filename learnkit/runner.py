@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from learnkit import registry
-from learnkit.errors import CheckpointError, UsageError
+from learnkit.errors import CheckpointError, RunInterrupted, UsageError
 from learnkit.version import __version__
 
 LAST = "last"  # the checkpoint every fit* keeps, written after each epoch
@@ -104,15 +104,18 @@ def load_data(
     bs: int = 64,
     size: int = 64,
     seed: int | None = None,
-    workers: int = 0,
+    workers: int | None = 0,
     device: Any = None,
     valid_pct: float | None = None,
     normalize: bool = True,
     task: str = "classification",
+    cache: str = "auto",
 ) -> Any:
     """An ``ImageDataBunch`` for a folder or a ``sample:NAME``, as the commands build it.
 
     ``seed`` fixes the ``valid_pct`` split, the shuffling and the augmentation (0 when None).
+    ``cache`` (``auto``, ``ram``, ``none``) keeps the decoded images in RAM; ``workers=None`` picks
+    the loader workers to match (none with the RAM cache, else up to 4, kept between epochs).
     ``task="segmentation"`` reads ``images/``, ``masks/`` and ``codes.txt`` instead (a
     ``SegmentationDataBunch``; ``valid_pct`` defaults to 0.2 there).
     """
@@ -129,6 +132,7 @@ def load_data(
             num_workers=workers,
             device=device,
             normalize=normalize,
+            cache=cache,
         )
     return ImageDataBunch.from_folder(
         resolve_data(str(data)),
@@ -139,6 +143,7 @@ def load_data(
         num_workers=workers,
         device=device,
         normalize=normalize,
+        cache=cache,
     )
 
 
@@ -163,13 +168,21 @@ def train(
     size: int = 64,
     seed: int | None = None,
     path: str | Path = ".",
-    workers: int = 0,
+    workers: int | None = 0,
     device: str = "auto",
     metrics: Sequence[str | Callable] = ("accuracy",),
     reporter: Any = None,
     valid_pct: float | None = None,
     pretrained: str | Path | None = None,
     precision: str = "fp32",
+    cache: str = "auto",
+    monitor: str | None = None,
+    patience: int | None = None,
+    save_best: bool = True,
+    resume: str | None = None,
+    init_from: str | None = None,
+    deterministic: bool = False,
+    command: Sequence[str] | None = None,
     **schedule_kwargs: Any,
 ) -> dict[str, Any]:
     """Train ``arch`` on ``data`` for ``epochs`` epochs; ``last`` is saved after every epoch.
@@ -182,35 +195,66 @@ def train(
         reporter: an object with the ``ProgressCallback`` reporter methods, or None.
         pretrained: a local state-dict file to start from (the body is then frozen).
         precision: ``fp32``, ``bf16`` or ``fp16`` (mixed precision, fp32 master weights).
+        cache, workers: decoded images in RAM (``auto``, ``ram``, ``none``) and loader worker
+            processes (``None``: none with the RAM cache, else up to 4); see :func:`load_data`.
+        monitor, patience, save_best: ``best`` is saved when ``monitor`` (``valid_loss``,
+            ``train_loss`` or a metric) improves; ``patience`` epochs without improvement stop the run.
+        resume: continue the run saved in this checkpoint exactly (``epochs`` is the run's total).
+        init_from: start a new run from this checkpoint's weights only.
+        deterministic: use torch's deterministic algorithms (with ``seed``: repeatable weights).
+        command: the command line, for the resume hint printed when the run is interrupted.
+
+    Under ``torchrun`` the process group is joined from the environment (gloo on CPUs, NCCL on
+    GPUs), batches run through DistributedDataParallel, and only rank 0 writes files. See
+    :mod:`learnkit.jobs.train` for checkpoints, resuming and interruption (exit 130).
 
     Returns:
         The final epoch's ``train_loss``, ``valid_loss`` and metrics as top-level keys, plus
-        ``epochs``, ``history`` (one row per epoch) and ``checkpoint`` (the ``last`` file).
+        ``epochs``, ``history`` (one row per epoch) and ``checkpoint`` (the ``last`` file); a
+        resumed run adds ``resumed_from``, and one with nothing left to train a ``note``.
     """
+    from learnkit import distributed
+    from learnkit.jobs.train import deterministic_mode, run_fit
+
     if schedule not in SCHEDULES:
         raise UsageError(f"unknown schedule {schedule!r}: use {' or '.join(SCHEDULES)}")
     if schedule_kwargs and schedule != "one_cycle":
         raise UsageError(f"options {', '.join(sorted(schedule_kwargs))} need schedule 'one_cycle'")
-    learn = build_learner(
-        data,
-        arch,
-        bs=bs,
-        size=size,
-        seed=seed,
-        path=path,
-        workers=workers,
-        device=device,
-        metrics=metrics,
-        valid_pct=valid_pct,
-        pretrained=pretrained,
-        precision=precision,
-    )
-    callbacks = _fit_callbacks(learn, reporter)
-    if schedule == "one_cycle":
-        learn.fit_one_cycle(epochs, lr, wd=wd, callbacks=callbacks, **schedule_kwargs)
-    else:
-        learn.fit(epochs, lr, wd=wd, callbacks=callbacks)
-    return fit_result(learn, epochs)
+    if resume is not None and init_from is not None:
+        raise UsageError("give --resume or --init-from, not both")
+    dev = distributed.local_device(resolve_device(device))
+    joined = distributed.init_from_env(dev)
+    ok = False
+    try:
+        with deterministic_mode(deterministic):
+            learn = build_learner(
+                data,
+                arch,
+                bs=bs,
+                size=size,
+                seed=seed,
+                path=path,
+                workers=workers,
+                device=str(dev),
+                metrics=metrics,
+                valid_pct=valid_pct,
+                pretrained=pretrained,
+                precision=precision,
+                cache=cache,
+            )
+            result = run_fit(
+                learn, epochs, lr, wd, schedule=schedule, reporter=reporter, monitor=monitor,
+                patience=patience, save_best=save_best, resume=resume, init_from=init_from,
+                command=command, **schedule_kwargs,
+            )  # fmt: skip
+        ok = True
+        return result
+    except RunInterrupted:
+        ok = True  # every rank stopped at the same batch and rank 0 has saved: leave together
+        raise
+    finally:
+        if joined:
+            distributed.shutdown(wait=ok)
 
 
 def build_learner(
@@ -221,23 +265,31 @@ def build_learner(
     size: int = 64,
     seed: int | None = None,
     path: str | Path = ".",
-    workers: int = 0,
+    workers: int | None = 0,
     device: str = "auto",
     metrics: Sequence[str | Callable] = ("accuracy",),
     valid_pct: float | None = None,
     pretrained: str | Path | None = None,
     precision: str = "fp32",
+    cache: str = "auto",
 ) -> Any:
-    """The Learner a training command works with: data folder or sample, zoo arch, precision."""
+    """The Learner a training command works with: data folder or sample, zoo arch, precision.
+
+    On CUDA the model is kept channels-last (faster convolutions; the zoo's models allow it).
+    """
     from learnkit.vision.cnn import cnn_learner
 
     _check_arch(arch, size)
     metric_fns = resolve_metrics(metrics)
     dev = resolve_device(device)
     seed_everything(seed)
-    bunch = load_data(data, bs=bs, size=size, seed=seed, workers=workers, device=dev, valid_pct=valid_pct)
+    bunch = load_data(
+        data, bs=bs, size=size, seed=seed, workers=workers, device=dev, valid_pct=valid_pct, cache=cache
+    )
     learn = cnn_learner(bunch, arch, pretrained=pretrained, metrics=metric_fns, path=path)
     set_precision(learn, precision)
+    if dev.type == "cuda":
+        learn.to_channels_last()
     return learn
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 Annealer = Callable[[float, float, float], float]
@@ -159,13 +160,18 @@ class OneCycleSchedule:
         hi, lo = self.moms
         return [Phase(a1, hi, lo, annealing_cos), Phase(a2, lo, hi, annealing_cos)]
 
+    @cached_property
+    def _phases(self) -> tuple[list[list[Phase]], list[Phase]]:
+        # built once: a scheduler asks for every batch's values, and the phases never change
+        return [self.lr_phases(m) for m in self.max_lrs], self.mom_phases()
+
     def lrs_at(self, i: int) -> list[float]:
         """The lr of every layer group at iteration ``i`` (``i >= n_iter``: the final lrs)."""
-        return [schedule_value(self.lr_phases(m), i) for m in self.max_lrs]
+        return [schedule_value(phases, i) for phases in self._phases[0]]
 
     def mom_at(self, i: int) -> float:
         """The momentum at iteration ``i`` (``i >= n_iter``: ``moms[0]``)."""
-        return schedule_value(self.mom_phases(), i)
+        return schedule_value(self._phases[1], i)
 
     def simulate(self, start: int = 0, stop: int | None = None) -> ScheduleTrace:
         """The values of iterations ``start .. stop - 1`` (default: the whole cycle)."""

@@ -110,18 +110,19 @@ class MixUpCallback(LearnerCallback):
             return
         x, y = state.last_input, state.last_target
         lam, perm = self.draw(state.epoch, state.num_batch, y.shape[0])
-        perm = perm.to(y.device)
+        # non_blocking: a blocking copy to a GPU would first wait for the previous batch's work
+        perm = perm.to(y.device, non_blocking=True)
         if self.stack_x:
-            state.last_input = [x, x[perm], lam.to(device=x.device, dtype=torch.float32)]
+            state.last_input = [x, x[perm], lam.to(device=x.device, dtype=torch.float32, non_blocking=True)]
         else:
             x = x if x.is_floating_point() else x.float()
-            w = lam.to(device=x.device, dtype=x.dtype).view(-1, *([1] * (x.ndim - 1)))
+            w = lam.to(device=x.device, dtype=x.dtype, non_blocking=True).view(-1, *([1] * (x.ndim - 1)))
             state.last_input = x * w + x[perm] * (1 - w)
         if self.stack_y:
-            state.last_target = [y, y[perm], lam.to(device=y.device, dtype=torch.float32)]
+            state.last_target = [y, y[perm], lam.to(device=y.device, dtype=torch.float32, non_blocking=True)]
         else:
             y = y if y.is_floating_point() else y.float()
-            w = lam.to(device=y.device, dtype=y.dtype).view(-1, *([1] * (y.ndim - 1)))
+            w = lam.to(device=y.device, dtype=y.dtype, non_blocking=True).view(-1, *([1] * (y.ndim - 1)))
             state.last_target = y * w + y[perm] * (1 - w)
 
     def on_train_end(self, state: RunState) -> None:

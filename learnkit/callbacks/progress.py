@@ -20,24 +20,27 @@ class ProgressCallback(Callback):
 
     def __init__(self, reporter: Any):
         self.reporter = reporter
+        self._main = True
 
     def on_train_begin(self, state: RunState) -> None:
-        if is_main():
+        self._main = is_main()  # asked once a fit, not once a batch
+        if self._main:
             names = ["epoch", "train_loss", "valid_loss", *state.metrics_names, "time"]
-            self.reporter.fit_start(state.n_epochs, names)
+            # epochs count from the run's start: a resumed run shows "epoch 4/10", not "4/7"
+            self.reporter.fit_start(state.start_epoch + state.n_epochs, names)
 
     def on_epoch_begin(self, state: RunState) -> None:
-        if is_main():
+        if self._main:
             self.reporter.epoch_start(state.epoch, state.n_batches)
 
     def on_batch_end(self, state: RunState) -> None:
-        if state.train and is_main():
+        if state.train and self._main:
             self.reporter.batch_end(state.num_batch)
 
     def on_epoch_end(self, state: RunState) -> None:
-        if is_main():
+        if self._main:
             self.reporter.epoch_end(dict(state.learn.recorder.history[-1]))
 
     def on_train_end(self, state: RunState) -> None:
-        if is_main():
+        if self._main:
             self.reporter.fit_end()

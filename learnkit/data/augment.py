@@ -134,7 +134,8 @@ class Augment:
         theta[:, 0, 0] = torch.where(flips, -scales, scales)
         theta[:, 1, 1] = scales
         theta[:, :, 2] = shifts
-        theta = theta.to(device=x.device, dtype=torch.float32)
+        # non_blocking: a blocking copy to a GPU would wait for the previous batch's work first
+        theta = theta.to(device=x.device, dtype=torch.float32, non_blocking=True)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
         if transform_y:
@@ -150,5 +151,5 @@ class Augment:
 
 def _flip(t: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
     """Flip the rows of ``t`` chosen by ``flips`` along the last (width) axis."""
-    mask = flips.to(t.device).view(-1, *([1] * (t.dim() - 1)))
+    mask = flips.to(t.device, non_blocking=True).view(-1, *([1] * (t.dim() - 1)))
     return torch.where(mask, t.flip(-1), t)

@@ -11,6 +11,7 @@ The helpers here (listing, splitting, building the loaders) are shared with segm
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from learnkit.data.bunch import DataBunch, default_device
 from learnkit.data.dataset import ImageDataset, resolve_cache
 from learnkit.data.images import is_image_file
 from learnkit.data.loader import DeviceDataLoader
-from learnkit.data.sampler import EpochSampler
+from learnkit.data.sampler import EpochSampler, mix_seed
 from learnkit.errors import DataError, UsageError
 
 
@@ -80,7 +81,7 @@ def build_loaders(
     *,
     bs: int,
     seed: int,
-    num_workers: int,
+    num_workers: int | None,
     augment: bool,
     norm_stats: dict | None,
     device: torch.device,
@@ -92,19 +93,28 @@ def build_loaders(
 
     Train: an ``EpochSampler`` (seeded, sharded over ranks, padded), the last partial batch
     dropped when there is a full one, ``Normalize`` then ``Augment`` on the device. Valid: in order,
-    sharded without padding, ``Normalize`` only.
+    sharded without padding, ``Normalize`` only. ``num_workers=None`` picks :func:`auto_workers`;
+    workers, once started, stay for the whole run (``persistent_workers``).
     """
     if bs < 1:
         raise UsageError(f"batch size must be >= 1, got {bs}")
+    if num_workers is None:
+        num_workers = auto_workers(train_ds.cached)
     loader_kw = dict(
         num_workers=num_workers, pin_memory=device.type == "cuda", persistent_workers=num_workers > 0
     )
     train_sampler = EpochSampler(len(train_ds), shuffle=True, seed=seed, rank=rank, world_size=world_size)
     train_dl = DataLoader(
-        train_ds, batch_size=bs, sampler=train_sampler, drop_last=len(train_sampler) >= bs, **loader_kw
+        train_ds,
+        batch_size=bs,
+        sampler=train_sampler,
+        drop_last=len(train_sampler) >= bs,
+        generator=_loader_generator(seed, rank, 0),
+        **loader_kw,
     )
     valid_sampler = EpochSampler(len(valid_ds), shuffle=False, rank=rank, world_size=world_size, pad=False)
-    valid_dl = DataLoader(valid_ds, batch_size=bs, sampler=valid_sampler, **loader_kw)
+    valid_gen = _loader_generator(seed, rank, 1)
+    valid_dl = DataLoader(valid_ds, batch_size=bs, sampler=valid_sampler, generator=valid_gen, **loader_kw)
     train_tfms = [Normalize.from_stats(norm_stats)]
     if augment:
         train_tfms.append(Augment(seed=seed, masks=masks, rank=rank))
@@ -112,6 +122,28 @@ def build_loaders(
         DeviceDataLoader(train_dl, device, train_tfms),
         DeviceDataLoader(valid_dl, device, [Normalize.from_stats(norm_stats)]),
     )
+
+
+def auto_workers(cached: bool) -> int:
+    """Loader worker processes when none are asked for (``num_workers=None``, the CLI's default).
+
+    None when the decoded images are in RAM: a batch is then a copy, which worker processes would
+    only slow down by passing it between processes. Otherwise up to 4 decode ahead, leaving one
+    core to the training process.
+    """
+    if cached:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(4, cores - 1))
+
+
+def _loader_generator(seed: int, rank: int, which: int) -> torch.Generator:
+    """A loader's own generator. Without one, every pass over a DataLoader draws its workers' base
+    seed from the global torch RNG, so a run resumed mid-epoch (one extra pass) would see other
+    dropout masks than the run it continues. Workers are seeded from it (python, numpy, torch)."""
+    gen = torch.Generator()
+    gen.manual_seed(mix_seed(seed, rank, which))
+    return gen
 
 
 def _class_folders(src: Path, classes: Sequence[str] | None) -> dict[str, list[Path]]:
@@ -150,7 +182,7 @@ class ImageDataBunch(DataBunch):
         seed: int | None = 0,
         size: int = 64,
         bs: int = 64,
-        num_workers: int = 0,
+        num_workers: int | None = 0,
         augment: bool = True,
         cache: str = "auto",
         device: torch.device | str | None = None,
@@ -173,7 +205,8 @@ class ImageDataBunch(DataBunch):
             size: images are resized to ``size x size``.
             bs: batch size (per process).
             num_workers: loader worker processes (``0``: load in this process; with the RAM
-                cache no decoding happens while training, so workers are rarely needed).
+                cache no decoding happens while training, so workers are rarely needed);
+                ``None``: :func:`auto_workers` (none with the RAM cache, else up to 4).
             augment: flip and small zoom/shift on training batches.
             cache: ``"auto"``, ``"ram"`` or ``"none"``: keep decoded images in RAM.
             device: where batches go (default: CUDA when available, else the CPU).

@@ -35,7 +35,17 @@ def _probe(*args: str, env: dict[str, str] | None = None) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize(
-    "args", [["--help"], ["fit", "--help"], ["validate", "--help"], ["summary", "--help"]]
+    "args",
+    [
+        ["--help"],
+        ["fit", "--help"],
+        ["fit-one-cycle", "--help"],
+        ["lr-find", "--help"],
+        ["validate", "--help"],
+        ["predict", "--help"],
+        ["tta", "--help"],
+        ["summary", "--help"],
+    ],
 )
 def test_help_imports_no_torch(args):
     out, heavy = _probe(*args)
@@ -51,4 +61,20 @@ def test_arch_completion_imports_no_torch():
     }
     out, heavy = _probe(env=env)
     assert "simple_cnn" in out.split()
+    assert heavy == ""
+
+
+@pytest.mark.parametrize("command", ["fit", "fit-one-cycle", "lr-find", "summary"])
+def test_every_zoo_name_completes_without_torch(command):
+    """An empty ``--arch`` word lists the whole zoo (built-ins and plugins), from the registry."""
+    from learnkit import registry
+
+    env = {
+        "_LEARNKIT_COMPLETE": "complete_bash",
+        "COMP_WORDS": f"learnkit {command} --arch ",
+        "COMP_CWORD": "3",
+    }
+    out, heavy = _probe(env=env)
+    assert set(out.split()) == set(registry.names())
+    assert {"resnet18", "simple_cnn", "mobilenet_v3_small"} <= set(out.split())
     assert heavy == ""
