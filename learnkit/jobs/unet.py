@@ -71,7 +71,7 @@ def train_unet(
         name), ``classes``, ``epochs``, ``history`` (one row per epoch), ``checkpoint`` (``last``)
         and, with a monitor, ``best``.
     """
-    from learnkit.callbacks.tracking import SaveModelCallback
+    from learnkit.jobs.train import run_fit
     from learnkit.seg_metrics import segmentation_metrics
     from learnkit.vision.unet_learner import encoder_cut, unet_learner
 
@@ -108,13 +108,17 @@ def train_unet(
         path=path,
     )
     runner.set_precision(learn, precision)
-    callbacks = runner._fit_callbacks(learn, reporter)
-    if monitor is not None:
-        callbacks.append(SaveModelCallback(learn, monitor=monitor, every="improvement", name=BEST))
-    learn.fit_one_cycle(
-        epochs, lr, wd=wd, callbacks=callbacks, **{k: v for k, v in one_cycle.items() if v is not None}
+    result = run_fit(
+        learn,
+        epochs,
+        lr,
+        wd,
+        schedule="one_cycle",
+        reporter=reporter,
+        monitor=monitor,
+        save_best=monitor is not None,
+        **{k: v for k, v in one_cycle.items() if v is not None},
     )
-    result = runner.fit_result(learn, epochs)
     dice, iou = metrics[0], metrics[1]
     result.update(
         dice_per_class=dice.per_class(bunch.classes),
