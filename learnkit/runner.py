@@ -301,17 +301,6 @@ def set_precision(learn: Any, precision: str) -> None:
     switch()
 
 
-def _fit_callbacks(learn: Any, reporter: Any) -> list[Any]:
-    """The callbacks every CLI fit runs with: save ``last`` each epoch, and report progress."""
-    from learnkit.callbacks.progress import ProgressCallback
-    from learnkit.callbacks.tracking import SaveModelCallback
-
-    callbacks: list[Any] = [SaveModelCallback(learn, every="epoch", name=LAST)]
-    if reporter is not None:
-        callbacks.append(ProgressCallback(reporter))
-    return callbacks
-
-
 def fit_result(learn: Any, epochs: int) -> dict[str, Any]:
     """A fit's result: the last history row's values on top, the whole history beside them."""
     history = [dict(row) for row in learn.recorder.history]
