@@ -14,6 +14,6 @@ def sample(
     as_json: JsonOpt = False,
 ) -> None:
     """Write the built-in sample NAME (e.g. shapes) into DIR, ready for `learnkit fit DIR`."""
-    from learnkit import runner
+    from learnkit.jobs import info
 
-    render_result(runner.write_sample(name, folder), make_console(), as_json=as_json)
+    render_result(info.write_sample(name, folder), make_console(), as_json=as_json)

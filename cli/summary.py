@@ -24,9 +24,9 @@ def summary(
     as_json: JsonOpt = False,
 ) -> None:
     """Summarise --arch A (built for --n-out classes) or the checkpoint --model NAME."""
-    from learnkit import runner
+    from learnkit.jobs import info
 
-    result = runner.summary(arch=arch, model=model, n_out=n_out, size=size, path=path)
+    result = info.summary(arch=arch, model=model, n_out=n_out, size=size, path=path)
     console = make_console()
     if as_json:
         render_result(result, console, as_json=True)

@@ -36,9 +36,9 @@ def validate(
     as_json: JsonOpt = False,
 ) -> None:
     """Validate checkpoint MODEL on DATA: its loss and metrics (use the fit's --valid-pct/--seed)."""
-    from learnkit import runner
+    from learnkit.jobs import evaluate
 
-    result = runner.validate(
+    result = evaluate.validate(
         data,
         model,
         path=path,

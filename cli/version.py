@@ -6,6 +6,6 @@ from .render import make_console, render_result
 
 def version(as_json: JsonOpt = False) -> None:
     """Print the versions of learnkit, torch, torchvision and Python, and the devices seen."""
-    from learnkit import runner
+    from learnkit.jobs import info
 
-    render_result(runner.versions(), make_console(), as_json=as_json)
+    render_result(info.versions(), make_console(), as_json=as_json)

@@ -5,23 +5,20 @@ of typer and rich, so it is as usable from a notebook or a script as from ``lear
 
     from learnkit import runner
     result = runner.train("sample:shapes", "simple_cnn", epochs=3, lr=1e-3, seed=0, path="run")
-    runner.validate("sample:shapes", "last", path="run")["accuracy"]
+    # the other commands' jobs are in learnkit.jobs (evaluate, info, lr_find, predict, tta, unet, zoo)
 
 Errors a user can cause are :mod:`learnkit.errors` exceptions (exit codes 2/3/4 in the CLI).
 """
 
 from __future__ import annotations
 
-import difflib
-import platform
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from learnkit import registry
-from learnkit.errors import CheckpointError, RunInterrupted, UsageError
-from learnkit.version import __version__
+from learnkit.errors import RunInterrupted, UsageError
 
 LAST = "last"  # the checkpoint every fit* keeps, written after each epoch
 SCHEDULES = ("fit", "one_cycle")
@@ -307,201 +304,3 @@ def fit_result(learn: Any, epochs: int) -> dict[str, Any]:
     final = {k: v for k, v in (history[-1] if history else {}).items() if k not in ("epoch", "time")}
     checkpoint = Path(learn.path) / learn.model_dir / f"{LAST}.safetensors"
     return {**final, "epochs": epochs, "history": history, "checkpoint": str(checkpoint)}
-
-
-def read_model_metadata(model: str | Path, path: str | Path = ".") -> tuple[Path, dict[str, Any]]:
-    """The checkpoint file named by ``model`` (a name under ``path/models`` or a file) and its metadata.
-
-    Raises :class:`CheckpointError` for a missing file, a file that is not a learnkit model
-    checkpoint, or one without what rebuilds its model.
-    """
-    from learnkit.checkpoint import MODEL_FORMAT, read_safetensors, resolve_checkpoint
-
-    file = resolve_checkpoint(str(model), path)
-    if not file.is_file():
-        raise CheckpointError(f"no checkpoint {file}" + _available(Path(path) / "models"))
-    _, meta = read_safetensors(file, expect_format=MODEL_FORMAT, check_finite=False)
-    if not isinstance(meta.get("model_spec"), dict):
-        raise CheckpointError(f"{file} does not say how to rebuild its model (no model_spec)")
-    return file, meta
-
-
-def _available(folder: Path) -> str:
-    names = sorted(
-        p.name.removesuffix(".safetensors")
-        for p in folder.glob("*.safetensors")
-        if not p.name.endswith(".opt.safetensors")
-    )
-    return f" (checkpoints in {folder}: {', '.join(names)})" if names else ""
-
-
-def checkpoint_learner(
-    data: str | Path,
-    model: str | Path,
-    *,
-    path: str | Path = ".",
-    bs: int = 64,
-    workers: int = 0,
-    device: str = "auto",
-    metrics: Sequence[str | Callable] = ("accuracy",),
-    valid_pct: float | None = None,
-    seed: int | None = None,
-) -> Any:
-    """Checkpoint ``model`` rebuilt alone, over ``data`` prepared as it was for training.
-
-    The data is read at the checkpoint's input size, with its normalisation and task (a
-    segmentation checkpoint reads a segmentation folder); ``valid_pct``/``seed`` repeat the fit's
-    split. A checkpoint whose classes are not the data's is a :class:`CheckpointError`.
-    """
-    from learnkit.inference import load_learner
-
-    file, meta = read_model_metadata(model, path)
-    dev = resolve_device(device)
-    bunch = load_data(
-        data, bs=bs, size=int(meta.get("size") or 64), seed=seed, workers=workers, device=dev,
-        valid_pct=valid_pct, normalize=meta.get("norm_stats") is not None,
-        task=meta.get("task") or "classification",
-    )  # fmt: skip
-    _check_classes(file, meta.get("classes"), bunch.classes)
-    metric_fns = resolve_metrics(metrics, task=meta.get("task") or "classification")
-    return load_learner(file, path=path, data=bunch, metrics=metric_fns)
-
-
-def validate(
-    data: str | Path,
-    model: str | Path,
-    *,
-    path: str | Path = ".",
-    bs: int = 64,
-    workers: int = 0,
-    device: str = "auto",
-    metrics: Sequence[str | Callable] = ("accuracy",),
-    valid_pct: float | None = None,
-    seed: int | None = None,
-    plots: bool = False,
-) -> dict[str, Any]:
-    """Loss and metrics of checkpoint ``model`` on ``data``'s validation set.
-
-    The model is rebuilt from the checkpoint alone (its zoo spec), and the data is prepared as it
-    was for training (see :func:`checkpoint_learner`). With ``plots``, the confusion matrix and the
-    top losses are also saved as PNGs under ``<path>/plots/``; ``plots`` in the result lists them.
-    """
-    from learnkit.checkpoint import resolve_checkpoint
-
-    learn = checkpoint_learner(
-        data, model, path=path, bs=bs, workers=workers, device=device, metrics=metrics,
-        valid_pct=valid_pct, seed=seed,
-    )  # fmt: skip
-    valid_loss, *values = learn.validate()
-    result = {"valid_loss": valid_loss}
-    result.update(zip([getattr(m, "__name__", str(m)) for m in learn.metrics], values))
-    result.update(items=len(learn.data.valid_ds), model=str(resolve_checkpoint(str(model), path)))
-    if plots:
-        interp = learn.interpret()
-        result["plots"] = [str(interp.plot_confusion_matrix()), str(interp.plot_top_losses(9))]
-    return result
-
-
-def _check_classes(file: Path, saved: Sequence[str] | None, found: Sequence[Any] | None) -> None:
-    if saved is None or found is None:
-        return
-    found = [str(c) for c in found]
-    if list(saved) != found:
-        raise CheckpointError(
-            f"{file} was trained on {len(saved)} classes ({_short(saved)}); the data has {len(found)} "
-            f"({_short(found)})"
-        )
-
-
-def _short(names: Sequence[str], n: int = 5) -> str:
-    more = f", +{len(names) - n} more" if len(names) > n else ""
-    return ", ".join(names[:n]) + more
-
-
-def summary(
-    arch: str | None = None,
-    model: str | Path | None = None,
-    *,
-    n_out: int = 10,
-    size: int = 64,
-    path: str | Path = ".",
-) -> dict[str, Any]:
-    """The layer table of ``arch`` (built for ``n_out`` outputs) or of checkpoint ``model``.
-
-    Returns ``text`` (the table), ``layers`` (one dict per layer), the parameter counts and the
-    layer groups.
-    """
-    import torch
-
-    from learnkit.summary import layer_rows, model_summary
-    from learnkit.vision.models import build_model, model_spec_for
-
-    if (arch is None) == (model is None):
-        raise UsageError("give exactly one of --arch or --model")
-    if arch is not None:
-        _check_arch(arch, size)
-        spec, source = model_spec_for(arch, n_out), arch
-    else:
-        file, meta = read_model_metadata(model, path)
-        spec, source, size = meta["model_spec"], str(file), int(meta.get("size") or size)
-    net, groups = build_model(spec)
-    view = _SummaryView(net, groups, size)
-    total = sum(p.numel() for p in net.parameters())
-    return {
-        "model": source,
-        "arch": spec.get("arch"),
-        "n_out": spec.get("n_out"),
-        "size": size,
-        "params": total,
-        "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad),
-        "layer_groups": len(groups),
-        "layers": layer_rows(net, groups, torch.zeros(1, 3, size, size)),
-        "text": model_summary(view),
-    }
-
-
-class _SummaryView:
-    """What :func:`learnkit.summary.model_summary` reads of a Learner, for a model without data."""
-
-    def __init__(self, model: Any, layer_groups: list[Any], size: int) -> None:
-        import torch
-
-        self.model, self.layer_groups, self.opt = model, layer_groups, None
-        self.data = type("Data", (), {"size": size})()
-        self.loss_func = torch.nn.CrossEntropyLoss()
-
-
-def write_sample(name: str, folder: str | Path) -> dict[str, Any]:
-    """Write the built-in sample ``name`` (``shapes`` or ``sample:shapes``) into ``folder``."""
-    from learnkit.data.samples import SAMPLES
-    from learnkit.data.samples import write_sample as write
-
-    name = name.removeprefix("sample:")
-    if name not in SAMPLES:
-        close = difflib.get_close_matches(name, SAMPLES, n=2, cutoff=0.5)
-        hint = f"did you mean: {', '.join(close)}?" if close else f"known: {', '.join(SAMPLES)}"
-        raise UsageError(f"unknown sample '{name}'; {hint}")
-    out = write(name, folder)
-    images = sum(1 for p in Path(out).rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
-    return {"sample": name, "folder": str(out), "images": images}
-
-
-def versions() -> dict[str, Any]:
-    """learnkit, torch, torchvision and Python versions, and the accelerators torch sees."""
-    import torch
-
-    try:
-        import torchvision
-
-        vision = torchvision.__version__
-    except ImportError:  # pragma: no cover - a dependency, but say so rather than fail
-        vision = None
-    return {
-        "learnkit": __version__,
-        "torch": torch.__version__,
-        "torchvision": vision,
-        "python": platform.python_version(),
-        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
-        "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0,
-        "mps": torch.backends.mps.is_available(),
-    }

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from learnkit import runner
+from learnkit.jobs import evaluate
 
 
 def tta_scores(
@@ -38,7 +38,7 @@ def tta_scores(
 
     Args:
         data, model, path, bs, workers, device, valid_pct, seed: as for
-            :func:`learnkit.runner.validate` (use the fit's ``valid_pct``/``seed``).
+            :func:`learnkit.jobs.evaluate.validate` (use the fit's ``valid_pct``/``seed``).
         beta: weight of the plain prediction in the TTA mix (0..1).
         scale: the zoom before the four corner crops (>= 1).
         metrics: metric names from :mod:`learnkit.metrics`.
@@ -50,7 +50,7 @@ def tta_scores(
     from learnkit.checkpoint import resolve_checkpoint
     from learnkit.tta import tta_report
 
-    learn = runner.checkpoint_learner(
+    learn = evaluate.checkpoint_learner(
         data, model, path=path, bs=bs, workers=workers, device=device, metrics=metrics,
         valid_pct=valid_pct, seed=seed,
     )  # fmt: skip

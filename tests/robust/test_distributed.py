@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from learnkit import runner
+from learnkit.jobs import evaluate
 from learnkit.launch import normalize_args, torchrun_command, without_nproc
 
 from .conftest import cli_env, learnkit_exe
@@ -50,7 +51,7 @@ def test_two_gloo_processes_train_like_one_and_reduce_metrics_exactly(tmp_path):
         "last.opt.safetensors",
         "last.safetensors",
     ]
-    again = runner.validate("sample:shapes", "last", path=tmp_path / "ddp", device="cpu")
+    again = evaluate.validate("sample:shapes", "last", path=tmp_path / "ddp", device="cpu")
     assert again["items"] == 120
     assert again["accuracy"] == pytest.approx(result["accuracy"], abs=1e-9)
     assert again["valid_loss"] == pytest.approx(result["valid_loss"], rel=1e-5)

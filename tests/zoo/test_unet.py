@@ -192,7 +192,7 @@ def _owners(names: set[str]) -> set[str]:
 
 
 def test_zoo_show_and_summary_agree_with_the_optimizer(tmp_path):
-    from learnkit import runner
+    from learnkit.jobs import info
     from learnkit.jobs.zoo import show_arch
 
     g = torch.Generator().manual_seed(0)
@@ -211,7 +211,7 @@ def test_zoo_show_and_summary_agree_with_the_optimizer(tmp_path):
     shown = show_arch("resnet18", n_out=3, unet=True)
     assert [_owners(s) for s in _opt_names(unet)] == _shown_names(shown)
     unet.save("seg")
-    summary = runner.summary(model="seg", path=tmp_path)
+    summary = info.summary(model="seg", path=tmp_path)
     assert summary["layer_groups"] == len(unet.layer_groups) == 3
     by_name = {row["name"]: row["group"] for row in summary["layers"] if row["params"]}
     for i, owners in enumerate(_shown_names(shown)):

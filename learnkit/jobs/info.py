@@ -1,0 +1,102 @@
+"""The jobs of ``learnkit summary``, ``learnkit sample`` and ``learnkit version``."""
+
+from __future__ import annotations
+
+import difflib
+import platform
+from pathlib import Path
+from typing import Any
+
+from learnkit import runner
+from learnkit.errors import UsageError
+from learnkit.jobs.evaluate import read_model_metadata
+from learnkit.version import __version__
+
+
+def summary(
+    arch: str | None = None,
+    model: str | Path | None = None,
+    *,
+    n_out: int = 10,
+    size: int = 64,
+    path: str | Path = ".",
+) -> dict[str, Any]:
+    """The layer table of ``arch`` (built for ``n_out`` outputs) or of checkpoint ``model``.
+
+    Returns ``text`` (the table), ``layers`` (one dict per layer), the parameter counts and the
+    layer groups.
+    """
+    import torch
+
+    from learnkit.summary import layer_rows, model_summary
+    from learnkit.vision.models import build_model, model_spec_for
+
+    if (arch is None) == (model is None):
+        raise UsageError("give exactly one of --arch or --model")
+    if arch is not None:
+        runner._check_arch(arch, size)
+        spec, source = model_spec_for(arch, n_out), arch
+    else:
+        file, meta = read_model_metadata(model, path)
+        spec, source, size = meta["model_spec"], str(file), int(meta.get("size") or size)
+    net, groups = build_model(spec)
+    view = _SummaryView(net, groups, size)
+    total = sum(p.numel() for p in net.parameters())
+    return {
+        "model": source,
+        "arch": spec.get("arch"),
+        "n_out": spec.get("n_out"),
+        "size": size,
+        "params": total,
+        "trainable_params": sum(p.numel() for p in net.parameters() if p.requires_grad),
+        "layer_groups": len(groups),
+        "layers": layer_rows(net, groups, torch.zeros(1, 3, size, size)),
+        "text": model_summary(view),
+    }
+
+
+class _SummaryView:
+    """What :func:`learnkit.summary.model_summary` reads of a Learner, for a model without data."""
+
+    def __init__(self, model: Any, layer_groups: list[Any], size: int) -> None:
+        import torch
+
+        self.model, self.layer_groups, self.opt = model, layer_groups, None
+        self.data = type("Data", (), {"size": size})()
+        self.loss_func = torch.nn.CrossEntropyLoss()
+
+
+def write_sample(name: str, folder: str | Path) -> dict[str, Any]:
+    """Write the built-in sample ``name`` (``shapes`` or ``sample:shapes``) into ``folder``."""
+    from learnkit.data.samples import SAMPLES
+    from learnkit.data.samples import write_sample as write
+
+    name = name.removeprefix("sample:")
+    if name not in SAMPLES:
+        close = difflib.get_close_matches(name, SAMPLES, n=2, cutoff=0.5)
+        hint = f"did you mean: {', '.join(close)}?" if close else f"known: {', '.join(SAMPLES)}"
+        raise UsageError(f"unknown sample '{name}'; {hint}")
+    out = write(name, folder)
+    images = sum(1 for p in Path(out).rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
+    return {"sample": name, "folder": str(out), "images": images}
+
+
+def versions() -> dict[str, Any]:
+    """learnkit, torch, torchvision and Python versions, and the accelerators torch sees."""
+    import torch
+
+    try:
+        import torchvision
+
+        vision = torchvision.__version__
+    except ImportError:  # pragma: no cover - a dependency, but say so rather than fail
+        vision = None
+    return {
+        "learnkit": __version__,
+        "torch": torch.__version__,
+        "torchvision": vision,
+        "python": platform.python_version(),
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+        "mps": torch.backends.mps.is_available(),
+    }
