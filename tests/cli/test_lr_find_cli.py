@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 
 from PIL import Image
 
+from tests.cli.conftest import run_learnkit
+
 
 def _run(*args, cwd):
-    return subprocess.run(["learnkit", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return run_learnkit(*args, cwd=cwd)
 
 
 def test_lr_find_prints_suggestions_saves_a_plot_and_no_checkpoint(tmp_path):
