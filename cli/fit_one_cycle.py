@@ -74,59 +74,20 @@ def fit_one_cycle(
 
     Ctrl-C stops at the next batch, saves last and exits 130; --resume continues from it.
     """
+    cycle = dict(moms=moms, pct_start=pct_start, div_factor=div_factor, final_div=final_div)
+    learner = dict(
+        bs=bs, size=size, seed=seed, path=path, workers=workers, device=device, valid_pct=valid_pct,
+        precision=precision, cache=cache, pretrained=pretrained,
+    )  # fmt: skip
     if dry_run:
         from learnkit.jobs.lr_find import plan_one_cycle
 
-        plan = plan_one_cycle(
-            data,
-            arch,
-            epochs,
-            lr,
-            moms=moms,
-            div_factor=div_factor,
-            pct_start=pct_start,
-            final_div=final_div,
-            bs=bs,
-            size=size,
-            seed=seed,
-            path=path,
-            workers=workers,
-            device=device,
-            valid_pct=valid_pct,
-            precision=precision,
-            cache=cache,
-            pretrained=pretrained,
-        )
+        plan = plan_one_cycle(data, arch, epochs, lr, **cycle, **learner)
         render_result(plan, make_console(), as_json=as_json)
         return
     relaunch_if_asked(ctx, nproc)
     run_training(
-        ctx,
-        as_json=as_json,
-        data=data,
-        arch=arch,
-        epochs=epochs,
-        lr=lr,
-        wd=wd,
-        schedule="one_cycle",
-        moms=moms,
-        pct_start=pct_start,
-        div_factor=div_factor,
-        final_div=final_div,
-        bs=bs,
-        size=size,
-        seed=seed,
-        path=path,
-        workers=workers,
-        device=device,
-        valid_pct=valid_pct,
-        precision=precision,
-        cache=cache,
-        pretrained=pretrained,
-        monitor=monitor,
-        patience=patience,
-        save_best=save_best,
-        resume=resume,
-        init_from=init_from,
-        deterministic=deterministic,
-    )
+        ctx, as_json=as_json, data=data, arch=arch, epochs=epochs, lr=lr, wd=wd, schedule="one_cycle",
+        **cycle, **learner, monitor=monitor, patience=patience, save_best=save_best, resume=resume,
+        init_from=init_from, deterministic=deterministic,
+    )  # fmt: skip
