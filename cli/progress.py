@@ -22,9 +22,12 @@ _MIN_WIDTH = 10  # a column is at least this wide, so rows line up without knowi
 
 
 def format_time(seconds: Any) -> str:
-    """Seconds as ``mm:ss`` (``h:mm:ss`` past an hour); text is returned as it is."""
+    """Seconds as ``mm:ss`` (``h:mm:ss`` past an hour; ``00:ss.s`` under a minute, so a fast epoch
+    does not read ``00:00``); text is returned as it is."""
     if not isinstance(seconds, int | float):
         return format_value(seconds)
+    if seconds < 59.95:
+        return f"00:{seconds:04.1f}"
     whole = int(round(seconds))
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)

@@ -73,7 +73,9 @@ def test_make_reporter_routes_streams(monkeypatch, capsys):
 
 
 def test_format_time():
-    assert format_time(5.4) == "00:05"
+    assert format_time(5.4) == "00:05.4"
+    assert format_time(0.26) == "00:00.3"
+    assert format_time(61) == "01:01"
     assert format_time(3725) == "1:02:05"
     assert format_time("n/a") == "n/a"
 
