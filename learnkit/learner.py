@@ -54,11 +54,11 @@ def default_activation(loss_func: Any) -> Callable | None:
     """The activation that turns a model's outputs into predictions for ``loss_func``:
     softmax for cross-entropy, sigmoid for BCE-with-logits, none otherwise (regression)."""
     base = getattr(loss_func, "func", loss_func)
-    name = getattr(base, "__name__", type(base).__name__).lower()
-    if "crossentropy" in name.replace("_", "") or isinstance(base, nn.CrossEntropyLoss):
+    name = getattr(base, "__name__", type(base).__name__).lower().replace("_", "")
+    if isinstance(base, nn.BCEWithLogitsLoss) or "binarycrossentropywithlogits" in name:
+        return torch.sigmoid  # checked first: its name contains "crossentropy" too
+    if isinstance(base, nn.CrossEntropyLoss) or "crossentropy" in name:
         return partial(torch.softmax, dim=1)
-    if isinstance(base, nn.BCEWithLogitsLoss) or "binary_cross_entropy_with_logits" in name:
-        return torch.sigmoid
     return None
 
 

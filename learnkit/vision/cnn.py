@@ -193,8 +193,7 @@ def cnn_learner(
     Example:
         >>> learn = cnn_learner(data, "resnet18", pretrained="weights/resnet18.pth", metrics=[accuracy])
     """
-    from learnkit.learner import Learner
-    from learnkit.vision.models import build_model, model_spec_for
+    from learnkit.vision.models import build_model, model_spec_for, zoo_learner
 
     n_out = getattr(data, "c", None)
     if not n_out:
@@ -206,12 +205,7 @@ def cnn_learner(
     else:
         spec = model_spec_for(arch, n_out, cut=cut, **head_kwargs)
         model, groups = build_model(spec, pretrained=pretrained)
-    learn = Learner(data, model, layer_groups=groups, model_spec=spec, **learner_kwargs)
-    if split_on is not None:
-        learn.split(split_on)
-    if pretrained is not None:
-        learn.freeze()
-    return learn
+    return zoo_learner(data, model, groups, spec, split_on=split_on, pretrained=pretrained, **learner_kwargs)
 
 
 create_cnn = cnn_learner

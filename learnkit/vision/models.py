@@ -111,3 +111,25 @@ def check_layer_groups(model: nn.Module, groups: list[nn.Module], arch: str = "m
             f"left out: {left_out[:3]}" if left_out else f"in two groups: {twice[:3]}" if twice else "foreign"
         )
         raise LearnkitError(f"arch '{arch}': its layer-group split does not cover the model once ({detail})")
+
+
+def zoo_learner(
+    data: Any,
+    model: Any,
+    groups: list[Any],
+    spec: dict | None,
+    *,
+    split_on: Any = None,
+    pretrained: Any = None,
+    **learner_kwargs: Any,
+) -> Any:
+    """A Learner over a zoo-built model: its layer groups and spec (so checkpoints rebuild it), then
+    the caller's ``split_on``, and the body frozen when it starts from ``pretrained`` weights."""
+    from learnkit.learner import Learner
+
+    learn = Learner(data, model, layer_groups=groups, model_spec=spec, **learner_kwargs)
+    if split_on is not None:
+        learn.split(split_on)
+    if pretrained is not None:
+        learn.freeze()
+    return learn

@@ -154,8 +154,7 @@ def unet_learner(
     Example:
         >>> learn = unet_learner(data, "resnet34", self_attention=True, norm_type="batch")  # doctest: +SKIP
     """
-    from learnkit.learner import Learner
-    from learnkit.vision.models import build_model
+    from learnkit.vision.models import build_model, zoo_learner
 
     n_out = getattr(data, "c", None)
     if not n_out:
@@ -175,12 +174,7 @@ def unet_learner(
     else:
         spec = unet_spec_for(arch, n_out, cut=cut, **options)
         model, groups = build_model(spec, pretrained=pretrained)
-    learn = Learner(data, model, layer_groups=groups, model_spec=spec, **learner_kwargs)
-    if split_on is not None:
-        learn.split(split_on)
-    if pretrained is not None:
-        learn.freeze()
-    return learn
+    return zoo_learner(data, model, groups, spec, split_on=split_on, pretrained=pretrained, **learner_kwargs)
 
 
 def _check_y_range(y_range: Sequence[float]) -> list[float]:

@@ -186,3 +186,16 @@ def test_plain_dataloaders_are_accepted_in_a_databunch():
     learn = Learner(data, tiny_model(), loss_func=nn.CrossEntropyLoss())
     learn.fit(1, 1e-3)
     assert learn.recorder.nb_batches == [4]
+
+
+def test_default_activation_follows_the_loss():
+    from functools import partial
+
+    from learnkit.learner import default_activation
+
+    logits = torch.tensor([[2.0, -1.0]])
+    assert torch.allclose(default_activation(nn.CrossEntropyLoss())(logits), logits.softmax(1))
+    assert torch.allclose(default_activation(nn.functional.cross_entropy)(logits), logits.softmax(1))
+    assert default_activation(nn.BCEWithLogitsLoss()) is torch.sigmoid
+    assert default_activation(partial(nn.functional.binary_cross_entropy_with_logits)) is torch.sigmoid
+    assert default_activation(nn.MSELoss()) is None  # regression: outputs as they are
