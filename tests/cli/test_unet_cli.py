@@ -68,7 +68,15 @@ def test_validate_reports_pixel_metrics_for_a_segmentation_checkpoint(unet_run):
 
 
 def test_unet_rejects_an_arch_without_a_cut_and_a_bad_y_range(tmp_path):
-    proc = run_learnkit("unet", "sample:shapes-seg", "--arch", "resnet18", "--y-range", "2,1")
-    assert proc.returncode == 2 and "error:" in proc.stderr and "Traceback" not in proc.stderr
-    proc = run_learnkit("unet", "sample:shapes-seg", "--arch", "simple_cnn", "--path", str(tmp_path))
-    assert proc.returncode == 2 and "cannot serve" in proc.stderr
+    from typer.testing import CliRunner
+
+    from learnkit.cli.app import app
+
+    runner = CliRunner(env={"CI": "1"})
+    result = runner.invoke(app, ["unet", "sample:shapes-seg", "--arch", "resnet18", "--y-range", "2,1"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: Invalid value for '--y-range': '2,1': LO must be below HI")
+    no_cut = ["unet", "sample:shapes-seg", "--arch", "simple_cnn", "--path", str(tmp_path)]
+    result = runner.invoke(app, no_cut)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: arch 'simple_cnn' has no cut, so it cannot serve")
