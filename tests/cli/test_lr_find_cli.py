@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 from PIL import Image
 
 from tests.cli.conftest import run_learnkit
@@ -14,6 +15,7 @@ def _run(*args, cwd):
     return run_learnkit(*args, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_lr_find_prints_suggestions_saves_a_plot_and_no_checkpoint(tmp_path):
     res = _run(
         "lr-find",
