@@ -45,6 +45,7 @@ def unet_run(tmp_path_factory) -> dict:
     return {"result": json.loads(proc.stdout), "data": data, "path": run, "stderr": proc.stderr}
 
 
+@pytest.mark.slow
 def test_unet_json_has_dice_iou_history_and_checkpoints(unet_run):
     result = unet_run["result"]
     assert {"dice", "iou", "pixel_accuracy", "valid_loss", "history", "checkpoint", "best"} <= set(result)
@@ -55,6 +56,7 @@ def test_unet_json_has_dice_iou_history_and_checkpoints(unet_run):
     assert "dice" in unet_run["stderr"]  # the per-epoch table goes to stderr under --json
 
 
+@pytest.mark.slow
 def test_validate_reports_pixel_metrics_for_a_segmentation_checkpoint(unet_run):
     proc = run_learnkit(
         "validate", str(unet_run["data"]), "--model", "last", "--path", str(unet_run["path"]),
