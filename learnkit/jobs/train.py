@@ -28,7 +28,7 @@ from typing import Any
 
 from learnkit.errors import RunInterrupted
 from learnkit.jobs.config import RunConfig, lr_value
-from learnkit.jobs.fitting import BEST, LAST, resume_hint, run_fit  # noqa: F401 (the run's names)
+from learnkit.jobs.fitting import BEST, run_fit
 from learnkit.jobs.run_folder import check_same_run, claim_run_folder, saved_config, write_config
 
 

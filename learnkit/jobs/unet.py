@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from learnkit.jobs import setup
 from learnkit.jobs.config import RunConfig
-from learnkit.jobs.setup import check_arch, load_data, resolve_device, seed_everything, set_precision
 
 # Defaults measured on sample:shapes-seg (64 px, 160 training images) with resnet18 from random
 # weights on 2 CPU cores: bs 8 gives 20 steps an epoch, and a 3-epoch cycle peaking at 1e-3 reaches
@@ -34,11 +34,11 @@ def build_unet_learner(config: RunConfig, device: str = "auto") -> Any:
 
     d, r, u = config.data, config.runtime, config.model.unet
     arch = str(config.model.arch)
-    check_arch(arch, d.size)
+    setup.check_arch(arch, d.size)
     encoder_cut(arch)  # an arch that cannot serve fails before the data is read
-    dev = resolve_device(device)
-    seed_everything(r.seed)
-    bunch = load_data(
+    dev = setup.resolve_device(device)
+    setup.seed_everything(r.seed)
+    bunch = setup.load_data(
         d.data, bs=d.bs, size=d.size, seed=r.seed, workers=r.workers, device=dev, valid_pct=d.valid_pct,
         task="segmentation", cache=d.cache,
     )  # fmt: skip
@@ -56,7 +56,7 @@ def build_unet_learner(config: RunConfig, device: str = "auto") -> Any:
         metrics=segmentation_metrics(),
         path=config.checkpoint.path,
     )
-    set_precision(learn, r.precision)
+    setup.set_precision(learn, r.precision)
     if dev.type == "cuda":
         learn.to_channels_last()
     return learn
