@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from learnkit.checkpoint import read_safetensors
 from learnkit.cli.app import app
-from learnkit.jobs import setup as setup_module
+from learnkit.jobs import setup as jobs_setup
 
 cli = CliRunner(env={"CI": "1"})
 TINY = ["--arch", "simple_cnn", "--epochs", "1", "--size", "16", "--bs", "8", "--seed", "0"]
@@ -19,13 +19,13 @@ TINY += ["--device", "cpu"]
 def data_calls(monkeypatch) -> list[dict]:
     """The keyword arguments of every ``learnkit.jobs.setup.load_data`` call (which then runs as usual)."""
     calls: list[dict] = []
-    original = setup_module.load_data
+    original = jobs_setup.load_data
 
     def recording(*args, **kwargs):
         calls.append(kwargs)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(setup_module, "load_data", recording)
+    monkeypatch.setattr(jobs_setup, "load_data", recording)
     return calls
 
 

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from learnkit.checkpoint import read_safetensors
 from learnkit.cli.app import app
+from learnkit.schedules import OneCycleSchedule
 
 cli = CliRunner(env={"CI": "1", "COLUMNS": "200"})
 TINY = ["--arch", "simple_cnn", "--size", "16", "--bs", "16", "--device", "cpu", "--deterministic"]
@@ -70,8 +71,11 @@ def test_history_has_the_recorders_columns_with_lr_and_mom(first_run):
     assert header == "epoch,train_loss,valid_loss,accuracy,lr,mom,time"
     history = first_run["result"]["history"]
     assert list(history[0]) == header.split(",")
-    # a 1cycle ends near lr / (div_factor * 1e4) with the momentum back near its start
-    assert 0 < history[-1]["lr"] < 2e-3 / 25 and 0.9 < history[-1]["mom"] <= 0.95
+    # 24 training images in batches of 16: one batch an epoch (the last, partial one dropped), so
+    # each row holds the 2-iteration cycle's value at iterations 0 and 1
+    cycle = OneCycleSchedule(2, (2e-3,))
+    assert [row["lr"] for row in history] == pytest.approx([cycle.lrs_at(0)[-1], cycle.lrs_at(1)[-1]])
+    assert [row["mom"] for row in history] == pytest.approx([cycle.mom_at(0), cycle.mom_at(1)])
     assert float(rows[-1].split(",")[4]) == pytest.approx(history[-1]["lr"])
 
 
@@ -159,6 +163,7 @@ def test_resume_refuses_a_changed_run_naming_the_fields(first_run):
         "--path",
         path,
         "--resume",
+        "last",
     )
     assert result.exit_code == 2
     line = result.stderr.strip().splitlines()[-1]
@@ -169,9 +174,9 @@ def test_resume_with_more_epochs_extends_a_finished_run(tmp_path, image_folder):
     path = tmp_path / "run"
     base = [str(image_folder), *TINY, "--seed", "0", "--path", str(path), "--json"]
     assert _fit(*base, "--epochs", "1").exit_code == 0
-    same = _fit(*base, "--epochs", "1", "--resume")
+    same = _fit(*base, "--epochs", "1", "--resume", "last")
     assert same.exit_code == 0 and "note" in json.loads(same.stdout)  # finished: nothing to train
-    result = _fit(*base, "--epochs", "2", "--resume")
+    result = _fit(*base, "--epochs", "2", "--resume", "last")
     assert result.exit_code == 0, result.stderr
     out = json.loads(result.stdout)
     assert [row["epoch"] for row in out["history"]] == [0, 1]
