@@ -51,7 +51,7 @@ class _Losses(Callback):
 
 def _image_learner(tmp_path, precision: str = "fp32", **kwargs):
     """The command line's Learner (zoo simple_cnn, image folder, RAM cache) on CUDA."""
-    from learnkit.runner import build_learner
+    from learnkit.jobs.setup import build_learner
     from tests.cli.conftest import make_image_folder
 
     folder = tmp_path / "data"
@@ -143,7 +143,7 @@ def test_no_host_sync_per_training_batch_on_cuda(tmp_path, precision):
     """The CLI's whole fit (1cycle, NaN guard, checkpoints, Recorder, augmentation) syncs at epoch
     ends and every ``check_nan_every`` batches, never inside batches 1-5. fp16 is left out: torch's
     GradScaler reads ``found_inf`` on the host at every step."""
-    from learnkit.jobs.train import run_fit
+    from learnkit.jobs.fitting import run_fit
 
     learn = _image_learner(tmp_path, precision, path=tmp_path / "run")
     begin, end = _NoSyncWindow(1, 5, "begin"), _NoSyncWindow(1, 5, "end")
@@ -185,7 +185,7 @@ class _SignalAt(Callback):
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_an_interrupted_cuda_run_resumes_to_the_same_weights(tmp_path, precision):
     from learnkit.errors import RunInterrupted
-    from learnkit.jobs.train import deterministic_mode, run_fit
+    from learnkit.jobs.fitting import deterministic_mode, run_fit
 
     with deterministic_mode(True):
         stopped = _image_learner(tmp_path, precision, path=tmp_path / "run")
