@@ -5,5 +5,7 @@
 # Exit status: 0 all checks pass (or no CUDA device), 1 a check failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-$(command -v python || command -v python3)}"
+if [ -z "${PYTHON:-}" ]; then  # the project's venv when there is one, else the python on PATH
+  if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON="$(command -v python || command -v python3)"; fi
+fi
 exec "$PYTHON" -m bench.gpu "$@"
