@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from learnkit.data.augment import IMAGENET_STATS, Augment, Normalize
+from learnkit.data.augment import IMAGENET_STATS, PRESETS, Augment, AugmentSettings, Normalize
 from learnkit.data.bunch import DataBunch, default_device
 from learnkit.data.dataset import ImageDataset, resolve_cache
 from learnkit.data.images import is_image_file
@@ -82,7 +82,7 @@ def build_loaders(
     bs: int,
     seed: int,
     num_workers: int | None,
-    augment: bool,
+    augment: bool | AugmentSettings,
     norm_stats: dict | None,
     device: torch.device,
     masks: bool,
@@ -92,7 +92,8 @@ def build_loaders(
     """The train and valid ``DeviceDataLoader``s of a folder bunch.
 
     Train: an ``EpochSampler`` (seeded, sharded over ranks, padded), the last partial batch
-    dropped when there is a full one, ``Normalize`` then ``Augment`` on the device. Valid: in order,
+    dropped when there is a full one, ``Augment`` (``augment``: settings, ``True`` for the
+    ``light`` preset, ``False`` for none) then ``Normalize`` on the device. Valid: in order,
     sharded without padding, ``Normalize`` only. ``num_workers=None`` picks :func:`auto_workers`;
     workers, once started, stay for the whole run (``persistent_workers``).
     """
@@ -115,13 +116,21 @@ def build_loaders(
     valid_sampler = EpochSampler(len(valid_ds), shuffle=False, rank=rank, world_size=world_size, pad=False)
     valid_gen = _loader_generator(seed, rank, 1)
     valid_dl = DataLoader(valid_ds, batch_size=bs, sampler=valid_sampler, generator=valid_gen, **loader_kw)
+    settings = augment_settings(augment)
     train_tfms = [Normalize.from_stats(norm_stats)]
-    if augment:
-        train_tfms.append(Augment(seed=seed, masks=masks, rank=rank))
+    if not settings.is_identity:  # on 0..1 images (lighting needs them), then normalised
+        train_tfms.insert(0, Augment(seed=seed, masks=masks, rank=rank, settings=settings))
     return (
         DeviceDataLoader(train_dl, device, train_tfms),
         DeviceDataLoader(valid_dl, device, [Normalize.from_stats(norm_stats)]),
     )
+
+
+def augment_settings(augment: bool | AugmentSettings) -> AugmentSettings:
+    """Settings from ``augment``: as given, ``True``: the ``light`` preset, ``False``: none."""
+    if isinstance(augment, AugmentSettings):
+        return augment
+    return PRESETS["light"] if augment else PRESETS["none"]
 
 
 def auto_workers(cached: bool) -> int:
@@ -183,7 +192,7 @@ class ImageDataBunch(DataBunch):
         size: int = 64,
         bs: int = 64,
         num_workers: int | None = 0,
-        augment: bool = True,
+        augment: bool | AugmentSettings = True,
         cache: str = "auto",
         device: torch.device | str | None = None,
         normalize: bool = True,
@@ -207,7 +216,8 @@ class ImageDataBunch(DataBunch):
             num_workers: loader worker processes (``0``: load in this process; with the RAM
                 cache no decoding happens while training, so workers are rarely needed);
                 ``None``: :func:`auto_workers` (none with the RAM cache, else up to 4).
-            augment: flip and small zoom/shift on training batches.
+            augment: train-time augmentation: settings (``AugmentConfig("fastai").settings()``),
+                ``True`` for the ``light`` preset (flip and small zoom), ``False`` for none.
             cache: ``"auto"``, ``"ram"`` or ``"none"``: keep decoded images in RAM.
             device: where batches go (default: CUDA when available, else the CPU).
             normalize: normalise with ImageNet statistics (recorded in ``norm_stats``); else
