@@ -59,14 +59,15 @@ class EMACallback(LearnerCallback):
 
     # --- events ---
     def on_epoch_begin(self, state: RunState) -> None:
-        self._swap_out_ema()
+        if state.opt is not None:  # a fit (Learner.validate runs these events with no optimizer)
+            self._swap_out_ema()
 
     def on_step_end(self, state: RunState) -> None:
         if state.train and not state.skip_step:
             self.averaged.update_parameters(state.model)
 
     def on_validate_begin(self, state: RunState) -> None:
-        if self._raw is None:
+        if self._raw is None and state.opt is not None:
             if int(self.averaged.n_averaged) == 0:  # no step yet: the average is the model itself
                 self.averaged.update_parameters(state.model)
             self._swap_in_ema()
