@@ -51,6 +51,8 @@ def model_metadata(learn: Any) -> dict:
         "classes": [str(c) for c in data.classes] if getattr(data, "classes", None) is not None else None,
         "size": getattr(data, "size", None),
         "norm_stats": getattr(data, "norm_stats", None),
+        "multi_label": bool(getattr(data, "multi_label", False)),
+        **({"thresh": float(getattr(data, "thresh", 0.5))} if getattr(data, "multi_label", False) else {}),
         "layer_groups": [
             [names[id(p)] for p in g.parameters() if id(p) in names] for g in learn.layer_groups
         ],

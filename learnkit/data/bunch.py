@@ -117,6 +117,7 @@ class DataBunch:
         self.size = size
         self.task = task
         self.multi_label = bool(multi_label)
+        self.thresh = 0.5  # multi-label: a class is predicted when its probability is above this
         if loss_func is None and task != "custom":
             loss_func = nn.BCEWithLogitsLoss() if self.multi_label else nn.CrossEntropyLoss()
         self.loss_func = loss_func

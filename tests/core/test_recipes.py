@@ -85,7 +85,8 @@ def test_cutmix_box_and_lambda_follow_torchvision():
     cb = CutMixCallback(learn, alpha=1.0, seed=3)
     lam, (x1, y1, x2, y2) = cb.draw(0, 0, 16, 16)
     assert lam == pytest.approx(1 - (x2 - x1) * (y2 - y1) / 256)
-    assert cb.draw(0, 0, 16, 16) == (lam, (x1, y1, x2, y2)) and cb.draw(0, 1, 16, 16) != (lam, (x1, y1, x2, y2))
+    box = (x1, y1, x2, y2)
+    assert cb.draw(0, 0, 16, 16) == (lam, box) and cb.draw(0, 1, 16, 16) != (lam, box)
 
 
 def test_cutmix_pastes_the_rolled_batch_and_blends_the_losses():
