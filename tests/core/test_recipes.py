@@ -152,3 +152,36 @@ def test_imagenet_weights_come_from_torchs_cache_and_a_missing_file_is_named(tmp
     assert str(resolve_pretrained("weights.pth", "resnet18")) == "weights.pth"
     with pytest.raises(UsageError):
         resolve_pretrained("imagenet", "simple_cnn")
+
+
+def _csv_set(tmp_path, multi: bool, is_valid: bool = False):
+    from PIL import Image
+
+    root = tmp_path / "csvdata"
+    (root / "img").mkdir(parents=True)
+    rows = ["name,label" + (",is_valid" if is_valid else "")]
+    for i in range(12):
+        Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(root / "img" / f"{i}.png")
+        label = ("a b" if i % 3 == 0 else "b") if multi else ("a" if i % 2 else "b")
+        rows.append(f"img/{i}.png,{label}" + (f",{'true' if i < 3 else 'false'}" if is_valid else ""))
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_csv_labels_single_and_multi_label(tmp_path):
+    from learnkit.data import ImageDataBunch
+
+    single = ImageDataBunch.from_csv(
+        _csv_set(tmp_path / "s", False), valid_pct=0.25, size=8, bs=4, device="cpu"
+    )
+    assert single.classes == ["a", "b"] and not single.multi_label
+    assert len(single.train_ds) == 9 and len(single.valid_ds) == 3
+    multi = ImageDataBunch.from_csv(
+        _csv_set(tmp_path / "m", True, is_valid=True), label_delim=" ", size=8, bs=4, device="cpu"
+    )
+    assert multi.multi_label and isinstance(multi.loss_func, nn.BCEWithLogitsLoss)
+    assert len(multi.valid_ds) == 3  # the is_valid column
+    _, y = multi.valid_ds[0]
+    assert y.tolist() == [1.0, 1.0]  # row 0: "a b"
+    with pytest.raises(DataError, match="valid_pct"):
+        ImageDataBunch.from_csv(_csv_set(tmp_path / "n", False), size=8)
