@@ -107,11 +107,13 @@ def build_run_learner(config: RunConfig, device: str) -> Any:
     if config.model.unet is not None:
         from learnkit.jobs.unet import build_unet_learner
 
-        return build_unet_learner(config, device)
+        learn = build_unet_learner(config, device)
+        apply_config_recipes(learn, config)
+        return learn
     from learnkit.jobs.setup import build_learner
 
     d, r = config.data, config.runtime
-    return build_learner(
+    learn = build_learner(
         d.data,
         config.model.arch,
         bs=d.bs,
@@ -124,6 +126,30 @@ def build_run_learner(config: RunConfig, device: str) -> Any:
         pretrained=config.model.pretrained,
         precision=r.precision,
         cache=d.cache,
+        augment=d.augment().settings(),
+        label_delim=d.label_delim,
+        thresh=d.thresh,
+    )
+    apply_config_recipes(learn, config)
+    return learn
+
+
+def apply_config_recipes(learn: Any, config: RunConfig) -> None:
+    """The run's recipes (loss options, mixup/cutmix, clip, accum, EMA, compile, freezing)."""
+    from learnkit.jobs.recipes import apply_recipes
+
+    s = config.schedule
+    apply_recipes(
+        learn,
+        label_smoothing=s.label_smoothing,
+        class_weights=s.class_weights,
+        mixup=s.mixup,
+        cutmix=s.cutmix,
+        clip=s.clip,
+        accum=s.accum,
+        ema=s.ema,
+        compile=config.runtime.compile,
+        freeze=config.model.freeze,
     )
 
 
