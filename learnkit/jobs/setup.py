@@ -53,6 +53,27 @@ def resolve_device(device: str = "auto") -> Any:
     return dev
 
 
+def cpu_threads(device: Any) -> int | None:
+    """On a CPU with at most 2 cores, train with 1 torch thread (unless ``OMP_NUM_THREADS`` says).
+
+    With 2 threads on 2 cores, every parallel region waits for a thread that another process (the
+    data loader, the OS, a neighbour) has descheduled: measured on a shared 2-core machine, an
+    epoch took several times longer with 2 threads than with 1 (bench/README.md). Returns the
+    thread count set, or None when left alone.
+    """
+    import os
+
+    import torch
+
+    if getattr(device, "type", str(device)) != "cpu" or "OMP_NUM_THREADS" in os.environ:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cores > 2:
+        return None
+    torch.set_num_threads(1)
+    return 1
+
+
 def seed_everything(seed: int | None) -> None:
     """Seed Python, NumPy and torch (all devices), so a run with the same seed repeats."""
     if seed is None:

@@ -49,7 +49,7 @@ def run(config: RunConfig, *, reporter: Any = None, command: Sequence[str] | Non
     from learnkit import distributed
     from learnkit.distributed import env_rank
     from learnkit.jobs.fitting import deterministic_mode
-    from learnkit.jobs.setup import resolve_device
+    from learnkit.jobs.setup import cpu_threads, resolve_device
 
     config.validate()
     claim_run_folder(config, remove=env_rank() == 0)  # before any rank writes
@@ -60,6 +60,7 @@ def run(config: RunConfig, *, reporter: Any = None, command: Sequence[str] | Non
     if saved is not None:
         check_same_run(saved, config)
     dev = distributed.local_device(resolve_device(config.runtime.device))
+    cpu_threads(dev)
     joined = distributed.init_from_env(dev)
     ok = False
     try:
