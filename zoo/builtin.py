@@ -13,12 +13,13 @@ register(
     "simple_cnn",
     simple_cnn,
     split=split_simple_cnn,
-    cut=-1,  # drop the head: the conv body serves as a U-Net encoder
+    # no cut: as a classifier it keeps its own head; as a U-Net encoder its conv body serves
     meta={
         "description": "tiny conv net: 4 conv-bn-relu stride-2 blocks, pool, linear",
         "min_size": 16,
         "params": 226_680,
         "groups": 2,
+        "encoder_cut": -1,
     },
 )
 
