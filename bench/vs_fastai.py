@@ -28,8 +28,9 @@ HERE = Path(__file__).resolve().parent
 def _learnkit(data: Path, run: Path, args: argparse.Namespace, seed: int, extra: list[str]) -> list[str]:
     exe = shutil.which("learnkit") or str(Path(sys.executable).with_name("learnkit"))
     return [
-        exe, "--quiet", "fit-one-cycle", str(data), "--arch", args.arch, "--size", str(args.size), "--bs", str(args.bs),
-        "--epochs", str(args.epochs), "--lr", str(args.lr), "--seed", str(seed), "--device", "cpu",
+        exe, "--quiet", "fit-one-cycle", str(data), "--arch", args.arch, "--size", str(args.size),
+        "--bs", str(args.bs), "--epochs", str(args.epochs), "--lr", str(args.lr), "--seed", str(seed),
+        "--device", "cpu",
         "--path", str(run), "--json", *extra,
     ]  # fmt: skip
 
