@@ -214,7 +214,12 @@ PrecisionOpt = Annotated[
 ]
 PretrainedOpt = Annotated[
     str | None,
-    typer.Option("--pretrained", metavar="FILE", help="Start from the weights in a local state-dict file."),
+    typer.Option(
+        "--pretrained",
+        metavar="imagenet|FILE",
+        help="Start from pretrained weights: imagenet (torchvision's, from torch's cache TORCH_HOME; "
+        "never downloaded) or a local state-dict file. The body starts frozen unless --no-freeze.",
+    ),
 ]
 ValidPctOpt = Annotated[
     float | None,
@@ -322,4 +327,94 @@ NprocOpt = Annotated[
         help="Train over N processes on this machine (runs the command under torchrun: "
         "DistributedDataParallel; the effective batch size is BS x N).",
     ),
+]
+
+# --- training recipes (fit, fit-one-cycle; unet where they apply) ---
+AugOpt = Annotated[
+    Literal["none", "light", "fastai"],
+    typer.Option(
+        "--aug",
+        help="Train-time augmentation preset: none, light (flips, zoom up to 1.15) or fastai (fastai v1's "
+        "get_transforms(): flips, rotate 10, zoom 1.1, lighting 0.2, warp 0.2). The --flip ... knobs "
+        "override it.",
+    ),
+]
+FlipOpt = Annotated[
+    bool | None, typer.Option("--flip/--no-flip", help="Flip left-right at random (default: the preset's).")
+]
+FlipVertOpt = Annotated[
+    bool | None,
+    typer.Option("--flip-vert", help="Also flip top-bottom and rotate by 90 degrees (the 8 dihedral flips)."),
+]
+MaxRotateOpt = Annotated[
+    float | None, typer.Option("--max-rotate", min=0.0, metavar="DEGREES", help="Rotate by up to DEGREES.")
+]
+MaxZoomOpt = Annotated[
+    float | None, typer.Option("--max-zoom", min=1.0, metavar="FACTOR", help="Zoom in by up to FACTOR.")
+]
+MaxLightingOpt = Annotated[
+    float | None,
+    typer.Option("--max-lighting", min=0.0, max=0.99, metavar="AMOUNT", help="Brightness/contrast change."),
+]
+MaxWarpOpt = Annotated[
+    float | None,
+    typer.Option("--max-warp", min=0.0, metavar="AMOUNT", help="Perspective warp up to AMOUNT."),
+]
+LabelSmoothingOpt = Annotated[
+    float, typer.Option("--label-smoothing", min=0.0, max=0.99, metavar="EPS", help="Label smoothing.")
+]
+MixupOpt = Annotated[
+    float | None, typer.Option("--mixup", min=0.0, metavar="ALPHA", help="Mixup with Beta(ALPHA, ALPHA).")
+]
+CutmixOpt = Annotated[
+    float | None,
+    typer.Option("--cutmix", min=0.0, metavar="ALPHA", help="CutMix (torchvision's), Beta(ALPHA, ALPHA)."),
+]
+ClipOpt = Annotated[
+    float | None, typer.Option("--clip", min=0.0, metavar="NORM", help="Clip the gradients' norm to NORM.")
+]
+AccumOpt = Annotated[
+    int,
+    typer.Option(
+        "--accum",
+        min=1,
+        metavar="N",
+        help="Gradient accumulation: one optimizer step per N batches of --bs (effective batch BS x N); "
+        "the schedule still moves per batch.",
+    ),
+]
+EmaOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--ema",
+        min=0.0,
+        max=1.0,
+        metavar="DECAY",
+        help="Keep an EMA of the weights; validation, best and last use it (the raw weights stay in the "
+        "optimizer file for --resume).",
+    ),
+]
+ClassWeightsOpt = Annotated[
+    Literal["balanced"] | None,
+    typer.Option("--class-weights", help="balanced: weight the loss by n / (classes x count) per class."),
+]
+CompileOpt = Annotated[
+    bool,
+    typer.Option("--compile", help="torch.compile the model (eager, with a warning, if it cannot)."),
+]
+FreezeOpt = Annotated[
+    bool | None,
+    typer.Option("--freeze/--no-freeze", help="Freeze the body (default: frozen when --pretrained)."),
+]
+LabelDelimOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--label-delim",
+        metavar="DELIM",
+        help="DATA/labels.csv holds several classes per image separated by DELIM: multi-label.",
+    ),
+]
+ThreshOpt = Annotated[
+    float,
+    typer.Option("--thresh", min=0.0, max=1.0, help="Multi-label: predict classes above this."),
 ]

@@ -111,12 +111,15 @@ def csv_columns(task: str, topk: int = 1) -> list[str]:
     if task == "segmentation":
         return ["path", "mask", "overlay", "error"]
     extra = [f"{name}_{i}" for i in range(2, topk + 1) for name in ("label", "probability")]
-    return ["path", "label", "probability", *extra, "error"]
+    labels = ["labels"] if task == "multi-label" else []
+    return ["path", *labels, "label", "probability", *extra, "error"]
 
 
 def csv_cells(row: Mapping[str, Any], columns: Sequence[str]) -> list[Any]:
     """One row's CSV cells for ``columns`` (empty where the row has no value)."""
     flat = dict(row)
+    if row.get("labels") is not None:  # multi-label: the chosen classes, space-separated
+        flat["labels"] = " ".join(p["label"] for p in row["labels"])
     for i, pair in enumerate(row.get("topk") or [], start=1):
         if i > 1:
             flat[f"label_{i}"], flat[f"probability_{i}"] = pair["label"], pair["probability"]
@@ -131,6 +134,10 @@ def text_cells(row: Mapping[str, Any], task: str, topk: int = 1) -> dict[str, An
         pixels = row.get("pixels") or {}
         cells["pixels"] = ", ".join(f"{k} {v:.1%}" for k, v in sorted(pixels.items(), key=lambda kv: -kv[1]))
     else:
+        if task == "multi-label":
+            cells["labels"] = ", ".join(
+                f"{p['label']} {format_value(p['probability'])}" for p in row.get("labels") or []
+            )
         cells.update(label=row.get("label"), probability=row.get("probability"))
         if topk > 1:
             cells["topk"] = ", ".join(
@@ -144,7 +151,8 @@ def _text_columns(rows: Sequence[Mapping[str, Any]], task: str, topk: int) -> li
     if task == "segmentation":
         columns = ["path", "mask", *(["overlay"] if any(r.get("overlay") for r in rows) else []), "pixels"]
     else:
-        columns = ["path", "label", "probability", *(["topk"] if topk > 1 else [])]
+        labels = ["labels"] if task == "multi-label" else []
+        columns = ["path", *labels, "label", "probability", *(["topk"] if topk > 1 else [])]
     return columns + (["error"] if any(r.get("error") for r in rows) else [])
 
 

@@ -102,8 +102,15 @@ def load_learner(
     classes = meta.get("classes")
     if data is None:
         data = DataBunch.for_inference(
-            classes, meta.get("size"), meta.get("norm_stats"), meta.get("task") or "classification", device
+            classes,
+            meta.get("size"),
+            meta.get("norm_stats"),
+            meta.get("task") or "classification",
+            device,
+            multi_label=bool(meta.get("multi_label")),
         )
+        if meta.get("thresh") is not None:
+            data.thresh = float(meta["thresh"])
     else:
         found = None if data.classes is None else [str(c) for c in data.classes]
         if classes is not None and found is not None and found != list(classes):
@@ -301,6 +308,7 @@ class Prediction:
     probs: torch.Tensor | None = None
     mask: torch.Tensor | None = None
     pixels: dict[str, float] | None = None
+    labels: list[tuple[str, float]] | None = None  # multi-label: the classes above the threshold
     error: str | None = None
 
     @property
@@ -316,6 +324,8 @@ class Prediction:
             height, width = self.mask.shape
             return {"path": self.path, "height": int(height), "width": int(width), "pixels": self.pixels}
         row = {"path": self.path, "label": self.label, "index": self.index, "probability": self.probability}
+        if self.labels is not None:
+            row["labels"] = [{"label": lbl, "probability": p} for lbl, p in self.labels]
         if len(self.topk) > 1:
             row["topk"] = [{"label": lbl, "probability": p} for lbl, p in self.topk]
         return row
@@ -347,7 +357,16 @@ def _decode_rows(learn: Learner, paths: list[str], probs: torch.Tensor, origs: l
         k = max(1, min(topk, p.shape[0]))
         values, indices = p.topk(k)
         top = [(_label(learn, int(i)), float(v)) for v, i in zip(values, indices)]
-        yield Prediction(path, top[0][0], int(indices[0]), top[0][1], top, probs=p)
+        labels = multi_labels(learn, p) if getattr(learn.data, "multi_label", False) else None
+        yield Prediction(path, top[0][0], int(indices[0]), top[0][1], top, probs=p, labels=labels)
+
+
+def multi_labels(learn: Learner, probs: torch.Tensor, thresh: float | None = None) -> list[tuple[str, float]]:
+    """Multi-label: ``(class, probability)`` of every class above ``thresh`` (default: the data's,
+    which a checkpoint records), most probable first."""
+    thresh = getattr(learn.data, "thresh", 0.5) if thresh is None else thresh
+    chosen = [(float(v), int(i)) for i, v in enumerate(probs) if float(v) > thresh]
+    return [(_label(learn, i), v) for v, i in sorted(chosen, reverse=True)]
 
 
 def expand_items(items: Iterable[str | Path], stdin: Iterable[str] | None = None) -> Iterator[Path]:

@@ -215,6 +215,7 @@ def run_epochs(epochs: int, state: RunState, cbh: CallbackHandler, start_batch: 
             except CancelEpoch:
                 cbh(Event.cancel_epoch)
             if not state.skip_validate and data.valid_dl is not None and len(data.valid_dl) > 0:
+                cbh(Event.validate_begin)
                 state.last_metrics = [validate(state.model, data.valid_dl, state.loss_func, cbh)]
             state.train = True
             cbh(Event.epoch_end)

@@ -28,6 +28,37 @@ def top_k_accuracy(output: torch.Tensor, target: torch.Tensor, k: int = 5) -> to
     return (top == target.unsqueeze(1)).any(dim=1).float().mean()
 
 
+def accuracy_thresh(
+    output: torch.Tensor, target: torch.Tensor, thresh: float = 0.5, sigmoid: bool = True
+) -> torch.Tensor:
+    """Multi-label accuracy (fastai v1): the share of (item, class) pairs whose thresholded
+    probability agrees with the 0/1 target."""
+    probs = output.sigmoid() if sigmoid else output
+    return ((probs > thresh) == target.bool()).float().mean()
+
+
+def fbeta(
+    output: torch.Tensor,
+    target: torch.Tensor,
+    thresh: float = 0.2,
+    beta: float = 2.0,
+    eps: float = 1e-9,
+    sigmoid: bool = True,
+) -> torch.Tensor:
+    """fastai v1's multi-label F-beta: per item, from the classes above ``thresh``, then averaged."""
+    beta2 = beta**2
+    pred = ((output.sigmoid() if sigmoid else output) > thresh).float()
+    true = target.float()
+    tp = (pred * true).sum(dim=1)
+    prec = tp / (pred.sum(dim=1) + eps)
+    rec = tp / (true.sum(dim=1) + eps)
+    return ((prec * rec) / (prec * beta2 + rec + eps) * (1 + beta2)).mean()
+
+
+MULTI_LABEL_METRICS = ("accuracy_thresh", "fbeta")
+"""The metrics a multi-label run records by default."""
+
+
 def metric_name(fn: Callable) -> str:
     """A metric's display name: its ``__name__``, or the wrapped function's for a partial."""
     return getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", type(fn).__name__)

@@ -51,6 +51,8 @@ def model_metadata(learn: Any) -> dict:
         "classes": [str(c) for c in data.classes] if getattr(data, "classes", None) is not None else None,
         "size": getattr(data, "size", None),
         "norm_stats": getattr(data, "norm_stats", None),
+        "multi_label": bool(getattr(data, "multi_label", False)),
+        **({"thresh": float(getattr(data, "thresh", 0.5))} if getattr(data, "multi_label", False) else {}),
         "layer_groups": [
             [names[id(p)] for p in g.parameters() if id(p) in names] for g in learn.layer_groups
         ],
@@ -89,6 +91,29 @@ def _stateful_callbacks(learn: Any) -> dict:
     return {getattr(cb, "cb_name", type(cb).__name__): cb for cb in cbs if hasattr(cb, "state_dict")}
 
 
+CB_TENSORS = "tensors"  # the key under which a callback's state_dict() may hold tensors
+
+
+def _callback_states(learn: Any) -> tuple[dict, dict]:
+    """The callbacks' states for the optimizer file: JSON-able metadata and tensors apart.
+
+    A callback's ``state_dict()`` may hold tensors under ``"tensors"`` (``{name: tensor}``, e.g.
+    EMA weights or half-accumulated gradients); they are stored as ``callbacks.<cb>.<name>``.
+    """
+    meta, tensors = {}, {}
+    for key, cb in _stateful_callbacks(learn).items():
+        state = dict(cb.state_dict())
+        for name, tensor in (state.pop(CB_TENSORS, None) or {}).items():
+            tensors[f"callbacks.{key}.{name}"] = tensor.detach().cpu().contiguous()
+        meta[key] = state
+    return meta, tensors
+
+
+def _callback_tensors(o_tensors: dict, key: str) -> dict:
+    prefix = f"callbacks.{key}."
+    return {k[len(prefix) :]: v for k, v in o_tensors.items() if k.startswith(prefix)}
+
+
 def save_learner(learn: Any, name: str | Path, with_opt: bool = True, metadata: dict | None = None) -> Path:
     """Write the learner's checkpoint (and optimizer file); returns the model file's path.
 
@@ -105,16 +130,17 @@ def save_learner(learn: Any, name: str | Path, with_opt: bool = True, metadata: 
         names = optimizer_param_names(learn.opt, learn.model)
         tensors, opt_meta = flatten_optimizer_state(learn.opt.state_dict(), names)
         rng_tensors, rng_meta = _rng_state()
+        cb_meta, cb_tensors = _callback_states(learn)
         opt_meta |= {
             "format": OPT_FORMAT,
             "step": step,
             "hypers": learn.opt.hypers(),
             "run": {"epoch": learn.epoch, "iteration": learn.iteration, "batch": learn.batch},
-            "callbacks": {k: cb.state_dict() for k, cb in _stateful_callbacks(learn).items()},
+            "callbacks": cb_meta,
             "precision": learn.precision.state_dict(),
             "rng": rng_meta,
         }
-        files.append((optimizer_path(path), tensors | rng_tensors, opt_meta))
+        files.append((optimizer_path(path), tensors | rng_tensors | cb_tensors, opt_meta))
     files.append((path, dict(learn.model.state_dict()), meta))
     # Both files are written before either is renamed, and the old optimizer file is kept until
     # both renames are done: a crash between them leaves a pair that load_into can still match.
@@ -200,7 +226,7 @@ def load_into(learn: Any, name: str | Path, strict: bool = True, with_opt: bool 
     hypers = o_meta["hypers"]
     if learn.opt is None:
         learn.create_opt(hypers["lrs"], hypers["wds"])
-    state = {k: v for k, v in o_tensors.items() if not k.startswith("rng.")}
+    state = {k: v for k, v in o_tensors.items() if not k.startswith(("rng.", "callbacks."))}
     names = optimizer_param_names(learn.opt, learn.model)
     try:
         learn.opt.load_state_dict(unflatten_optimizer_state(state, o_meta, names))
@@ -212,7 +238,8 @@ def load_into(learn: Any, name: str | Path, strict: bool = True, with_opt: bool 
     callbacks = _stateful_callbacks(learn)
     for key, cb_state in o_meta.get("callbacks", {}).items():
         if key in callbacks:
-            callbacks[key].load_state_dict(cb_state)
+            cb_tensors = _callback_tensors(o_tensors, key)
+            callbacks[key].load_state_dict({**cb_state, CB_TENSORS: cb_tensors} if cb_tensors else cb_state)
     learn.precision.load_state_dict(o_meta.get("precision", {}))
     _set_rng_state(o_tensors, o_meta["rng"])
     return meta

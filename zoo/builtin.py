@@ -7,7 +7,7 @@ only the list. It imports no torch.
 
 from learnkit.zoo import register
 from learnkit.zoo.simple_cnn import simple_cnn, split_simple_cnn
-from learnkit.zoo.torchvision_archs import features_split, split_resnet, torchvision_builder
+from learnkit.zoo.torchvision_archs import torchvision_entries
 
 register(
     "simple_cnn",
@@ -17,40 +17,22 @@ register(
     meta={
         "description": "tiny conv net: 4 conv-bn-relu stride-2 blocks, pool, linear",
         "min_size": 16,
+        "params": 226_680,
+        "groups": 2,
         "encoder_cut": -1,
     },
 )
 
-_RESNETS = {
+# descriptions and parameter counts (with 1000 outputs) of the archs learnkit documents in detail
+_DOCUMENTED = {
     "resnet18": ("ResNet-18 (torchvision): basic blocks [2, 2, 2, 2]", 11_689_512),
     "resnet34": ("ResNet-34 (torchvision): basic blocks [3, 4, 6, 3]", 21_797_672),
     "resnet50": ("ResNet-50 (torchvision): bottleneck blocks [3, 4, 6, 3]", 25_557_032),
+    "mobilenet_v3_small": ("MobileNetV3-Small (torchvision): light, for CPUs", 2_542_856),
+    "efficientnet_b0": ("EfficientNet-B0 (torchvision): MBConv blocks", 5_288_548),
 }
-for _name, (_description, _params) in _RESNETS.items():
-    register(
-        _name,
-        torchvision_builder(_name),
-        split=split_resnet,
-        cut=-2,  # drop avgpool and fc
-        meta={"description": _description, "min_size": 32, "params": _params},
-    )
-
-register(
-    "mobilenet_v3_small",
-    torchvision_builder("mobilenet_v3_small"),
-    split=features_split(4),
-    cut=-2,  # keep features; drop avgpool and classifier
-    meta={
-        "description": "MobileNetV3-Small (torchvision): light, for CPUs",
-        "min_size": 32,
-        "params": 2_542_856,
-    },
-)
-
-register(
-    "efficientnet_b0",
-    torchvision_builder("efficientnet_b0"),
-    split=features_split(4),
-    cut=-2,  # keep features; drop avgpool and classifier
-    meta={"description": "EfficientNet-B0 (torchvision): MBConv blocks", "min_size": 32, "params": 5_288_548},
-)
+for _name, _kwargs in torchvision_entries().items():
+    if _name in _DOCUMENTED:
+        _description, _params = _DOCUMENTED[_name]
+        _kwargs["meta"] = {**_kwargs["meta"], "description": _description, "params": _params}
+    register(_name, _kwargs.pop("builder"), **_kwargs)

@@ -32,8 +32,8 @@ class GradientClipping(LearnerCallback):
         self.clip = float(clip)
 
     def on_backward_end(self, state: RunState) -> None:
-        if not state.train or state.skip_backward:
-            return
+        if not state.train or state.skip_backward or state.skip_step:
+            return  # no step follows (e.g. inside an accumulation window): clip the summed gradients
         if state.precision is not None and state.opt is not None:
             state.precision.unscale_(state.opt)
         nn.utils.clip_grad_norm_(state.model.parameters(), self.clip)

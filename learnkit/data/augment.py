@@ -15,12 +15,26 @@ and zooms as an uninterrupted one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
+from learnkit.data import geometry
+from learnkit.data.aug_config import DEFAULT_PRESET, PRESETS, AugmentConfig, AugmentSettings
 from learnkit.data.sampler import mix_seed
+
+__all__ = [
+    "DEFAULT_PRESET",
+    "IMAGENET_STATS",
+    "PRESETS",
+    "Augment",
+    "AugmentConfig",
+    "AugmentSettings",
+    "Draws",
+    "Normalize",
+]
 
 IMAGENET_STATS: dict[str, list[float]] = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 """ImageNet channel mean and std (RGB, on the 0..1 scale): the default normalisation."""
@@ -78,23 +92,37 @@ class Normalize:
         return f"Normalize(mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()})"
 
 
-class Augment:
-    """Random horizontal flip and a small zoom/shift, drawn per image, applied to a whole batch.
+@dataclass
+class Draws:
+    """One batch's random draws, on the CPU (see :meth:`Augment.params`)."""
 
-    The zoom is a zoom *in* by a factor in ``[1, max_zoom]`` with the window moved at most as far as
-    it stays inside the image, so no border is ever invented. With ``masks=True`` the target (long,
-    ``N x H x W``) goes through the same geometric transform with nearest-neighbour sampling.
-    Random numbers come from a ``torch.Generator`` seeded from ``(seed, rank, epoch, batch index)``.
+    matrices: torch.Tensor  # n x 3 x 3 float64, output point -> input point
+    flip_x: torch.Tensor  # the flips alone (exact pixel copies when nothing else moves)
+    flip_y: torch.Tensor
+    transpose: torch.Tensor
+    brightness: torch.Tensor  # added in logit space (0 = unchanged)
+    contrast: torch.Tensor  # multiplies in logit space (1 = unchanged)
+
+
+class Augment:
+    """Random flips, rotation, zoom, perspective warp and lighting, drawn per image, on whole batches.
+
+    Images come in as uint8 (0..255) or float on the 0..1 scale and leave as float on the 0..1
+    scale (``Normalize`` comes after). Geometry is one ``grid_sample`` per batch (reflection
+    padding, as fastai); with ``masks=True`` the target (long, ``N x H x W``) goes through the same
+    geometry with nearest-neighbour sampling, so classes never blend. Lighting is fastai's:
+    brightness added and contrast multiplied in logit space. Random numbers come from a
+    ``torch.Generator`` seeded from ``(seed, rank, epoch, batch index)`` only.
 
     Args:
         seed: the run's seed.
-        flip: flip each image left-right with probability 1/2.
-        max_zoom: 1.0 turns zoom and shift off (flips are then exact pixel copies).
+        flip, max_zoom: the ``light`` preset's knobs (kept for old callers); ignored with ``settings``.
         masks: transform ``y`` as a segmentation mask too.
         rank: the process's rank, so that ranks do not share augmentation draws.
+        settings: what to apply (``AugmentConfig(...).settings()``).
 
     Example:
-        >>> aug = Augment(seed=0)
+        >>> aug = Augment(seed=0, settings=AugmentConfig("fastai").settings())
         >>> aug.set_epoch(2, start_batch=0)  # the loader does this at each pass
         >>> x, y = aug(torch.rand(4, 3, 8, 8), torch.zeros(4, dtype=torch.long))
     """
@@ -102,54 +130,112 @@ class Augment:
     train_only = True
 
     def __init__(
-        self, seed: int = 0, flip: bool = True, max_zoom: float = 1.15, masks: bool = False, rank: int = 0
+        self,
+        seed: int = 0,
+        flip: bool = True,
+        max_zoom: float = 1.15,
+        masks: bool = False,
+        rank: int = 0,
+        *,
+        settings: AugmentSettings | None = None,
     ) -> None:
-        if max_zoom < 1.0:
-            raise ValueError(f"max_zoom must be >= 1, got {max_zoom}")
-        self.seed, self.flip, self.max_zoom, self.masks, self.rank = seed, flip, max_zoom, masks, rank
+        if settings is None:
+            if max_zoom < 1.0:
+                raise ValueError(f"max_zoom must be >= 1, got {max_zoom}")
+            settings = AugmentSettings(flip=flip, max_zoom=max_zoom, p_affine=1.0)
+        self.settings, self.seed, self.masks, self.rank = settings, seed, masks, rank
         self.epoch, self.batch = 0, 0
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Start counting batches of ``epoch`` at ``start_batch`` (the loader calls this)."""
         self.epoch, self.batch = int(epoch), int(start_batch)
 
-    def params(self, n: int, epoch: int, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The draws for one batch: ``(flips (bool), scales, shifts (n x 2))``, on the CPU."""
+    def params(self, n: int, epoch: int, batch: int) -> Draws:
+        """The draws for one batch of ``n`` images: a function of ``(seed, rank, epoch, batch)`` alone.
+
+        Every draw is made whatever the settings, so switching one transform off leaves the others'
+        draws unchanged.
+        """
+        s = self.settings
         gen = torch.Generator()
         gen.manual_seed(mix_seed(self.seed, self.rank, epoch, batch))
-        flips = torch.rand(n, generator=gen) < 0.5
-        if not self.flip:
-            flips[:] = False
-        scales = 1.0 / (1.0 + torch.rand(n, generator=gen) * (self.max_zoom - 1.0))
-        shifts = (torch.rand(n, 2, generator=gen) * 2 - 1) * (1 - scales).unsqueeze(1)
-        return flips, scales, shifts
+
+        def uniform(lo: float, hi: float, *shape: int) -> torch.Tensor:
+            return lo + (hi - lo) * torch.rand(*(shape or (n,)), generator=gen, dtype=torch.float64)
+
+        def chance(p: float) -> torch.Tensor:
+            return torch.rand(n, generator=gen) < p
+
+        flip_x, flip_y, transpose = chance(0.5), chance(0.5), chance(0.5)
+        if not s.flip:
+            flip_x[:], flip_y[:], transpose[:] = False, False, False
+        elif not s.flip_vert:
+            flip_y[:], transpose[:] = False, False
+        warp_on, warp_mag = chance(s.p_affine), uniform(-s.max_warp, s.max_warp, n, 4)
+        rot_on, degrees = chance(s.p_affine), uniform(-s.max_rotate, s.max_rotate)
+        zoom_on, scale = chance(s.p_affine), uniform(1.0, s.max_zoom)
+        row_pct, col_pct = uniform(0.0, 1.0), uniform(0.0, 1.0)
+        bright_on = chance(s.p_lighting)
+        bright = uniform(0.5 * (1 - s.max_lighting), 0.5 * (1 + s.max_lighting))
+        contrast_on = chance(s.p_lighting)
+        # log-uniform in [1 - max_lighting, 1 / (1 - max_lighting)], as fastai's contrast
+        log_c = math.log(1 - s.max_lighting) if s.max_lighting > 0 else 0.0
+        contrast = torch.exp(uniform(log_c, -log_c))
+
+        mats = geometry.flip_matrix(flip_x, flip_y, transpose)
+        if s.max_rotate > 0:
+            mats = mats @ geometry.rotation_matrix(torch.where(rot_on, degrees, 0.0))
+        if s.max_zoom > 1:
+            mats = mats @ geometry.zoom_matrix(torch.where(zoom_on, scale, 1.0), row_pct, col_pct)
+        if s.max_warp > 0:
+            mats = mats @ geometry.symmetric_warp_matrix(torch.where(warp_on.unsqueeze(1), warp_mag, 0.0))
+        if s.max_lighting > 0:
+            brightness = torch.logit(torch.where(bright_on, bright, 0.5))
+            contrast = torch.where(contrast_on, contrast, 1.0)
+        else:
+            brightness, contrast = torch.zeros(n), torch.ones(n)
+        return Draws(mats, flip_x, flip_y, transpose, brightness.float(), contrast.float())
 
     def __call__(self, x: torch.Tensor, y=None):
-        flips, scales, shifts = self.params(x.shape[0], self.epoch, self.batch)
+        s = self.settings
+        draws = self.params(x.shape[0], self.epoch, self.batch)
         self.batch += 1
+        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x
         transform_y = self.masks and y is not None
-        if self.max_zoom == 1.0:
-            return _flip(x, flips), (_flip(y, flips) if transform_y else y)
-        theta = torch.zeros(x.shape[0], 2, 3)
-        theta[:, 0, 0] = torch.where(flips, -scales, scales)
-        theta[:, 1, 1] = scales
-        theta[:, :, 2] = shifts
-        # non_blocking: a blocking copy to a GPU would wait for the previous batch's work first
-        theta = theta.to(device=x.device, dtype=torch.float32, non_blocking=True)
-        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
-        if transform_y:
-            warped = F.grid_sample(
-                y.unsqueeze(1).float(), grid, mode="nearest", padding_mode="border", align_corners=False
-            )
-            y = warped.squeeze(1).round().to(y.dtype)
-        return out.to(x.dtype) if x.is_floating_point() else out, y
+        if s.geometric:
+            x = geometry.warp(x.float(), draws.matrices)
+            if transform_y:
+                warped = geometry.warp(y.unsqueeze(1).float(), draws.matrices, mode="nearest")
+                y = warped.squeeze(1).round().to(y.dtype)
+        elif s.flip:  # flips alone are exact pixel copies
+            x = _dihedral(x, draws)
+            y = _dihedral(y, draws) if transform_y else y
+        if s.max_lighting > 0:
+            x = _lighting(x, draws.brightness, draws.contrast)
+        return x, y
 
     def __repr__(self) -> str:
-        return f"Augment(seed={self.seed}, flip={self.flip}, max_zoom={self.max_zoom}, masks={self.masks})"
+        return f"Augment(seed={self.seed}, settings={self.settings}, masks={self.masks})"
 
 
-def _flip(t: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
-    """Flip the rows of ``t`` chosen by ``flips`` along the last (width) axis."""
-    mask = flips.to(t.device, non_blocking=True).view(-1, *([1] * (t.dim() - 1)))
-    return torch.where(mask, t.flip(-1), t)
+def _dihedral(t: torch.Tensor, draws: Draws) -> torch.Tensor:
+    """The flips/transposes of ``draws`` on the last two axes of ``t``, image by image."""
+
+    def where(chosen: torch.Tensor, changed: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if not bool(chosen.any()):
+            return t
+        mask = chosen.to(t.device, non_blocking=True).view(-1, *([1] * (t.dim() - 1)))
+        return torch.where(mask, changed, t)
+
+    # the matrix is flip @ swap (output -> input): the flipped image, read transposed
+    t = where(draws.flip_x, t.flip(-1), t)
+    t = where(draws.flip_y, t.flip(-2), t)
+    return where(draws.transpose, t.transpose(-1, -2), t)
+
+
+def _lighting(x: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor) -> torch.Tensor:
+    """fastai's brightness then contrast: ``sigmoid((logit(x) + brightness) * contrast)`` per image."""
+    shape = (-1, *([1] * (x.dim() - 1)))
+    b = brightness.to(x.device, non_blocking=True).view(shape)
+    c = contrast.to(x.device, non_blocking=True).view(shape)
+    return torch.sigmoid((torch.logit(x.clamp(1e-6, 1 - 1e-6)) + b) * c)

@@ -79,7 +79,10 @@ class DataBunch:
         task: ``"classification"``, ``"segmentation"`` or ``"custom"``.
         loss_func: the default loss for a ``Learner`` on this data; if not given, cross-entropy
             for classification (logits ``N x C``, targets ``N``) and segmentation (logits
-            ``N x C x H x W``, masks ``N x H x W``), none for ``"custom"``.
+            ``N x C x H x W``, masks ``N x H x W``), none for ``"custom"``; BCE-with-logits
+            with ``multi_label``.
+        multi_label: each item has any number of classes (multi-hot float targets ``N x C``;
+            sigmoid outputs).
 
     Example:
         >>> train_dl = DataLoader(train_ds, 64, shuffle=True)  # doctest: +SKIP
@@ -99,6 +102,7 @@ class DataBunch:
         size: int | None = None,
         task: str = "classification",
         loss_func: nn.Module | None = None,
+        multi_label: bool = False,
     ) -> None:
         if task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
@@ -112,8 +116,10 @@ class DataBunch:
         self.norm_stats = norm_stats
         self.size = size
         self.task = task
+        self.multi_label = bool(multi_label)
+        self.thresh = 0.5  # multi-label: a class is predicted when its probability is above this
         if loss_func is None and task != "custom":
-            loss_func = nn.CrossEntropyLoss()
+            loss_func = nn.BCEWithLogitsLoss() if self.multi_label else nn.CrossEntropyLoss()
         self.loss_func = loss_func
         self._fix_dl = self._single_dl = None
 
@@ -125,13 +131,23 @@ class DataBunch:
         norm_stats: dict | None,
         task: str = "classification",
         device: torch.device | str | None = None,
+        multi_label: bool = False,
     ) -> DataBunch:
         """A bunch with no data, for a learner rebuilt from a checkpoint (``dl()`` answers ``None``).
 
         Add images to predict on with ``add_test``, or turn PIL images into a batch with
         ``preprocess``.
         """
-        return cls(None, None, classes=classes, device=device, norm_stats=norm_stats, size=size, task=task)
+        return cls(
+            None,
+            None,
+            classes=classes,
+            device=device,
+            norm_stats=norm_stats,
+            size=size,
+            task=task,
+            multi_label=multi_label,
+        )
 
     @property
     def c(self) -> int | None:

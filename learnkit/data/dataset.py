@@ -62,7 +62,8 @@ class ImageDataset(Dataset):
 
     Args:
         paths: the image files.
-        labels: a class index per image (classification), or ``None``.
+        labels: a class index per image (classification), a list of class indices per image with
+            ``n_classes`` (multi-label: targets are multi-hot float vectors), or ``None``.
         size: the side length every image is resized to.
         masks: a mask file per image (segmentation): items are then ``(image, long mask H x W)``.
         n_codes: the number of segmentation classes; mask values must be below it.
@@ -82,9 +83,10 @@ class ImageDataset(Dataset):
     def __init__(
         self,
         paths: Sequence[str | Path],
-        labels: Sequence[int] | None = None,
+        labels: Sequence[int] | Sequence[Sequence[int]] | None = None,
         size: int = 64,
         *,
+        n_classes: int | None = None,
         masks: Sequence[str | Path] | None = None,
         n_codes: int | None = None,
         cache: CacheMode = "auto",
@@ -107,8 +109,15 @@ class ImageDataset(Dataset):
         keep = self._build(paths, mask_list)
         self.paths = [paths[i] for i in keep]
         self.mask_paths = None if mask_list is None else [mask_list[i] for i in keep]
-        self.labels = None if labels is None else [int(labels[i]) for i in keep]
-        self._y = torch.tensor(self.labels if self.labels is not None else [], dtype=torch.long)
+        self.multi_label = n_classes is not None
+        if self.multi_label:  # lists of class indices -> multi-hot float targets
+            self.labels = None if labels is None else [sorted({int(c) for c in labels[i]}) for i in keep]
+            self._y = torch.zeros(len(keep), n_classes)
+            for row, classes in enumerate(self.labels or []):
+                self._y[row, classes] = 1.0
+        else:
+            self.labels = None if labels is None else [int(labels[i]) for i in keep]
+            self._y = torch.tensor(self.labels if self.labels is not None else [], dtype=torch.long)
 
     def _build(self, paths: list[Path], masks: list[Path] | None) -> list[int]:
         """Check (and with the RAM cache, decode) every item; return the indices kept."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from learnkit.data.augment import IMAGENET_STATS, Augment, Normalize
+from learnkit.data.augment import IMAGENET_STATS, PRESETS, Augment, AugmentSettings, Normalize
 from learnkit.data.bunch import DataBunch, default_device
 from learnkit.data.dataset import ImageDataset, resolve_cache
 from learnkit.data.images import is_image_file
@@ -82,7 +82,7 @@ def build_loaders(
     bs: int,
     seed: int,
     num_workers: int | None,
-    augment: bool,
+    augment: bool | AugmentSettings,
     norm_stats: dict | None,
     device: torch.device,
     masks: bool,
@@ -92,7 +92,8 @@ def build_loaders(
     """The train and valid ``DeviceDataLoader``s of a folder bunch.
 
     Train: an ``EpochSampler`` (seeded, sharded over ranks, padded), the last partial batch
-    dropped when there is a full one, ``Normalize`` then ``Augment`` on the device. Valid: in order,
+    dropped when there is a full one, ``Augment`` (``augment``: settings, ``True`` for the
+    ``light`` preset, ``False`` for none) then ``Normalize`` on the device. Valid: in order,
     sharded without padding, ``Normalize`` only. ``num_workers=None`` picks :func:`auto_workers`;
     workers, once started, stay for the whole run (``persistent_workers``).
     """
@@ -115,13 +116,21 @@ def build_loaders(
     valid_sampler = EpochSampler(len(valid_ds), shuffle=False, rank=rank, world_size=world_size, pad=False)
     valid_gen = _loader_generator(seed, rank, 1)
     valid_dl = DataLoader(valid_ds, batch_size=bs, sampler=valid_sampler, generator=valid_gen, **loader_kw)
+    settings = augment_settings(augment)
     train_tfms = [Normalize.from_stats(norm_stats)]
-    if augment:
-        train_tfms.append(Augment(seed=seed, masks=masks, rank=rank))
+    if not settings.is_identity:  # on 0..1 images (lighting needs them), then normalised
+        train_tfms.insert(0, Augment(seed=seed, masks=masks, rank=rank, settings=settings))
     return (
         DeviceDataLoader(train_dl, device, train_tfms),
         DeviceDataLoader(valid_dl, device, [Normalize.from_stats(norm_stats)]),
     )
+
+
+def augment_settings(augment: bool | AugmentSettings) -> AugmentSettings:
+    """Settings from ``augment``: as given, ``True``: the ``light`` preset, ``False``: none."""
+    if isinstance(augment, AugmentSettings):
+        return augment
+    return PRESETS["light"] if augment else PRESETS["none"]
 
 
 def auto_workers(cached: bool) -> int:
@@ -183,7 +192,7 @@ class ImageDataBunch(DataBunch):
         size: int = 64,
         bs: int = 64,
         num_workers: int | None = 0,
-        augment: bool = True,
+        augment: bool | AugmentSettings = True,
         cache: str = "auto",
         device: torch.device | str | None = None,
         normalize: bool = True,
@@ -207,7 +216,8 @@ class ImageDataBunch(DataBunch):
             num_workers: loader worker processes (``0``: load in this process; with the RAM
                 cache no decoding happens while training, so workers are rarely needed);
                 ``None``: :func:`auto_workers` (none with the RAM cache, else up to 4).
-            augment: flip and small zoom/shift on training batches.
+            augment: train-time augmentation: settings (``AugmentConfig("fastai").settings()``),
+                ``True`` for the ``light`` preset (flip and small zoom), ``False`` for none.
             cache: ``"auto"``, ``"ram"`` or ``"none"``: keep decoded images in RAM.
             device: where batches go (default: CUDA when available, else the CPU).
             normalize: normalise with ImageNet statistics (recorded in ``norm_stats``); else
@@ -281,4 +291,89 @@ class ImageDataBunch(DataBunch):
             norm_stats=norm_stats,
             size=size,
             task="classification",
+        )
+
+    @classmethod
+    def from_csv(
+        cls,
+        path: str | Path,
+        csv_labels: str = "labels.csv",
+        valid_pct: float | None = None,
+        label_delim: str | None = None,
+        seed: int | None = 0,
+        size: int = 64,
+        bs: int = 64,
+        num_workers: int | None = 0,
+        augment: bool | AugmentSettings = True,
+        cache: str = "auto",
+        device: torch.device | str | None = None,
+        normalize: bool = True,
+        classes: Sequence[str] | None = None,
+        *,
+        norm_stats: dict | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> ImageDataBunch:
+        """Images listed in ``path/csv_labels`` (fastai v1's ``from_csv``; see
+        :mod:`learnkit.data.csv_labels`). ``label_delim`` makes it multi-label (multi-hot targets,
+        BCE-with-logits loss). The split is the CSV's ``is_valid`` column, else ``valid_pct``
+        drawn with ``seed``. The other arguments are those of :meth:`from_folder`.
+
+        Example:
+            >>> data = ImageDataBunch.from_csv("planet", label_delim=" ", valid_pct=0.2)  # doctest: +SKIP
+        """
+        from learnkit.data.csv_labels import read_labels_csv
+
+        path = require_dir(Path(path).expanduser())
+        table = read_labels_csv(path / csv_labels, label_delim)
+        seed = 0 if seed is None else seed
+        names = list(classes) if classes is not None else table.classes
+        index = {name: i for i, name in enumerate(names)}
+        unknown = sorted({c for row in table.labels for c in row} - set(index))
+        if unknown:
+            raise DataError(f"label '{unknown[0]}' in {path / csv_labels} is not one of the classes {names}")
+        labels = [[index[c] for c in row] for row in table.labels]
+        if table.is_valid is not None and valid_pct is None:
+            valid_idx = [i for i, v in enumerate(table.is_valid) if v]
+            train_idx = [i for i, v in enumerate(table.is_valid) if not v]
+        elif valid_pct is not None:
+            train_idx, valid_idx = split_by_pct(len(labels), valid_pct, seed)
+        else:
+            raise DataError(f"{path / csv_labels} has no is_valid column: give valid_pct to split it")
+        if not train_idx or not valid_idx:
+            raise DataError(f"{path / csv_labels}: the split leaves the train or the valid set empty")
+        multi = table.multi_label
+        n_classes = len(names) if multi else None
+
+        def dataset(idx: list[int], mode: str) -> ImageDataset:
+            ys = [labels[i] if multi else labels[i][0] for i in idx]
+            return ImageDataset([table.files[i] for i in idx], ys, size, cache=mode, n_classes=n_classes)
+
+        mode = resolve_cache(cache, 3 * size * size * len(labels))
+        train_ds, valid_ds = dataset(train_idx, mode), dataset(valid_idx, mode)
+        rank, world_size = dist_info(rank, world_size)
+        norm_stats = pick_norm_stats(normalize, norm_stats)
+        dev = torch.device(device) if device is not None else default_device()
+        train_dl, valid_dl = build_loaders(
+            train_ds,
+            valid_ds,
+            bs=bs,
+            seed=seed,
+            num_workers=num_workers,
+            augment=augment,
+            norm_stats=norm_stats,
+            device=dev,
+            masks=False,
+            rank=rank,
+            world_size=world_size,
+        )
+        return cls(
+            train_dl,
+            valid_dl,
+            classes=names,
+            device=dev,
+            norm_stats=norm_stats,
+            size=size,
+            task="classification",
+            multi_label=multi,
         )

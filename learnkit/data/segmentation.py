@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from learnkit.data.augment import AugmentSettings
 from learnkit.data.bunch import DataBunch, default_device
 from learnkit.data.dataset import ImageDataset, resolve_cache
 from learnkit.data.folder import (
@@ -68,7 +69,7 @@ class SegmentationDataBunch(DataBunch):
         valid_pct: float = 0.2,
         seed: int | None = 0,
         num_workers: int | None = 0,
-        augment: bool = True,
+        augment: bool | AugmentSettings = True,
         cache: str = "auto",
         device: torch.device | str | None = None,
         normalize: bool = True,

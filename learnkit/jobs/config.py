@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from learnkit.data.aug_config import DEFAULT_PRESET, PRESETS, AugmentConfig
 from learnkit.errors import UsageError
 from learnkit.schedules import OneCycleSchedule
 
@@ -39,6 +40,22 @@ class DataConfig:
     size: int = 64  # images (and masks) are resized to size x size
     valid_pct: float | None = None  # hold this share out when DATA has no valid/ (segmentation: 0.2)
     cache: str = "auto"  # decoded images in RAM: auto (under 2 GiB), ram, none; no effect on results
+    # train-time augmentation: a preset (none, light, fastai = fastai v1's get_transforms()) and
+    # fastai's knobs over it (None: the preset's value); see learnkit.data.aug_config
+    aug: str = DEFAULT_PRESET
+    flip: bool | None = None
+    flip_vert: bool | None = None
+    max_rotate: float | None = None
+    max_zoom: float | None = None
+    max_lighting: float | None = None
+    max_warp: float | None = None
+    label_delim: str | None = None  # DATA/labels.csv: several classes per image, split on this (multi-label)
+    thresh: float = 0.5  # multi-label: a class is predicted above this probability (kept in checkpoints)
+
+    def augment(self) -> AugmentConfig:
+        """The augmentation these fields describe."""
+        names = ("flip", "flip_vert", "max_rotate", "max_zoom", "max_lighting", "max_warp")
+        return AugmentConfig(self.aug, **{n: getattr(self, n) for n in names})
 
 
 @dataclass(frozen=True)
@@ -59,7 +76,8 @@ class ModelConfig:
     """What is trained: a zoo arch (a CNN classifier, or the encoder of a U-Net)."""
 
     arch: str | None = None  # a zoo name (learnkit zoo list)
-    pretrained: str | None = None  # a local state-dict file to start the body from (then frozen)
+    pretrained: str | None = None  # imagenet (torchvision's weights from torch's cache) or a state-dict file
+    freeze: bool | None = None  # freeze the body (None: frozen when pretrained, as fastai)
     unet: UnetConfig | None = None  # set for a U-Net (learnkit unet), None for a classifier
 
 
@@ -75,6 +93,13 @@ class ScheduleConfig:
     pct_start: float = _CYCLE["pct_start"]  # 1cycle: share of the iterations warming the rate up
     div_factor: float = _CYCLE["div_factor"]  # 1cycle: the cycle starts at lr / div_factor
     final_div: float | None = _CYCLE["final_div"]  # 1cycle: ends at lr / final_div (div_factor * 1e4)
+    label_smoothing: float = 0.0  # cross-entropy label smoothing
+    class_weights: str | None = None  # balanced: loss weights n / (classes x count) from the train set
+    mixup: float | None = None  # mixup's Beta(alpha, alpha) (None: off)
+    cutmix: float | None = None  # CutMix's Beta(alpha, alpha) (None: off)
+    clip: float | None = None  # clip the gradients' global norm to this (None: off)
+    accum: int = 1  # batches per optimizer step; the schedule still moves per batch
+    ema: float | None = None  # decay of an EMA of the weights (validated and saved); None: off
 
     def cycle_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of ``Learner.fit_one_cycle`` besides the epochs and the rate."""
@@ -104,6 +129,7 @@ class RuntimeConfig:
     device: str = "auto"  # auto, cpu, cuda, cuda:<i>, mps
     workers: int | None = None  # data-loader processes (None: none with the RAM cache, else up to 4)
     nproc: int | None = None  # processes under torchrun (DistributedDataParallel), None: this one
+    compile: bool = False  # torch.compile the model (a warning and eager mode where it cannot)
 
 
 SECTIONS: dict[str, type] = {
@@ -126,6 +152,8 @@ RESUME_FREE = {
     "runtime.device",
     "runtime.workers",
     "runtime.nproc",
+    "runtime.compile",  # compiled or eager, the same computation
+    "data.thresh",  # used by predictions only
 }
 _CYCLE_ONLY = set(_CYCLE)
 
@@ -219,6 +247,16 @@ class RunConfig:
             (self.runtime.seed is None or self.runtime.seed >= 0, "runtime.seed must be >= 0"),
             (self.runtime.workers is None or self.runtime.workers >= 0, "runtime.workers must be >= 0"),
             (self.runtime.nproc is None or self.runtime.nproc >= 1, "runtime.nproc must be >= 1"),
+            (self.data.aug in PRESETS, f"data.aug must be one of {', '.join(PRESETS)}"),
+            (0 < self.data.thresh < 1, "data.thresh must be in (0, 1)"),
+            (0 <= self.schedule.label_smoothing < 1, "schedule.label_smoothing must be in [0, 1)"),
+            (self.schedule.class_weights in (None, "balanced"), "schedule.class_weights must be balanced"),
+            (self.schedule.accum >= 1, "schedule.accum must be >= 1"),
+            (self.schedule.ema is None or 0 < self.schedule.ema < 1, "schedule.ema must be in (0, 1)"),
+            (self.schedule.clip is None or self.schedule.clip > 0, "schedule.clip must be > 0"),
+            (self.schedule.mixup is None or self.schedule.mixup > 0, "schedule.mixup must be > 0"),
+            (self.schedule.cutmix is None or self.schedule.cutmix > 0, "schedule.cutmix must be > 0"),
+            (not (self.schedule.mixup and self.schedule.cutmix), "give mixup or cutmix, not both"),
         ]
         missing = [n for n, v in (("DATA", self.data.data), ("--arch", self.model.arch)) if v is None]
         if missing:
@@ -228,6 +266,7 @@ class RunConfig:
                 raise UsageError(message)
         if self.checkpoint.resume is not None and self.checkpoint.init_from is not None:
             raise UsageError("give --resume or --init-from, not both")
+        self.data.augment().settings()  # knob values in range
         lr_value(self.schedule.lr, "schedule.lr")
         if self.schedule.wd is not None:
             lr_value(self.schedule.wd, "schedule.wd", allow_zero=True)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from learnkit.errors import CheckpointError
+from learnkit.errors import CheckpointError, UsageError
 from learnkit.jobs import setup
 
 
@@ -68,9 +68,15 @@ def checkpoint_learner(
     bunch = setup.load_data(
         data, bs=bs, size=int(meta.get("size") or 64), seed=seed, workers=workers, device=dev,
         valid_pct=valid_pct, normalize=meta.get("norm_stats") is not None,
-        task=meta.get("task") or "classification",
+        task=meta.get("task") or "classification", label_delim=_label_delim(meta),
     )  # fmt: skip
     _check_classes(file, meta.get("classes"), bunch.classes)
+    if meta.get("multi_label"):
+        bunch.thresh = float(meta.get("thresh", 0.5))
+        if list(metrics) == ["accuracy"]:
+            from learnkit.metrics import MULTI_LABEL_METRICS
+
+            metrics = MULTI_LABEL_METRICS
     metric_fns = setup.resolve_metrics(metrics, task=meta.get("task") or "classification")
     return load_learner(file, path=path, data=bunch, metrics=metric_fns)
 
@@ -104,10 +110,20 @@ def validate(
     result = {"valid_loss": valid_loss}
     result.update(zip([getattr(m, "__name__", str(m)) for m in learn.metrics], values))
     result.update(items=len(learn.data.valid_ds), model=str(resolve_checkpoint(str(model), path)))
+    if plots and getattr(learn.data, "multi_label", False):
+        raise UsageError("--plots (confusion matrix, top losses) is for single-label classification")
     if plots:
         interp = learn.interpret()
         result["plots"] = [str(interp.plot_confusion_matrix()), str(interp.plot_top_losses(9))]
     return result
+
+
+def _label_delim(meta: dict[str, Any]) -> str | None:
+    """The ``label_delim`` a multi-label checkpoint was trained with (from its run's config)."""
+    if not meta.get("multi_label"):
+        return None
+    config = meta.get("config") or {}
+    return (config.get("data") or {}).get("label_delim") or " "
 
 
 def _check_classes(file: Path, saved: Sequence[str] | None, found: Sequence[Any] | None) -> None:

@@ -29,7 +29,8 @@ class PredictionRun:
     """What :func:`predict_files` returns: the model's task and its rows, computed as they are read.
 
     Attributes:
-        task: ``"classification"`` or ``"segmentation"`` (what the rows hold), known before any row.
+        task: ``"classification"``, ``"multi-label"`` (rows also hold ``labels``, the classes
+            above the checkpoint's threshold) or ``"segmentation"``, known before any row.
         classes: the checkpoint's class names (``None`` when it has none).
         topk: how many ``(label, probability)`` pairs a classification row carries.
         rows: one dict per image, in order: ``path`` and either the prediction or ``error``.
@@ -79,6 +80,8 @@ def predict_files(
 
     learn = load_learner(model, path=path, device=resolve_device(device))
     task = getattr(learn.data, "task", None) or "classification"
+    if task == "classification" and getattr(learn.data, "multi_label", False):
+        task = "multi-label"  # rows also carry ``labels``: every class above the threshold
     classes = None if learn.data.classes is None else [str(c) for c in learn.data.classes]
     out_dir = Path(path) / PREDICTIONS if out is None else Path(out)
     rows = _rows(learn, items, bs, topk, tta, out_dir, overlay, stdin)

@@ -18,6 +18,8 @@ from typing import Any
 from learnkit import registry
 from learnkit.errors import UsageError
 
+LABELS_CSV = "labels.csv"  # read instead of class folders when DATA has one (fastai's from_csv)
+
 
 # --- options -> library objects ---
 def resolve_device(device: str = "auto") -> Any:
@@ -49,6 +51,27 @@ def resolve_device(device: str = "auto") -> Any:
     elif dev.type not in ("cpu", "cuda", "mps"):
         raise UsageError(f"unsupported device {device!r}: use auto, cpu, cuda, cuda:<index> or mps")
     return dev
+
+
+def cpu_threads(device: Any) -> int | None:
+    """On a CPU with at most 2 cores, train with 1 torch thread (unless ``OMP_NUM_THREADS`` says).
+
+    With 2 threads on 2 cores, every parallel region waits for a thread that another process (the
+    data loader, the OS, a neighbour) has descheduled: measured on a shared 2-core machine, an
+    epoch took several times longer with 2 threads than with 1 (bench/README.md). Returns the
+    thread count set, or None when left alone.
+    """
+    import os
+
+    import torch
+
+    if getattr(device, "type", str(device)) != "cpu" or "OMP_NUM_THREADS" in os.environ:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cores > 2:
+        return None
+    torch.set_num_threads(1)
+    return 1
 
 
 def seed_everything(seed: int | None) -> None:
@@ -102,8 +125,14 @@ def load_data(
     normalize: bool = True,
     task: str = "classification",
     cache: str = "auto",
+    augment: Any = True,
+    label_delim: str | None = None,
 ) -> Any:
     """An ``ImageDataBunch`` for a folder or a ``sample:NAME``, as the commands build it.
+
+    ``augment``: train-time augmentation (``AugmentSettings``; ``True``: the light preset, ``False``:
+    none). A folder with a ``labels.csv`` (and no ``train/``) is read through it (fastai's
+    ``from_csv``); ``label_delim`` makes that multi-label.
 
     ``seed`` fixes the ``valid_pct`` split, the shuffling and the augmentation (0 when None).
     ``cache`` (``auto``, ``ram``, ``none``) keeps the decoded images in RAM; ``workers=None`` picks
@@ -125,9 +154,29 @@ def load_data(
             device=device,
             normalize=normalize,
             cache=cache,
+            augment=augment,
         )
+    folder = resolve_data(str(data))
+    if (Path(folder) / LABELS_CSV).is_file() and not (Path(folder) / "train").is_dir():
+        return ImageDataBunch.from_csv(
+            folder,
+            LABELS_CSV,
+            valid_pct=valid_pct,
+            label_delim=label_delim,
+            seed=0 if seed is None else seed,
+            size=size,
+            bs=bs,
+            num_workers=workers,
+            device=device,
+            normalize=normalize,
+            cache=cache,
+            augment=augment,
+        )
+    if label_delim is not None:
+        raise UsageError(f"--label-delim needs {Path(folder) / LABELS_CSV} (file name, labels)")
     return ImageDataBunch.from_folder(
-        resolve_data(str(data)),
+        folder,
+        augment=augment,
         valid_pct=valid_pct,
         seed=0 if seed is None else seed,
         size=size,
@@ -162,21 +211,34 @@ def build_learner(
     pretrained: str | Path | None = None,
     precision: str = "fp32",
     cache: str = "auto",
+    augment: Any = True,
+    label_delim: str | None = None,
+    thresh: float = 0.5,
 ) -> Any:
     """The Learner a training command works with: data folder or sample, zoo arch, precision.
 
-    On CUDA the model is kept channels-last (faster convolutions; the zoo's models allow it).
+    ``pretrained``: ``imagenet`` (torchvision's weights from torch's cache) or a file. Multi-label
+    data (``label_delim``) gets fastai's ``accuracy_thresh`` and ``fbeta`` instead of ``accuracy``
+    and keeps ``thresh`` for its predictions. On CUDA the model is kept channels-last.
     """
+    from learnkit.metrics import MULTI_LABEL_METRICS
+    from learnkit.pretrained import resolve_pretrained
     from learnkit.vision.cnn import cnn_learner
 
     check_arch(arch, size)
-    metric_fns = resolve_metrics(metrics)
+    weights = resolve_pretrained(pretrained, arch)  # a missing cached file fails before the data is read
     dev = resolve_device(device)
     seed_everything(seed)
     bunch = load_data(
-        data, bs=bs, size=size, seed=seed, workers=workers, device=dev, valid_pct=valid_pct, cache=cache
-    )
-    learn = cnn_learner(bunch, arch, pretrained=pretrained, metrics=metric_fns, path=path)
+        data, bs=bs, size=size, seed=seed, workers=workers, device=dev, valid_pct=valid_pct, cache=cache,
+        augment=augment, label_delim=label_delim,
+    )  # fmt: skip
+    if getattr(bunch, "multi_label", False):
+        bunch.thresh = thresh
+        if list(metrics) == ["accuracy"]:
+            metrics = MULTI_LABEL_METRICS
+    metric_fns = resolve_metrics(metrics)
+    learn = cnn_learner(bunch, arch, pretrained=weights, metrics=metric_fns, path=path)
     set_precision(learn, precision)
     if dev.type == "cuda":
         learn.to_channels_last()

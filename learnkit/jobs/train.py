@@ -49,7 +49,7 @@ def run(config: RunConfig, *, reporter: Any = None, command: Sequence[str] | Non
     from learnkit import distributed
     from learnkit.distributed import env_rank
     from learnkit.jobs.fitting import deterministic_mode
-    from learnkit.jobs.setup import resolve_device
+    from learnkit.jobs.setup import cpu_threads, resolve_device
 
     config.validate()
     claim_run_folder(config, remove=env_rank() == 0)  # before any rank writes
@@ -60,6 +60,7 @@ def run(config: RunConfig, *, reporter: Any = None, command: Sequence[str] | Non
     if saved is not None:
         check_same_run(saved, config)
     dev = distributed.local_device(resolve_device(config.runtime.device))
+    cpu_threads(dev)
     joined = distributed.init_from_env(dev)
     ok = False
     try:
@@ -107,11 +108,13 @@ def build_run_learner(config: RunConfig, device: str) -> Any:
     if config.model.unet is not None:
         from learnkit.jobs.unet import build_unet_learner
 
-        return build_unet_learner(config, device)
+        learn = build_unet_learner(config, device)
+        apply_config_recipes(learn, config)
+        return learn
     from learnkit.jobs.setup import build_learner
 
     d, r = config.data, config.runtime
-    return build_learner(
+    learn = build_learner(
         d.data,
         config.model.arch,
         bs=d.bs,
@@ -124,6 +127,30 @@ def build_run_learner(config: RunConfig, device: str) -> Any:
         pretrained=config.model.pretrained,
         precision=r.precision,
         cache=d.cache,
+        augment=d.augment().settings(),
+        label_delim=d.label_delim,
+        thresh=d.thresh,
+    )
+    apply_config_recipes(learn, config)
+    return learn
+
+
+def apply_config_recipes(learn: Any, config: RunConfig) -> None:
+    """The run's recipes (loss options, mixup/cutmix, clip, accum, EMA, compile, freezing)."""
+    from learnkit.jobs.recipes import apply_recipes
+
+    s = config.schedule
+    apply_recipes(
+        learn,
+        label_smoothing=s.label_smoothing,
+        class_weights=s.class_weights,
+        mixup=s.mixup,
+        cutmix=s.cutmix,
+        clip=s.clip,
+        accum=s.accum,
+        ema=s.ema,
+        compile=config.runtime.compile,
+        freeze=config.model.freeze,
     )
 
 

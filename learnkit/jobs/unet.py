@@ -29,6 +29,7 @@ DEFAULTS: dict[str, Any] = {"lr": 1e-3, "bs": 8, "size": 64, "epochs": 3}
 def build_unet_learner(config: RunConfig, device: str = "auto") -> Any:
     """The U-Net Learner of ``config`` (its ``model.unet`` options), with the segmentation metrics
     (dice, iou, pixel_accuracy), on ``device``; channels-last on CUDA."""
+    from learnkit.pretrained import resolve_pretrained
     from learnkit.seg_metrics import segmentation_metrics
     from learnkit.vision.unet_learner import encoder_cut, unet_learner
 
@@ -40,12 +41,12 @@ def build_unet_learner(config: RunConfig, device: str = "auto") -> Any:
     setup.seed_everything(r.seed)
     bunch = setup.load_data(
         d.data, bs=d.bs, size=d.size, seed=r.seed, workers=r.workers, device=dev, valid_pct=d.valid_pct,
-        task="segmentation", cache=d.cache,
+        task="segmentation", cache=d.cache, augment=d.augment().settings(),
     )  # fmt: skip
     learn = unet_learner(
         bunch,
         arch,
-        pretrained=config.model.pretrained,
+        pretrained=resolve_pretrained(config.model.pretrained, arch),
         blur=u.blur,
         blur_final=u.blur_final,
         self_attention=u.self_attention,

@@ -1,7 +1,8 @@
 """The jobs of ``learnkit zoo list`` and ``learnkit zoo show``: what the registry holds, as plain data.
 
-Models are built on torch's ``meta`` device (shapes without memory or initialisation), so listing
-the whole zoo costs milliseconds per arch; a builder that cannot run there is built for real.
+``zoo list`` builds no model: it shows what each entry's meta says (``params``, ``groups``), so
+it stays fast with a hundred archs. ``zoo show`` builds the one model on torch's ``meta`` device
+(shapes without memory or initialisation); a builder that cannot run there is built for real.
 
 Example:
     >>> from learnkit.jobs.zoo import list_archs, show_arch
@@ -40,20 +41,21 @@ def _count(model: Any) -> int | None:
         return None
 
 
-def describe_arch(name: str) -> dict[str, Any]:
+def describe_arch(name: str, build: bool = False) -> dict[str, Any]:
     """One row of ``zoo list``: name, params (with 1000 outputs), layer groups, source, description.
 
-    ``params`` and ``groups`` are None when the arch cannot be built here (its meta's ``params``
-    is used when it has one).
+    Without ``build`` ``params`` and ``groups`` come from the entry's meta (None where it does
+    not say); with it the model is built on the meta device and counted (None when it cannot be).
     """
     entry = registry.get(name)
-    params, groups = entry.meta.get("params"), None
-    try:
-        model = _on_meta(lambda: entry.builder(LIST_N_OUT))
-        groups = len(entry.layer_groups(model))
-        params = _count(model) if _count(model) is not None else params
-    except Exception:  # listing never fails because of one arch
-        pass
+    params, groups = entry.meta.get("params"), entry.meta.get("groups")
+    if build:
+        try:
+            model = _on_meta(lambda: entry.builder(LIST_N_OUT))
+            groups = len(entry.layer_groups(model))
+            params = _count(model) if _count(model) is not None else params
+        except Exception:  # listing never fails because of one arch
+            pass
     return {
         "name": name,
         "params": params,
