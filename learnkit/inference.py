@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from learnkit.callback import CallbackHandler, RunState
-from learnkit.checkpoint import MODEL_FORMAT, read_safetensors, resolve_checkpoint
+from learnkit.checkpoint import read_model_header, read_tensors, resolve_checkpoint
 from learnkit.data.augment import Normalize
 from learnkit.data.bunch import DataBunch, DatasetType
 from learnkit.data.images import image_to_tensor, open_image, resize_image, to_rgb
@@ -87,7 +87,7 @@ def load_learner(
     file = resolve_checkpoint(str(path_or_name), path, str(model_dir))
     if not file.is_file():
         raise CheckpointError(f"no checkpoint {file}{_available(file.parent)}")
-    tensors, meta = read_safetensors(file, expect_format=MODEL_FORMAT)
+    _, meta = read_model_header(file)  # every field and the tensors' shapes checked first
     spec = meta.get("model_spec")
     if not isinstance(spec, dict):
         raise CheckpointError(
@@ -113,7 +113,7 @@ def load_learner(
     learn = Learner(
         data, model, path=path, model_dir=model_dir, layer_groups=groups, model_spec=spec, **learner_kwargs
     )
-    load_weights(learn.model, tensors, file)
+    load_weights(learn.model, read_tensors(file), file)
     learn.model.eval()
     return learn
 

@@ -23,12 +23,12 @@ def read_model_metadata(model: str | Path, path: str | Path = ".") -> tuple[Path
     Raises :class:`CheckpointError` for a missing file, a file that is not a learnkit model
     checkpoint, or one without what rebuilds its model.
     """
-    from learnkit.checkpoint import MODEL_FORMAT, read_safetensors, resolve_checkpoint
+    from learnkit.checkpoint import read_model_header, resolve_checkpoint
 
     file = resolve_checkpoint(str(model), path)
     if not file.is_file():
         raise CheckpointError(f"no checkpoint {file}" + _available(Path(path) / "models"))
-    _, meta = read_safetensors(file, expect_format=MODEL_FORMAT, check_finite=False)
+    _, meta = read_model_header(file)  # the schema, and the spec's model (on `meta`) fits the file
     if not isinstance(meta.get("model_spec"), dict):
         raise CheckpointError(f"{file} does not say how to rebuild its model (no model_spec)")
     return file, meta
