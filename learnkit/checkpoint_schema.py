@@ -87,7 +87,8 @@ def _depth_ok(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
 
 def load_json(text: str | bytes, where: str | Path, field: str, max_bytes: int = MAX_OPT_HEADER) -> Any:
     """``json.loads(text)`` bounded: at most ``max_bytes``, nested at most ``MAX_JSON_DEPTH`` deep;
-    (Infinity is allowed: a tracker's "no best yet"; fields that must be finite say so.) Anything else is a CheckpointError naming ``field``."""
+    Infinity is allowed (a tracker's "no best yet"); fields that must be finite say so. Anything
+    else is a CheckpointError naming ``field``."""
     if len(text) > max_bytes:
         raise _bad(where, field, f"{len(text)} bytes, more than {max_bytes}")
     try:
@@ -96,9 +97,7 @@ def load_json(text: str | bytes, where: str | Path, field: str, max_bytes: int =
         raise _bad(where, field, f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
     except (ValueError, TypeError) as exc:
         detail = str(exc).splitlines()[0][:120]
-        raise _unusable(
-            where, f"header: {detail}" if field == "header" else f"{field} is not JSON"
-        ) from None
+        raise _unusable(where, f"header: {detail}" if field == "header" else f"{field} is not JSON") from None
     if not _depth_ok(value):
         raise _bad(where, field, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return value

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
 from learnkit import atomic
 from learnkit.atomic import fsync_dir, temp_beside
@@ -39,7 +41,7 @@ from learnkit.checkpoint import (
     write_safetensors_together,
 )
 from learnkit.checkpoint_schema import check_fit, check_opt_shapes, tensor_kind
-from learnkit.errors import CheckpointError
+from learnkit.errors import CheckpointError, LearnkitError
 from learnkit.optim import OptimWrapper
 from learnkit.version import __version__
 
@@ -119,7 +121,10 @@ def save_learner(learn: Any, name: str | Path, with_opt: bool = True) -> Path:
     step = f"{learn.epoch}.{learn.iteration}.{learn.batch}-{uuid.uuid4().hex[:12]}"
     meta = model_metadata(learn) | {"step": step}
     if not (with_opt and learn.opt is not None):
-        write_safetensors_together([(path, dict(learn.model.state_dict()), meta)])
+        try:
+            write_safetensors_together([(path, dict(learn.model.state_dict()), meta)])
+        except (OSError, SafetensorError) as exc:
+            raise write_failure(path, exc) from None
         return path
     names = optimizer_param_names(learn.opt, learn.model)
     tensors, opt_meta = flatten_optimizer_state(learn.opt.state_dict(), names)
@@ -148,11 +153,29 @@ def save_learner(learn: Any, name: str | Path, with_opt: bool = True) -> Path:
         atomic.step("remove:prev")
         previous_path(o_path).unlink(missing_ok=True)
         atomic.step("done")
-    except BaseException:
+    except BaseException as exc:
         for tmp in temps:
             Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError | SafetensorError):
+            raise write_failure(path, exc) from None
         raise
     return path
+
+
+def write_failure(path: Path, exc: BaseException) -> LearnkitError:
+    """One line for a checkpoint that could not be written (disk full, read-only, folder gone):
+    the path, the reason, and that the previous checkpoint is intact (exit 1)."""
+    if isinstance(exc, OSError) and exc.errno:
+        reason = os.strerror(exc.errno)
+    else:
+        found = re.search(r'message: "([^"]+)"', str(exc))
+        reason = found.group(1) if found else (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    kept = (
+        f"the previous checkpoint {path} is intact"
+        if path.is_file()
+        else "no earlier checkpoint of that name exists"
+    )
+    return LearnkitError(f"could not write {path}: {reason.lower()}; {kept}")
 
 
 def _header_step(file: Path) -> Any:

@@ -12,6 +12,7 @@ Errors a user can cause are :mod:`learnkit.errors` exceptions (exit codes 2/3/4 
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -220,10 +221,11 @@ def train(
     if resume is not None and init_from is not None:
         raise UsageError("give --resume or --init-from, not both")
     dev = distributed.local_device(resolve_device(device))
+    check_memory(size, bs, dev)
     joined = distributed.init_from_env(dev)
     ok = False
     try:
-        with deterministic_mode(deterministic):
+        with run_folder(path), deterministic_mode(deterministic):
             learn = build_learner(
                 data,
                 arch,
@@ -252,6 +254,59 @@ def train(
     finally:
         if joined:
             distributed.shutdown(wait=ok)
+
+
+def run_folder(path: str | Path) -> Any:
+    """Rank 0 checks the run folder and holds its lock for the whole fit (see :mod:`learnkit.run_lock`)."""
+    from contextlib import nullcontext
+
+    from learnkit.distributed import is_main
+    from learnkit.run_lock import check_run_folder, run_folder_lock
+
+    if not is_main():
+        return nullcontext()
+    check_run_folder(path, "models", names=("last", "best"))
+    return run_folder_lock(path)
+
+
+def check_memory(size: int, bs: int, device: Any = None) -> None:
+    """Refuse an image size whose batches cannot fit in memory, with the estimate.
+
+    The estimate is deliberately rough and generous to the user: a float32 batch of ``bs`` RGB
+    images of ``size`` x ``size`` times :data:`ACTIVATION_FACTOR` for the activations kept for the
+    backward pass, against the memory available now (the GPU's free memory on CUDA).
+    """
+    need = bs * 3 * size * size * 4 * ACTIVATION_FACTOR
+    have = _available_memory(device)
+    if have is not None and need > have:
+        raise UsageError(
+            f"--size {size} with --bs {bs} needs about {need / 2**30:.1f} GiB for a training batch "
+            f"(estimate), more than the {have / 2**30:.1f} GiB available; use a smaller --size or --bs"
+        )
+
+
+ACTIVATION_FACTOR = 16
+
+
+def _available_memory(device: Any) -> int | None:
+    if device is not None and getattr(device, "type", None) == "cuda":
+        import torch
+
+        try:
+            return int(torch.cuda.mem_get_info(device)[0])
+        except (RuntimeError, AssertionError):
+            return None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def build_learner(

@@ -82,43 +82,45 @@ def train_unet(
     if monitor is not None and monitor not in names:
         raise UsageError(f"cannot monitor {monitor!r}; choose one of {', '.join(names)}")
     dev = runner.resolve_device(device)
-    runner.seed_everything(seed)
-    bunch = runner.load_data(
-        data,
-        bs=bs,
-        size=size,
-        seed=seed,
-        workers=workers,
-        device=dev,
-        valid_pct=valid_pct,
-        task="segmentation",
-    )
-    learn = unet_learner(
-        bunch,
-        arch,
-        pretrained=pretrained,
-        blur=blur,
-        blur_final=blur_final,
-        self_attention=self_attention,
-        bottle=bottle,
-        last_cross=last_cross,
-        norm_type=norm_type,
-        y_range=y_range,
-        metrics=metrics,
-        path=path,
-    )
-    runner.set_precision(learn, precision)
-    result = run_fit(
-        learn,
-        epochs,
-        lr,
-        wd,
-        schedule="one_cycle",
-        reporter=reporter,
-        monitor=monitor,
-        save_best=monitor is not None,
-        **{k: v for k, v in one_cycle.items() if v is not None},
-    )
+    runner.check_memory(size, bs, dev)
+    with runner.run_folder(path):
+        runner.seed_everything(seed)
+        bunch = runner.load_data(
+            data,
+            bs=bs,
+            size=size,
+            seed=seed,
+            workers=workers,
+            device=dev,
+            valid_pct=valid_pct,
+            task="segmentation",
+        )
+        learn = unet_learner(
+            bunch,
+            arch,
+            pretrained=pretrained,
+            blur=blur,
+            blur_final=blur_final,
+            self_attention=self_attention,
+            bottle=bottle,
+            last_cross=last_cross,
+            norm_type=norm_type,
+            y_range=y_range,
+            metrics=metrics,
+            path=path,
+        )
+        runner.set_precision(learn, precision)
+        result = run_fit(
+            learn,
+            epochs,
+            lr,
+            wd,
+            schedule="one_cycle",
+            reporter=reporter,
+            monitor=monitor,
+            save_best=monitor is not None,
+            **{k: v for k, v in one_cycle.items() if v is not None},
+        )
     dice, iou = metrics[0], metrics[1]
     result.update(
         dice_per_class=dice.per_class(bunch.classes),
