@@ -108,6 +108,7 @@ def load_data(
     normalize: bool = True,
     task: str = "classification",
     cache: str = "auto",
+    norm_stats: dict | None = None,
 ) -> Any:
     """An ``ImageDataBunch`` for a folder or a ``sample:NAME``, as the commands build it.
 
@@ -115,7 +116,8 @@ def load_data(
     ``cache`` (``auto``, ``ram``, ``none``) keeps the decoded images in RAM; ``workers=None`` picks
     the loader workers to match (none with the RAM cache, else up to 4, kept between epochs).
     ``task="segmentation"`` reads ``images/``, ``masks/`` and ``codes.txt`` instead (a
-    ``SegmentationDataBunch``; ``valid_pct`` defaults to 0.2 there).
+    ``SegmentationDataBunch``; ``valid_pct`` defaults to 0.2 there). ``norm_stats`` (a checkpoint's)
+    normalise instead of ImageNet's statistics.
     """
     from learnkit.data import ImageDataBunch, SegmentationDataBunch
     from learnkit.data.samples import resolve_data
@@ -130,6 +132,7 @@ def load_data(
             num_workers=workers,
             device=device,
             normalize=normalize,
+            norm_stats=norm_stats,
             cache=cache,
         )
     return ImageDataBunch.from_folder(
@@ -141,6 +144,7 @@ def load_data(
         num_workers=workers,
         device=device,
         normalize=normalize,
+        norm_stats=norm_stats,
         cache=cache,
     )
 

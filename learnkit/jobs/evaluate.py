@@ -57,7 +57,8 @@ def checkpoint_learner(
 ) -> Any:
     """Checkpoint ``model`` rebuilt alone, over ``data`` prepared as it was for training.
 
-    The data is read at the checkpoint's input size, with its normalisation and task (a
+    The data is read at the checkpoint's input size, with its own normalisation statistics (never
+    ImageNet's unless those are what it recorded) and task (a
     segmentation checkpoint reads a segmentation folder); ``valid_pct``/``seed`` repeat the fit's
     split. A checkpoint whose classes are not the data's is a :class:`CheckpointError`.
     """
@@ -68,7 +69,7 @@ def checkpoint_learner(
     bunch = runner.load_data(
         data, bs=bs, size=int(meta.get("size") or 64), seed=seed, workers=workers, device=dev,
         valid_pct=valid_pct, normalize=meta.get("norm_stats") is not None,
-        task=meta.get("task") or "classification",
+        norm_stats=meta.get("norm_stats"), task=meta.get("task") or "classification",
     )  # fmt: skip
     _check_classes(file, meta.get("classes"), bunch.classes)
     metric_fns = runner.resolve_metrics(metrics, task=meta.get("task") or "classification")
