@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import glob
 import os
+import queue
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -404,11 +406,7 @@ def predict_images(
         def submit(chunk: list) -> list:
             return [(str(p), pool.submit(_read, str(p), size)) for p in chunk]
 
-        chunks = _chunks(paths, bs)
-        pending = submit(next(chunks, []))
-        while pending:
-            nxt = next(chunks, None)
-            ahead = submit(nxt) if nxt else []  # decode the next batch while this one runs
+        for pending in _read_ahead(_chunks(paths, bs), submit):
             read = [(path, fut.result()) for path, fut in pending]
             good = [(path, r) for path, r in read if not isinstance(r, str)]
             rows: Iterator[Prediction] = iter(())
@@ -418,4 +416,28 @@ def predict_images(
                 rows = _decode_rows(learn, [p for p, _ in good], probs, [r[1] for _, r in good], topk)
             for path, r in read:
                 yield Prediction(path, error=r) if isinstance(r, str) else next(rows)
-            pending = ahead
+
+
+def _read_ahead(chunks: Iterator[list], submit: Any) -> Iterator[list]:
+    """``submit(chunk)`` for each chunk, one chunk ahead, read in a thread of its own.
+
+    The next batch's paths are read (and its images decoded) while this batch runs, but a slow
+    source (lines typed or piped into ``predict -``) never holds back the batch already read: its
+    rows come out as soon as it is full.
+    """
+    ahead: queue.Queue = queue.Queue(maxsize=1)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                ahead.put(submit(chunk))
+        except BaseException as exc:  # handed to the consumer, raised there
+            ahead.put(exc)
+        ahead.put(done)
+
+    threading.Thread(target=produce, name="learnkit-read-ahead", daemon=True).start()
+    while (item := ahead.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
