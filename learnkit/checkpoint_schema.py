@@ -202,7 +202,7 @@ def check_model_metadata(meta: Mapping[str, Any], where: str | Path) -> None:
     if spec is not None:
         check_spec(spec, where)
     task = meta.get("task", "classification")
-    if task is not None and task not in TASKS:
+    if task is not None and (not isinstance(task, str) or task not in TASKS):
         raise _bad(where, "task", f"must be one of {', '.join(TASKS)}")
     for key in ("learnkit_version", "step", "format"):
         if key in meta and not _is_str(meta[key], 200):
@@ -292,7 +292,7 @@ def check_spec(spec: Any, where: str | Path) -> None:
         "kind", "arch", "n_out", "kwargs"
     }:  # fmt: skip
         raise _bad(where, "model_spec", "must be {kind, arch, n_out, kwargs}")
-    if spec["kind"] not in MODEL_KINDS:
+    if not isinstance(spec["kind"], str) or spec["kind"] not in MODEL_KINDS:
         raise _bad(where, "model_spec.kind", f"must be one of {', '.join(sorted(MODEL_KINDS))}")
     if not _is_str(spec["arch"], 100):
         raise _bad(where, "model_spec.arch", "not a short string")
@@ -421,11 +421,8 @@ def check_opt_metadata(meta: Mapping[str, Any], infos: Mapping[str, TensorInfo],
         raise _bad(where, "run", "batch is past the run's iteration count")
     _check_rng(meta.get("rng"), infos, where)
     precision = meta.get("precision") or {}
-    if (
-        not isinstance(precision, dict)
-        or precision.get("name", "fp32") not in PRECISIONS
-        or not _all_numbers(precision)
-    ):
+    name = precision.get("name", "fp32") if isinstance(precision, dict) else None
+    if not isinstance(name, str) or name not in PRECISIONS or not _all_numbers(precision):
         raise _bad(where, "precision", f"must name one of {', '.join(PRECISIONS)} with finite numbers")
     callbacks = meta.get("callbacks") or {}
     if not isinstance(callbacks, dict) or not all(isinstance(v, dict) for v in callbacks.values()):

@@ -35,6 +35,7 @@ from learnkit.checkpoint import (
     optimizer_path,
     prepare_safetensors,
     read_header,
+    read_model_header,
     read_tensors,
     resolve_checkpoint,
     unflatten_optimizer_state,
@@ -277,7 +278,7 @@ def load_into(learn: Any, name: str | Path, strict: bool = True, with_opt: bool 
 
 def _stage(learn: Any, path: Path, strict: bool, with_opt: bool | None) -> dict:
     """Read and check everything :func:`load_into` needs, changing nothing in ``learn``."""
-    infos, meta = read_header(path, MODEL_FORMAT)
+    infos, meta = read_model_header(path)  # the schema, and its spec's model (on `meta`) fits it
     check_compatible(learn, meta, path)
     expected = {k: (tuple(v.shape), tensor_kind(v)) for k, v in learn.model.state_dict().items()}
     skip = frozenset() if strict else frozenset(set(infos) ^ set(expected))
