@@ -110,6 +110,7 @@ def load_learner(
         found = None if data.classes is None else [str(c) for c in data.classes]
         if classes is not None and found is not None and found != list(classes):
             raise CheckpointError(f"{file} was trained on classes {classes}; the data has {found}")
+        _check_preprocessing(file, meta, data)
         if device is not None:
             data.to(device)
     learn = Learner(
@@ -118,6 +119,18 @@ def load_learner(
     load_weights(learn.model, read_tensors(file), file)
     learn.model.eval()
     return learn
+
+
+def _check_preprocessing(file: Path, meta: dict, data: DataBunch) -> None:
+    """Evaluation sees images as training did: the data's size and normalisation must be the
+    checkpoint's (build the data with ``size=`` and ``norm_stats=`` from its metadata)."""
+    for key in ("size", "norm_stats"):
+        saved, given = meta.get(key), getattr(data, key, None)
+        if saved is not None and given is not None and given != saved:
+            raise UsageError(
+                f"the data's {key} is {given}, but {file} was trained with {saved}; prepare the data "
+                f"with the checkpoint's {key} (its metadata) to evaluate it"
+            )
 
 
 def _available(folder: Path) -> str:

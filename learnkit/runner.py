@@ -224,8 +224,11 @@ def train(
         raise UsageError(f"options {', '.join(sorted(schedule_kwargs))} need schedule 'one_cycle'")
     if resume is not None and init_from is not None:
         raise UsageError("give --resume or --init-from, not both")
+    from learnkit.data.samples import resolve_data
+
     dev = distributed.local_device(resolve_device(device))
     check_memory(size, bs, dev)
+    resolve_data(str(data))  # missing data is said before the run folder is made or locked
     joined = distributed.init_from_env(dev)
     ok = False
     try:

@@ -71,6 +71,7 @@ def train_unet(
         name), ``classes``, ``epochs``, ``history`` (one row per epoch), ``checkpoint`` (``last``)
         and, with a monitor, ``best``.
     """
+    from learnkit.data.samples import resolve_data
     from learnkit.jobs.train import run_fit
     from learnkit.seg_metrics import segmentation_metrics
     from learnkit.vision.unet_learner import encoder_cut, unet_learner
@@ -83,6 +84,7 @@ def train_unet(
         raise UsageError(f"cannot monitor {monitor!r}; choose one of {', '.join(names)}")
     dev = runner.resolve_device(device)
     runner.check_memory(size, bs, dev)
+    resolve_data(str(data))  # missing data is said before the run folder is made or locked
     with runner.run_folder(path):
         runner.seed_everything(seed)
         bunch = runner.load_data(
