@@ -16,6 +16,7 @@ import os
 import random
 import re
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -266,25 +267,49 @@ def load_into(learn: Any, name: str | Path, strict: bool = True, with_opt: bool 
     read again (a few times) until model and optimizer file come from the same save.
     """
     path = resolve_checkpoint(str(name), learn.path, learn.model_dir)
-    for attempt in range(3):
+    o_path = optimizer_path(path)
+    files = (path, o_path, previous_path(o_path))
+    for attempt in range(_ATTEMPTS):
+        before = [_identity(f) for f in files]
         try:
             staged = _stage(learn, path, strict, with_opt)
             break
-        except CheckpointError as exc:
-            if attempt == 2 or "torn save" not in str(exc):
+        except CheckpointError:
+            replaced = [_identity(f) for f in files] != before
+            if attempt == _ATTEMPTS - 1 or not replaced:
                 raise
+            time.sleep(0.05 * (attempt + 1))  # a save is under way: let it finish its renames
     return _commit(learn, staged)
+
+
+_ATTEMPTS = 10
+
+
+def _identity(file: Path) -> tuple | None:
+    """What changes when a file is replaced by a rename (a save): device, inode, size, mtime."""
+    try:
+        st = os.stat(file)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _still(files: dict[Path, tuple | None]) -> None:
+    """The files read are the ones whose headers were checked (no save replaced one meanwhile)."""
+    if any(_identity(f) != before for f, before in files.items()):
+        raise CheckpointError("a save replaced the checkpoint while it was read (torn save?); reading again")
 
 
 def _stage(learn: Any, path: Path, strict: bool, with_opt: bool | None) -> dict:
     """Read and check everything :func:`load_into` needs, changing nothing in ``learn``."""
+    o_path = optimizer_path(path)
+    seen = {f: _identity(f) for f in (path, o_path, previous_path(o_path))}
     infos, meta = read_model_header(path)  # the schema, and its spec's model (on `meta`) fits it
     check_compatible(learn, meta, path)
     expected = {k: (tuple(v.shape), tensor_kind(v)) for k, v in learn.model.state_dict().items()}
     skip = frozenset() if strict else frozenset(set(infos) ^ set(expected))
     check_fit(expected, infos, path, skip)
     staged: dict[str, Any] = {"meta": meta, "path": path}
-    o_path = optimizer_path(path)
     if with_opt is None:
         with_opt = o_path.exists()
     if with_opt and not o_path.exists():
@@ -301,6 +326,7 @@ def _stage(learn: Any, path: Path, strict: bool, with_opt: bool | None) -> dict:
         _check_rng(o_tensors, staged["o_meta"], staged["o_file"])
         staged["opt"] = _staged_optimizer(learn, o_tensors, staged["o_meta"], staged["o_file"])
         staged["o_tensors"] = o_tensors
+    _still({f: seen[f] for f in (path, staged.get("o_file")) if f is not None})
     return staged
 
 
