@@ -25,6 +25,7 @@ from learnkit import checkpoint_schema as schema
 from learnkit.atomic import fsync_dir, new_file_mode, temp_beside
 from learnkit.checkpoint_schema import MAX_MODEL_HEADER, TensorInfo
 from learnkit.errors import CheckpointError
+from learnkit.opt_schema import check_opt_metadata
 
 MODEL_FORMAT = "learnkit.model/1"
 OPT_FORMAT = "learnkit.opt/1"
@@ -154,7 +155,7 @@ def read_header(
     if expect_format == MODEL_FORMAT:
         schema.check_model_metadata(metadata, path)
     elif expect_format == OPT_FORMAT:
-        schema.check_opt_metadata(metadata, infos, path)
+        check_opt_metadata(metadata, infos, path)
     return infos, metadata
 
 

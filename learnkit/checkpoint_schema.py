@@ -7,9 +7,9 @@ before it decides what gets built, allocated or trusted.
   JSON nesting): the tensors' names, dtypes and shapes, and the metadata strings, no data read.
 - :func:`load_json` parses one metadata value, bounded in size and nesting (a ``RecursionError``
   never escapes).
-- :func:`check_model_metadata` / :func:`check_opt_metadata` check every field of a model file /
-  optimizer file (types, ranges, sizes, the agreed keys ``config``, ``best``, ``valid_split``,
-  ``multi_label``, ``thresh``); unknown keys are accepted but bounded.
+- :func:`check_model_metadata` checks every field of a model file (types, ranges, sizes, the
+  agreed keys ``config``, ``best``, ``valid_split``, ``multi_label``, ``thresh``); unknown keys are
+  accepted but bounded. :mod:`learnkit.opt_schema` does the same for optimizer files.
 - :func:`check_against_spec` builds the model the spec describes on the ``meta`` device (no memory)
   and compares its parameter names and shapes with the file's tensors, before any real allocation.
 
@@ -37,7 +37,6 @@ MAX_NAME = 1024
 MAX_GROUPS = 1000
 MAX_DIM = 1 << 40
 TASKS = ("classification", "segmentation", "custom")
-PRECISIONS = ("fp32", "fp16", "bf16")
 _FORBIDDEN_KWARGS = {"pretrained", "weights", "weights_backbone", "progress", "model_dir", "file"}
 # safetensors dtype -> (bytes per element, kind as checkpoint.load_weights compares them)
 DTYPES: dict[str, tuple[int, str]] = {
@@ -64,7 +63,8 @@ class TensorInfo:
         return DTYPES[self.dtype][1]
 
 
-def _bad(where: str | Path, field: str, why: str) -> CheckpointError:
+def bad_field(where: str | Path, field: str, why: str) -> CheckpointError:
+    """The one-line error for a field of a checkpoint that lies."""
     return _unusable(where, f"{field}: {why}")
 
 
@@ -90,16 +90,16 @@ def load_json(text: str | bytes, where: str | Path, field: str, max_bytes: int =
     Infinity is allowed (a tracker's "no best yet"); fields that must be finite say so. Anything
     else is a CheckpointError naming ``field``."""
     if len(text) > max_bytes:
-        raise _bad(where, field, f"{len(text)} bytes, more than {max_bytes}")
+        raise bad_field(where, field, f"{len(text)} bytes, more than {max_bytes}")
     try:
         value = json.loads(text)
     except RecursionError:
-        raise _bad(where, field, f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+        raise bad_field(where, field, f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
     except (ValueError, TypeError) as exc:
         detail = str(exc).splitlines()[0][:120]
         raise _unusable(where, f"header: {detail}" if field == "header" else f"{field} is not JSON") from None
     if not _depth_ok(value):
-        raise _bad(where, field, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        raise bad_field(where, field, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return value
 
 
@@ -126,13 +126,13 @@ def read_header(
                 raise _unusable(path, f"header length {n} does not fit a file of {size} bytes")
             raw = f.read(n)
     except OSError as exc:
-        raise _bad(path, "header", str(exc).splitlines()[0][:200]) from None
+        raise bad_field(path, "header", str(exc).splitlines()[0][:200]) from None
     if raw.count(b'"data_offsets"') > MAX_TENSORS:  # cheap, before the parse builds a dict per entry
-        raise _bad(path, "header", f"more than {MAX_TENSORS} tensors")
+        raise bad_field(path, "header", f"more than {MAX_TENSORS} tensors")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise _bad(path, "header", "not UTF-8") from None
+        raise bad_field(path, "header", "not UTF-8") from None
     header = load_json(text, path, "header", max_bytes)
     if not isinstance(header, dict):
         raise _unusable(path, "header is not a JSON object")
@@ -147,19 +147,19 @@ def read_header(
 def _tensor_info(path: Path, name: str, entry: Any, data_bytes: int) -> TensorInfo:
     field = f"tensor {name[:80]!r}"
     if len(name) > MAX_NAME or not isinstance(entry, dict):
-        raise _bad(path, field, "malformed entry")
+        raise bad_field(path, field, "malformed entry")
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
     if dtype not in DTYPES:
-        raise _bad(path, field, f"unknown dtype {str(dtype)[:20]!r}")
-    if not isinstance(shape, list) or len(shape) > 8 or not all(_is_int(d, 0, MAX_DIM) for d in shape):
-        raise _bad(path, field, "shape is not a list of at most 8 non-negative integers")
+        raise bad_field(path, field, f"unknown dtype {str(dtype)[:20]!r}")
+    if not isinstance(shape, list) or len(shape) > 8 or not all(is_int(d, 0, MAX_DIM) for d in shape):
+        raise bad_field(path, field, "shape is not a list of at most 8 non-negative integers")
     if not (
-        isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o, 0, data_bytes) for o in offsets)
+        isinstance(offsets, list) and len(offsets) == 2 and all(is_int(o, 0, data_bytes) for o in offsets)
     ):
-        raise _bad(path, field, "data_offsets do not lie inside the file")
+        raise bad_field(path, field, "data_offsets do not lie inside the file")
     numel = math.prod(shape)
     if offsets[1] - offsets[0] != numel * DTYPES[dtype][0]:
-        raise _bad(path, field, f"{offsets[1] - offsets[0]} bytes for a {dtype} tensor of shape {shape}")
+        raise bad_field(path, field, f"{offsets[1] - offsets[0]} bytes for a {dtype} tensor of shape {shape}")
     return TensorInfo(dtype, tuple(shape), offsets[0], offsets[1])
 
 
@@ -169,19 +169,22 @@ def decode_metadata(raw: Mapping[str, str], where: str | Path, max_bytes: int) -
 
 
 # --- small type checks ---
-def _is_int(v: Any, lo: int, hi: int) -> bool:
+def is_int(v: Any, lo: int, hi: int) -> bool:
+    """An int (not a bool) from ``lo`` to ``hi``."""
     return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
 
 
-def _is_num(v: Any, lo: float = -1e12, hi: float = 1e12) -> bool:
+def is_number(v: Any, lo: float = -1e12, hi: float = 1e12) -> bool:
+    """A finite int or float (not a bool) from ``lo`` to ``hi``."""
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and lo <= v <= hi
 
 
-def _is_str(v: Any, n: int = MAX_NAME) -> bool:
+def is_short_str(v: Any, n: int = MAX_NAME) -> bool:
+    """A string of at most ``n`` characters."""
     return isinstance(v, str) and len(v) <= n
 
 
-def _all_numbers(value: Any) -> bool:
+def all_finite(value: Any) -> bool:
     """Every number inside ``value`` (lists, dicts) finite; strings, bools and None allowed."""
     stack = [value]
     while stack:
@@ -203,14 +206,14 @@ def check_model_metadata(meta: Mapping[str, Any], where: str | Path) -> None:
         check_spec(spec, where)
     task = meta.get("task", "classification")
     if task is not None and (not isinstance(task, str) or task not in TASKS):
-        raise _bad(where, "task", f"must be one of {', '.join(TASKS)}")
+        raise bad_field(where, "task", f"must be one of {', '.join(TASKS)}")
     for key in ("learnkit_version", "step", "format"):
-        if key in meta and not _is_str(meta[key], 200):
-            raise _bad(where, key, "not a short string")
+        if key in meta and not is_short_str(meta[key], 200):
+            raise bad_field(where, key, "not a short string")
     _check_classes(meta.get("classes"), spec, where)
     size = meta.get("size")
-    if size is not None and not _is_int(size, 1, MAX_SIZE):
-        raise _bad(where, "size", f"must be an integer from 1 to {MAX_SIZE}, not {str(size)[:40]}")
+    if size is not None and not is_int(size, 1, MAX_SIZE):
+        raise bad_field(where, "size", f"must be an integer from 1 to {MAX_SIZE}, not {str(size)[:40]}")
     _check_norm_stats(meta.get("norm_stats"), spec, where)
     _check_layer_groups(meta.get("layer_groups"), where)
     _check_agreed_keys(meta, where)
@@ -219,13 +222,13 @@ def check_model_metadata(meta: Mapping[str, Any], where: str | Path) -> None:
 def _check_classes(classes: Any, spec: Any, where: str | Path) -> None:
     if classes is None:
         return
-    if not isinstance(classes, list) or not all(_is_str(c) for c in classes):
-        raise _bad(where, "classes", f"must be a list of strings, not {type(classes).__name__}")
+    if not isinstance(classes, list) or not all(is_short_str(c) for c in classes):
+        raise bad_field(where, "classes", f"must be a list of strings, not {type(classes).__name__}")
     if len(set(classes)) != len(classes):
-        raise _bad(where, "classes", "names repeat")
+        raise bad_field(where, "classes", "names repeat")
     n_out = spec.get("n_out") if isinstance(spec, dict) else None
     if n_out is not None and len(classes) != n_out:
-        raise _bad(where, "classes", f"{len(classes)} names for a model with {n_out} outputs")
+        raise bad_field(where, "classes", f"{len(classes)} names for a model with {n_out} outputs")
 
 
 def _check_norm_stats(stats: Any, spec: Any, where: str | Path) -> None:
@@ -234,14 +237,14 @@ def _check_norm_stats(stats: Any, spec: Any, where: str | Path) -> None:
     kwargs = spec.get("kwargs") if isinstance(spec, dict) else None
     channels = (kwargs or {}).get("in_channels", 3) if isinstance(kwargs, dict) else 3
     if not isinstance(stats, dict) or set(stats) != {"mean", "std"}:
-        raise _bad(where, "norm_stats", 'must be {"mean": [...], "std": [...]}')
+        raise bad_field(where, "norm_stats", 'must be {"mean": [...], "std": [...]}')
     for key in ("mean", "std"):
         values = stats[key]
         if not isinstance(values, list) or len(values) != channels:
-            raise _bad(where, f"norm_stats.{key}", f"must hold one number per channel ({channels})")
+            raise bad_field(where, f"norm_stats.{key}", f"must hold one number per channel ({channels})")
         lo = 1e-8 if key == "std" else -1e3
-        if not all(_is_num(v, lo, 1e3) for v in values):
-            raise _bad(
+        if not all(is_number(v, lo, 1e3) for v in values):
+            raise bad_field(
                 where, f"norm_stats.{key}", "must be finite" + (" and positive" if key == "std" else "")
             )
 
@@ -250,37 +253,39 @@ def _check_layer_groups(groups: Any, where: str | Path) -> None:
     if groups is None:
         return
     if not isinstance(groups, list) or len(groups) > MAX_GROUPS:
-        raise _bad(where, "layer_groups", "must be a list of lists of parameter names")
+        raise bad_field(where, "layer_groups", "must be a list of lists of parameter names")
     seen: set[str] = set()
     for group in groups:
-        if not isinstance(group, list) or not all(_is_str(n) for n in group):
-            raise _bad(where, "layer_groups", "must be a list of lists of parameter names")
+        if not isinstance(group, list) or not all(is_short_str(n) for n in group):
+            raise bad_field(where, "layer_groups", "must be a list of lists of parameter names")
         if seen & set(group) or len(set(group)) != len(group):
-            raise _bad(where, "layer_groups", "a parameter is named twice")
+            raise bad_field(where, "layer_groups", "a parameter is named twice")
         seen.update(group)
 
 
 def _check_agreed_keys(meta: Mapping[str, Any], where: str | Path) -> None:
     """The keys other parts of learnkit add (common.md): config, best, valid_split, multi_label, thresh."""
     if meta.get("config") is not None and not isinstance(meta["config"], dict):
-        raise _bad(where, "config", "must be a JSON object")
+        raise bad_field(where, "config", "must be a JSON object")
     best = meta.get("best")
     if best is not None:
-        if not isinstance(best, dict) or not _is_int(best.get("epoch"), 0, 10**7):
-            raise _bad(where, "best", 'must be {"epoch": int, "monitor": str, "value": number}')
-        if not _is_str(best.get("monitor"), 200) or not (best.get("value") is None or _is_num(best["value"])):
-            raise _bad(where, "best", 'must be {"epoch": int, "monitor": str, "value": number}')
+        if not isinstance(best, dict) or not is_int(best.get("epoch"), 0, 10**7):
+            raise bad_field(where, "best", 'must be {"epoch": int, "monitor": str, "value": number}')
+        if not is_short_str(best.get("monitor"), 200) or not (
+            best.get("value") is None or is_number(best["value"])
+        ):
+            raise bad_field(where, "best", 'must be {"epoch": int, "monitor": str, "value": number}')
     split = meta.get("valid_split")
     if split is not None:
-        if not isinstance(split, dict) or not _is_str(split.get("kind"), 64):
-            raise _bad(where, "valid_split", 'must be an object with a "kind"')
+        if not isinstance(split, dict) or not is_short_str(split.get("kind"), 64):
+            raise bad_field(where, "valid_split", 'must be an object with a "kind"')
         pct = split.get("valid_pct")
-        if pct is not None and not _is_num(pct, 0.0, 1.0):
-            raise _bad(where, "valid_split.valid_pct", "must be a number from 0 to 1")
+        if pct is not None and not is_number(pct, 0.0, 1.0):
+            raise bad_field(where, "valid_split.valid_pct", "must be a number from 0 to 1")
     if "multi_label" in meta and not isinstance(meta["multi_label"], bool | None):
-        raise _bad(where, "multi_label", "must be true or false")
-    if meta.get("thresh") is not None and not _is_num(meta["thresh"], 0.0, 1.0):
-        raise _bad(where, "thresh", "must be a number from 0 to 1")
+        raise bad_field(where, "multi_label", "must be true or false")
+    if meta.get("thresh") is not None and not is_number(meta["thresh"], 0.0, 1.0):
+        raise bad_field(where, "thresh", "must be a number from 0 to 1")
 
 
 def check_spec(spec: Any, where: str | Path) -> None:
@@ -291,31 +296,33 @@ def check_spec(spec: Any, where: str | Path) -> None:
     if not isinstance(spec, dict) or not {"kind", "arch", "n_out"} <= set(spec) or set(spec) - {
         "kind", "arch", "n_out", "kwargs"
     }:  # fmt: skip
-        raise _bad(where, "model_spec", "must be {kind, arch, n_out, kwargs}")
+        raise bad_field(where, "model_spec", "must be {kind, arch, n_out, kwargs}")
     if not isinstance(spec["kind"], str) or spec["kind"] not in MODEL_KINDS:
-        raise _bad(where, "model_spec.kind", f"must be one of {', '.join(sorted(MODEL_KINDS))}")
-    if not _is_str(spec["arch"], 100):
-        raise _bad(where, "model_spec.arch", "not a short string")
-    if not _is_int(spec["n_out"], 1, MAX_OUTPUTS):
-        raise _bad(where, "model_spec.n_out", f"must be an integer from 1 to {MAX_OUTPUTS}")
+        raise bad_field(where, "model_spec.kind", f"must be one of {', '.join(sorted(MODEL_KINDS))}")
+    if not is_short_str(spec["arch"], 100):
+        raise bad_field(where, "model_spec.arch", "not a short string")
+    if not is_int(spec["n_out"], 1, MAX_OUTPUTS):
+        raise bad_field(where, "model_spec.n_out", f"must be an integer from 1 to {MAX_OUTPUTS}")
     try:
         registry.get(spec["arch"])
     except UsageError as exc:
-        raise _bad(where, "model_spec.arch", str(exc)) from None
+        raise bad_field(where, "model_spec.arch", str(exc)) from None
     kwargs = spec.get("kwargs") or {}
     if not isinstance(kwargs, dict) or len(kwargs) > 32:
-        raise _bad(where, "model_spec.kwargs", "must be a mapping of at most 32 options")
+        raise bad_field(where, "model_spec.kwargs", "must be a mapping of at most 32 options")
     for key, value in kwargs.items():
         field = f"model_spec.kwargs.{str(key)[:40]}"
         if key in _FORBIDDEN_KWARGS:
-            raise _bad(where, field, "a checkpoint cannot name files to load")
+            raise bad_field(where, field, "a checkpoint cannot name files to load")
         if not _plain_option(value):
-            raise _bad(where, field, "must be a number, a short string, a boolean or a short list of them")
+            raise bad_field(
+                where, field, "must be a number, a short string, a boolean or a short list of them"
+            )
     lin_ftrs = kwargs.get("lin_ftrs")
     if lin_ftrs is not None and not (
-        isinstance(lin_ftrs, list) and len(lin_ftrs) <= 8 and all(_is_int(v, 1, 65536) for v in lin_ftrs)
+        isinstance(lin_ftrs, list) and len(lin_ftrs) <= 8 and all(is_int(v, 1, 65536) for v in lin_ftrs)
     ):
-        raise _bad(where, "model_spec.kwargs.lin_ftrs", "must be at most 8 sizes from 1 to 65536")
+        raise bad_field(where, "model_spec.kwargs.lin_ftrs", "must be at most 8 sizes from 1 to 65536")
 
 
 def _plain_option(value: Any) -> bool:
@@ -326,7 +333,7 @@ def _plain_option(value: Any) -> bool:
         return len(value) <= 64
     if isinstance(value, bool) or value is None:
         return True
-    return _is_num(value, -1e6, 1e6)
+    return is_number(value, -1e6, 1e6)
 
 
 def check_against_spec(infos: Mapping[str, TensorInfo], meta: Mapping[str, Any], where: str | Path) -> None:
@@ -343,7 +350,7 @@ def check_against_spec(infos: Mapping[str, TensorInfo], meta: Mapping[str, Any],
     groups = meta.get("layer_groups") or []
     missing = [n for g in groups for n in g if n not in infos]
     if missing:
-        raise _bad(where, "layer_groups", f"names {missing[0][:80]!r}, which the file does not hold")
+        raise bad_field(where, "layer_groups", f"names {missing[0][:80]!r}, which the file does not hold")
     if not isinstance(spec, dict):
         return
     try:
@@ -352,7 +359,7 @@ def check_against_spec(infos: Mapping[str, TensorInfo], meta: Mapping[str, Any],
     except CheckpointError:
         raise
     except Exception as exc:  # a builder given options it cannot build: the spec is the lie
-        raise _bad(
+        raise bad_field(
             where,
             "model_spec",
             f"cannot build it ({str(exc).splitlines()[0][:150] if str(exc) else type(exc).__name__})",
@@ -393,128 +400,3 @@ def check_fit(
         raise CheckpointError(
             f"{where}: weights do not fit the model its metadata describes ({'; '.join(problems)})"
         )
-
-
-# --- the optimizer file ---
-def check_opt_metadata(meta: Mapping[str, Any], infos: Mapping[str, TensorInfo], where: str | Path) -> None:
-    """Every field of an optimizer file: hyper-parameters, run position, RNG states, state layout."""
-    if not _is_str(meta.get("step"), 200):
-        raise _bad(where, "step", "missing or not a short string")
-    hypers = meta.get("hypers")
-    if not isinstance(hypers, dict):
-        raise _bad(where, "hypers", "missing or not an object")
-    for key in ("lrs", "wds"):
-        values = hypers.get(key)
-        if (
-            not isinstance(values, list)
-            or not 1 <= len(values) <= MAX_GROUPS
-            or not all(_is_num(v, 0, 1e6) for v in values)
-        ):
-            raise _bad(where, f"hypers.{key}", "must be one finite non-negative number per layer group")
-    if not _all_numbers(hypers.get("moms")):
-        raise _bad(where, "hypers.moms", "must be finite")
-    run = meta.get("run")
-    limits = {"epoch": 10**6, "iteration": 10**10, "batch": 10**8}
-    if not isinstance(run, dict) or not all(_is_int(run.get(k), 0, hi) for k, hi in limits.items()):
-        raise _bad(where, "run", "must hold epoch, iteration and batch, non-negative integers")
-    if run["batch"] > run["iteration"]:
-        raise _bad(where, "run", "batch is past the run's iteration count")
-    _check_rng(meta.get("rng"), infos, where)
-    precision = meta.get("precision") or {}
-    name = precision.get("name", "fp32") if isinstance(precision, dict) else None
-    if not isinstance(name, str) or name not in PRECISIONS or not _all_numbers(precision):
-        raise _bad(where, "precision", f"must name one of {', '.join(PRECISIONS)} with finite numbers")
-    callbacks = meta.get("callbacks") or {}
-    if not isinstance(callbacks, dict) or not all(isinstance(v, dict) for v in callbacks.values()):
-        raise _bad(where, "callbacks", "must map names to objects")
-    _check_opt_layout(meta, infos, where)
-
-
-def _check_rng(rng: Any, infos: Mapping[str, TensorInfo], where: str | Path) -> None:
-    if not isinstance(rng, dict):
-        raise _bad(where, "rng", "missing or not an object")
-    py = rng.get("python")
-    if not (
-        isinstance(py, list) and len(py) == 3 and _is_int(py[0], 0, 10)
-        and isinstance(py[1], list) and len(py[1]) == 625 and all(_is_int(v, 0, 2**32 - 1) for v in py[1])
-        and py[1][-1] <= 624 and (py[2] is None or _is_num(py[2]))
-    ):  # fmt: skip
-        raise _bad(where, "rng.python", "not a Mersenne Twister state")
-    np_state = rng.get("numpy")
-    if not (
-        isinstance(np_state, list) and len(np_state) == 4 and np_state[0] == "MT19937"
-        and _is_int(np_state[1], 0, 624) and _is_int(np_state[2], 0, 1) and _is_num(np_state[3])
-    ):  # fmt: skip
-        raise _bad(where, "rng.numpy", "not a MT19937 state")
-    torch_rng, numpy_rng = infos.get("rng.torch"), infos.get("rng.numpy")
-    if (
-        torch_rng is None
-        or torch_rng.dtype != "U8"
-        or len(torch_rng.shape) != 1
-        or torch_rng.shape[0] > 1 << 20
-    ):
-        raise _bad(where, "rng.torch", "missing or not a byte vector")
-    if numpy_rng is None or numpy_rng.dtype != "I64" or numpy_rng.shape != (624,):
-        raise _bad(where, "rng.numpy", "missing or not 624 integers")
-    for name, info in infos.items():
-        if name.startswith("rng.cuda.") and (info.dtype != "U8" or len(info.shape) != 1):
-            raise _bad(where, name, "not a byte vector")
-
-
-def _check_opt_layout(meta: Mapping[str, Any], infos: Mapping[str, TensorInfo], where: str | Path) -> None:
-    groups, state = meta.get("param_groups"), meta.get("state")
-    if not isinstance(groups, list) or not 1 <= len(groups) <= MAX_GROUPS or not isinstance(state, dict):
-        raise _bad(where, "param_groups", "missing or not a list of groups")
-    names: list[str] = []
-    for group in groups:
-        params = group.get("params") if isinstance(group, dict) else None
-        if not isinstance(params, list) or not all(_is_str(p) for p in params):
-            raise _bad(where, "param_groups", "a group without its list of parameter names")
-        names.extend(params)
-        if not _all_numbers(group):
-            raise _bad(where, "param_groups", "hyper-parameters must be finite")
-    if len(set(names)) != len(names):
-        raise _bad(where, "param_groups", "a parameter is named twice")
-    unknown = [n for n in state if n not in set(names)]
-    if unknown:
-        raise _bad(where, "state", f"state for {unknown[0][:80]!r}, which no group holds")
-    refs = _tensor_refs([groups, state])
-    absent = [r for r in refs if r not in infos]
-    if absent:
-        raise _bad(where, "state", f"tensor {absent[0][:80]!r} is missing")
-
-
-def _tensor_refs(value: Any) -> list[str]:
-    refs, stack = [], [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if set(item) == {"__tensor__"}:
-                refs.append(str(item["__tensor__"]))
-            else:
-                stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return refs
-
-
-def check_opt_shapes(
-    meta: Mapping[str, Any],
-    infos: Mapping[str, TensorInfo],
-    params: Mapping[str, tuple[int, ...]],
-    where: str | Path,
-) -> None:
-    """Each parameter's non-scalar state tensors (``exp_avg``...) have that parameter's shape."""
-    for name, per_param in meta["state"].items():
-        shape = params.get(name)
-        if shape is None or not isinstance(per_param, dict):
-            continue
-        for key, value in per_param.items():
-            if isinstance(value, dict) and set(value) == {"__tensor__"}:
-                info = infos[value["__tensor__"]]
-                if info.shape not in ((), (1,), shape):
-                    raise _bad(
-                        where,
-                        f"state.{name[:60]}.{str(key)[:20]}",
-                        f"shape {list(info.shape)} for a parameter of shape {list(shape)}",
-                    )

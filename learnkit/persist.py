@@ -42,8 +42,9 @@ from learnkit.checkpoint import (
     unflatten_optimizer_state,
     write_safetensors_together,
 )
-from learnkit.checkpoint_schema import check_fit, check_opt_shapes, tensor_kind
+from learnkit.checkpoint_schema import check_fit, tensor_kind
 from learnkit.errors import CheckpointError, LearnkitError
+from learnkit.opt_schema import check_opt_shapes
 from learnkit.optim import OptimWrapper
 from learnkit.version import __version__
 
