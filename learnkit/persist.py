@@ -43,7 +43,7 @@ from learnkit.checkpoint import (
     write_safetensors_together,
 )
 from learnkit.checkpoint_schema import check_fit, tensor_kind
-from learnkit.errors import CheckpointError, LearnkitError
+from learnkit.errors import CheckpointError, LearnkitError, UsageError
 from learnkit.opt_schema import check_opt_shapes
 from learnkit.optim import OptimWrapper
 from learnkit.version import __version__
@@ -316,6 +316,7 @@ def _stage(learn: Any, path: Path, strict: bool, with_opt: bool | None) -> dict:
     if with_opt and not o_path.exists():
         raise CheckpointError(f"{path} has no optimizer state ({o_path.name} is missing)")
     if with_opt:
+        _check_same_classes(learn, meta, path)
         o_file, o_infos, o_meta = _matching_optimizer_file(o_path, path, meta.get("step"))
         params = {n: tuple(p.shape) for n, p in learn.model.named_parameters()}
         check_opt_shapes(o_meta, o_infos, params, o_file)
@@ -329,6 +330,21 @@ def _stage(learn: Any, path: Path, strict: bool, with_opt: bool | None) -> dict:
         staged["o_tensors"] = o_tensors
     _still({f: seen[f] for f in (path, staged.get("o_file")) if f is not None})
     return staged
+
+
+def _check_same_classes(learn: Any, meta: dict, path: Path) -> None:
+    """Continuing a run needs its classes, by name and in order: a renamed class folder (same
+    count) would otherwise train on with shifted labels (UsageError, exit 2)."""
+    saved, found = meta.get("classes"), getattr(learn.data, "classes", None)
+    if saved is None or found is None:
+        return
+    found = [str(c) for c in found]
+    if found != list(saved):
+        diff = [f"{a!r} -> {b!r}" for a, b in zip(saved, found) if a != b][:3]
+        raise UsageError(
+            f"{path}: the data's classes are not the run's (classes: {', '.join(diff) or 'order'}); "
+            "resume with the run's data, or start a new run from its weights with --init-from"
+        )
 
 
 def _check_position(learn: Any, o_meta: dict, o_file: Path) -> None:
