@@ -25,6 +25,23 @@ from learnkit.errors import UsageError
 
 LOCK_NAME = ".learnkit.lock"
 _held: set[Path] = set()
+_fds: set[int] = set()
+
+
+def _close_in_child() -> None:
+    """A forked child (a data-loader worker) must not keep the parent's lock alive: were the parent
+    killed, the lock would last as long as the worker."""
+    for fd in list(_fds):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _fds.clear()
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_in_child)
 
 
 def check_run_folder(path: str | Path, model_dir: str | Path = "models", names: tuple[str, ...] = ()) -> None:
@@ -95,11 +112,13 @@ def run_folder_lock(path: str | Path) -> Iterator[Path]:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         key = folder.resolve()
         _held.add(key)
+        _fds.add(fd)
         try:
             yield lock
         finally:
             _held.discard(key)
     finally:
+        _fds.discard(fd)
         os.close(fd)  # releases the lock (the OS does the same if the process dies)
 
 
