@@ -8,7 +8,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from learnkit.runner import build_learner
+from learnkit.jobs.setup import build_learner
 
 
 def lr_find(

@@ -16,9 +16,9 @@ import pytest
 from learnkit import ImageDataBunch, atomic
 from learnkit.checkpoint import stale_temp_files
 from learnkit.errors import LearnkitError, UsageError
-from learnkit.jobs.train import run_fit
+from learnkit.jobs.fitting import run_fit
+from learnkit.jobs.setup import check_memory
 from learnkit.run_lock import check_run_folder, holds_lock, run_folder_lock
-from learnkit.runner import check_memory
 from learnkit.vision import cnn_learner
 from tests.core.tiny_images import make_class_folder
 
