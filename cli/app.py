@@ -60,9 +60,27 @@ app.add_typer(zoo_app, name="zoo")
 
 
 def main() -> None:
-    """Run the ``learnkit`` command line (the console script and ``python -m learnkit``)."""
+    """Run the ``learnkit`` command line (the console script and ``python -m learnkit``).
+
+    SIGTERM is handled like Ctrl-C from the first moment (a fit installs its own stop-at-the-next-
+    batch handler later), and however an interrupt arrives, even twice or during start-up, the
+    command ends with one ``error: interrupted`` line and exit code 130, never a traceback.
+    """
+    import signal
     import sys
 
-    from learnkit.launch import normalize_args
+    from .group import INTERRUPTED, ignore_further_signals, report_error
 
-    app(args=normalize_args(sys.argv[1:]), prog_name="learnkit")
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        from learnkit.launch import normalize_args
+
+        app(args=normalize_args(sys.argv[1:]), prog_name="learnkit")
+    except KeyboardInterrupt:
+        ignore_further_signals()
+        report_error("interrupted")
+        sys.exit(INTERRUPTED)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -4,6 +4,7 @@ DESIGN.md section 6: errors are one clear line, no traceback unless ``--debug``;
 errors, 3 for bad data, 4 for an unusable checkpoint, 130 when interrupted, 1 for anything else.
 """
 
+import signal
 import sys
 import traceback
 import warnings
@@ -16,21 +17,34 @@ from typer.core import TyperGroup
 from learnkit.errors import LearnkitError
 
 from .context import global_options
+from .render import escape_controls
 
 INTERRUPTED = 130
 
 
 def report_error(message: str, exc: BaseException | None = None, *, debug: bool = False) -> None:
-    """Print ``error: <message>`` as one line on stderr, preceded by the traceback when ``debug``."""
+    """Print ``error: <message>`` as one line on stderr, preceded by the traceback when ``debug``.
+
+    Control characters (from file or class names) are shown escaped, never sent to the terminal.
+    """
     if debug and exc is not None:
         traceback.print_exception(exc, file=sys.stderr)
-    line = " ".join(message.split()) or "failed"  # one line, whatever the message holds
+    line = escape_controls(" ".join(message.split())) or "failed"  # one line, whatever it holds
     print(f"error: {line}", file=sys.stderr, flush=True)
+
+
+def ignore_further_signals() -> None:
+    """After an interrupt is being handled, more Ctrl-C/SIGTERM must not break the clean exit."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except (ValueError, OSError):  # not the main thread
+            pass
 
 
 def show_warning(message: Warning | str, category: type[Warning], *_args: object, **_kwargs: object) -> None:
     """``warnings.showwarning`` for the CLI: ``warning: <message>`` as one line on stderr."""
-    line = " ".join(str(message).split())
+    line = escape_controls(" ".join(str(message).split()))
     print(f"warning: {line}", file=sys.stderr, flush=True)
 
 
@@ -79,6 +93,8 @@ class LearnkitGroup(TyperGroup):
             raise typer.Exit(getattr(exc, "exit_code", 2)) from None
         except (Exception, KeyboardInterrupt) as exc:
             message, code = _describe(exc)
+            if code == INTERRUPTED:
+                ignore_further_signals()
             if code == 1 and not global_options(ctx).debug:
                 message += " (run with --debug for the traceback)"
             report_error(message, exc, debug=global_options(ctx).debug)
@@ -105,6 +121,7 @@ class LearnkitGroup(TyperGroup):
             report_error("aborted")
             code = 1
         except KeyboardInterrupt:  # before a command started, e.g. while importing
+            ignore_further_signals()
             report_error("interrupted")
             code = INTERRUPTED
         if not standalone_mode:

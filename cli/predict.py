@@ -17,7 +17,7 @@ from rich.console import Console
 from learnkit.errors import DataError, UsageError
 
 from .options import BsOpt, DeviceOpt, JsonOpt, ModelOpt, PathOpt
-from .render import format_value, make_console, print_json, render_rows
+from .render import escape_controls, format_value, make_console, print_json, render_rows
 
 ItemsArg = Annotated[
     list[str],
@@ -86,7 +86,7 @@ def render_predictions(
     kept: list[Mapping[str, Any]] = []
     total = failed = 0
     if fmt == "csv":
-        console.out(_csv_line(columns), highlight=False)
+        _write_raw(_csv_line(columns), console)
     for row in rows:
         total += 1
         if row.get("error") is not None:
@@ -95,7 +95,7 @@ def render_predictions(
         if fmt == "json":
             print_json(row, console)
         elif fmt == "csv":
-            console.out(_csv_line(csv_cells(row, columns)), highlight=False)
+            _write_raw(_csv_line(csv_cells(row, columns)), console)
         else:
             kept.append(row)
     if fmt == "text":
@@ -156,12 +156,27 @@ def _text_columns(rows: Sequence[Mapping[str, Any]], task: str, topk: int) -> li
     return columns + (["error"] if any(r.get("error") for r in rows) else [])
 
 
+# characters that end a line for some reader (str.splitlines): a cell holding one is quoted
+_LINE_BREAKS = frozenset("\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+
+
 def _csv_line(cells: Sequence[Any]) -> str:
+    """One CSV row, every cell kept byte for byte (a cell with a line break of any kind is quoted)."""
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(cells)
+    breaks = any(isinstance(c, str) and not _LINE_BREAKS.isdisjoint(c) for c in cells)
+    quoting = csv.QUOTE_ALL if breaks else csv.QUOTE_MINIMAL
+    csv.writer(buffer, lineterminator="\n", quoting=quoting).writerow(cells)
     return buffer.getvalue().removesuffix("\n")
 
 
+def _write_raw(line: str, console: Console) -> None:
+    """``line`` to the console's file as it is (rich would strip ``\\r`` and expand tabs); on a
+    terminal, control characters are shown escaped instead."""
+    text = escape_controls(line) if console.is_terminal else line
+    console.file.write(text + "\n")
+    console.file.flush()
+
+
 def _warn(message: str) -> None:
-    line = " ".join(str(message).split())
+    line = escape_controls(" ".join(str(message).split()))
     print(f"warning: {line}", file=sys.stderr, flush=True)

@@ -9,10 +9,8 @@ a ``.pt``/``.pth`` state dict is read only through ``torch.load(weights_only=Tru
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from learnkit import atomic
+from learnkit import checkpoint_schema as schema
+from learnkit.atomic import fsync_dir, new_file_mode, temp_beside
+from learnkit.checkpoint_schema import MAX_MODEL_HEADER, TensorInfo
 from learnkit.errors import CheckpointError
+from learnkit.opt_schema import check_opt_metadata
 
 MODEL_FORMAT = "learnkit.model/1"
 OPT_FORMAT = "learnkit.opt/1"
@@ -67,38 +70,50 @@ def write_safetensors(
 def write_safetensors_together(
     files: Sequence[tuple[str | Path, Mapping[str, torch.Tensor], Mapping[str, Any]]],
 ) -> list[Path]:
-    """Write several files that belong together (a model and its optimizer state) atomically each,
-    and as nearly together as a filesystem allows: all are written and flushed under temporary
-    names first, then renamed in the order given, one right after the other. A crash can then
-    tear the set only between two renames (milliseconds at most), not during a write; see
-    :func:`learnkit.persist.save_learner` for how a model/optimizer pair survives even that."""
+    """Write several files atomically each: all are written and flushed under temporary names
+    first, then renamed in the order given. See :func:`learnkit.persist.save_learner` for how a
+    model/optimizer pair stays consistent through crashes between the renames."""
     prepared: list[tuple[str, Path]] = []
     try:
         for path, tensors, metadata in files:
-            prepared.append((_prepare(Path(path), tensors, metadata), Path(path)))
+            prepared.append((prepare_safetensors(path, tensors, metadata), Path(path)))
         for tmp_name, path in prepared:
             os.replace(tmp_name, path)
+            fsync_dir(path.parent)
     except BaseException:
         for tmp_name, _ in prepared:
             Path(tmp_name).unlink(missing_ok=True)
         raise
-    for folder in {path.parent for _, path in prepared}:
-        _fsync_dir(folder)
     return [path for _, path in prepared]
 
 
-def _prepare(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]) -> str:
-    """Write and fsync the file under a temporary name beside ``path``; return that name."""
+def prepare_safetensors(
+    path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any]
+) -> str:
+    """Write and fsync the file under a new temporary name beside ``path``; return that name.
+
+    The temporary file is made by :func:`learnkit.atomic.temp_beside` (exclusive create, never a
+    symlink followed, the target's mode set with ``fchmod``). It is removed if anything fails.
+    """
+    path = Path(path)
     meta = {str(k): json.dumps(v) for k, v in metadata.items()}
     tensors = _plain_tensors(tensors)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = temp_beside(path)
     os.close(fd)
     try:
+        atomic.step(f"write:{path.name}")
         save_file(tensors, tmp_name, metadata=meta)
-        with open(tmp_name, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp_name, _file_mode(path))
+        atomic.step(f"written:{path.name}")
+        # safetensors may have replaced the file: reopen it, never through a symlink, to set its
+        # mode and make its bytes durable before the rename
+        fd = os.open(tmp_name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            os.fchmod(fd, new_file_mode(path))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        atomic.step(f"synced:{path.name}")
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
@@ -106,9 +121,64 @@ def _prepare(path: Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[
 
 
 def stale_temp_files(folder: str | Path) -> list[Path]:
-    """Temporary files a killed writer left in ``folder`` (``.<name>.safetensors.*.tmp``)."""
+    """Temporary files a killed writer left in ``folder`` (``.<name>.safetensors.*.tmp``).
+
+    Only the holder of the run folder's lock (:mod:`learnkit.run_lock`) may remove them."""
     folder = Path(folder)
     return sorted(folder.glob(".*.safetensors.*.tmp")) if folder.is_dir() else []
+
+
+def read_header(
+    path: str | Path, expect_format: str | None = None
+) -> tuple[dict[str, TensorInfo], dict[str, Any]]:
+    """The tensor table and metadata of a safetensors file, checked, with no tensor data read.
+
+    The framing, header size, tensor count and JSON nesting are bounded (see
+    :mod:`learnkit.checkpoint_schema`). With ``expect_format`` the file must be a learnkit file of
+    that kind, its metadata all JSON, and every field of it passes the schema (a model file's
+    ``model_spec``, ``classes``, ``norm_stats``...; an optimizer file's run position, RNG states...).
+    """
+    path = Path(path)
+    limit = MAX_HEADER_BYTES if expect_format != MODEL_FORMAT else min(MAX_HEADER_BYTES, MAX_MODEL_HEADER)
+    infos, raw_meta = schema.read_header(path, limit)
+    if expect_format is None:
+        metadata = {k: _decode_meta(path, k, v, limit) for k, v in raw_meta.items()}
+        return infos, metadata
+    metadata = schema.decode_metadata(raw_meta, path, limit)
+    if metadata.get("format") != expect_format:
+        found = metadata.get("format")
+        raise CheckpointError(
+            f"{path}: wrong checkpoint kind (format {str(found)[:40]!r}, expected {expect_format!r})"
+            if found
+            else f"{path}: not a learnkit checkpoint (no format tag; expected {expect_format!r})"
+        )
+    if expect_format == MODEL_FORMAT:
+        schema.check_model_metadata(metadata, path)
+    elif expect_format == OPT_FORMAT:
+        check_opt_metadata(metadata, infos, path)
+    return infos, metadata
+
+
+def read_model_header(path: str | Path) -> tuple[dict[str, TensorInfo], dict[str, Any]]:
+    """A model file's checked header (:func:`read_header`), and its ``model_spec`` built on the
+    ``meta`` device matched against the file's tensor names and shapes: nothing is allocated for a
+    model that the file does not hold."""
+    infos, meta = read_header(path, MODEL_FORMAT)
+    schema.check_against_spec(infos, meta, path)
+    return infos, meta
+
+
+def read_tensors(path: str | Path, *, check_finite: bool = True) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file whose header was checked (:func:`read_header`), on the CPU."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
+        raise _unusable(path, _one_line(exc)) from None
+    if check_finite:
+        _check_finite(path, tensors)
+    return tensors
 
 
 def read_safetensors(
@@ -119,34 +189,16 @@ def read_safetensors(
     Args:
         path: the file.
         expect_format: ``"learnkit.model/1"`` or ``"learnkit.opt/1"`` to insist on a learnkit file
-            of that kind (its metadata must then be JSON); ``None`` reads any safetensors file,
-            keeping metadata that is not JSON as plain strings.
+            of that kind (its metadata must then be JSON and pass the schema); ``None`` reads any
+            safetensors file, keeping metadata that is not JSON as plain strings.
         check_finite: refuse floating tensors holding NaN or infinity.
 
     Raises:
-        CheckpointError: missing, truncated, malformed, of the wrong kind or with non-finite values.
+        CheckpointError: missing, truncated, malformed, of the wrong kind, lying metadata or
+            non-finite values.
     """
-    path = Path(path)
-    header = _read_header(path)
-    raw_meta = header.get("__metadata__") or {}
-    if not isinstance(raw_meta, dict) or not all(isinstance(v, str) for v in raw_meta.values()):
-        raise _unusable(path, "metadata is not a map of strings")
-    metadata = {k: _decode_meta(path, k, v, strict=expect_format is not None) for k, v in raw_meta.items()}
-    if expect_format is not None and metadata.get("format") != expect_format:
-        found = metadata.get("format")
-        raise CheckpointError(
-            f"{path}: wrong checkpoint kind (format {found!r}, expected {expect_format!r})"
-            if found
-            else f"{path}: not a learnkit checkpoint (no format tag; expected {expect_format!r})"
-        )
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
-        raise _unusable(path, _one_line(exc)) from None
-    if check_finite:
-        _check_finite(path, tensors)
-    return tensors, metadata
+    _, metadata = read_header(path, expect_format)
+    return read_tensors(path, check_finite=check_finite), metadata
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -304,32 +356,11 @@ def _decode(value: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
     return value
 
 
-def _read_header(path: Path) -> dict[str, Any]:
-    """Check the safetensors framing (8-byte length, JSON header) before anything trusts it."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+def _decode_meta(path: Path, key: str, text: str, limit: int) -> Any:
+    """A foreign file's metadata value: bounded JSON, else the plain string."""
     try:
-        size = path.stat().st_size
-        if size < 8:
-            raise _unusable(path, f"only {size} bytes")
-        with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            if n > MAX_HEADER_BYTES or n > size - 8:
-                raise _unusable(path, f"header length {n} does not fit a file of {size} bytes")
-            header = json.loads(f.read(n).decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _unusable(path, f"header: {_one_line(exc)}") from None
-    if not isinstance(header, dict):
-        raise _unusable(path, "header is not a JSON object")
-    return header
-
-
-def _decode_meta(path: Path, key: str, text: str, strict: bool) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        if strict:
-            raise _unusable(path, f"metadata {key!r} is not JSON") from None
+        return schema.load_json(text, path, f"metadata {key[:60]!r}", limit)
+    except CheckpointError:
         return text
 
 
@@ -378,32 +409,3 @@ def _unusable(path: Path, reason: str) -> CheckpointError:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:200]
-
-
-@functools.cache
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _file_mode(path: Path) -> int:
-    """The mode the new file gets: the old file's, else what ``open()`` would have given."""
-    try:
-        return path.stat().st_mode & 0o777
-    except OSError:
-        return 0o666 & ~_umask()
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable; some platforms cannot open a directory, which is fine there."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

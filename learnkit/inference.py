@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import glob
 import os
+import queue
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,7 +37,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from learnkit.callback import CallbackHandler, RunState
-from learnkit.checkpoint import MODEL_FORMAT, read_safetensors, resolve_checkpoint
+from learnkit.checkpoint import read_model_header, read_tensors, resolve_checkpoint
 from learnkit.data.augment import Normalize
 from learnkit.data.bunch import DataBunch, DatasetType
 from learnkit.data.images import image_to_tensor, open_image, resize_image, to_rgb
@@ -87,7 +89,7 @@ def load_learner(
     file = resolve_checkpoint(str(path_or_name), path, str(model_dir))
     if not file.is_file():
         raise CheckpointError(f"no checkpoint {file}{_available(file.parent)}")
-    tensors, meta = read_safetensors(file, expect_format=MODEL_FORMAT)
+    _, meta = read_model_header(file)  # every field and the tensors' shapes checked first
     spec = meta.get("model_spec")
     if not isinstance(spec, dict):
         raise CheckpointError(
@@ -115,14 +117,27 @@ def load_learner(
         found = None if data.classes is None else [str(c) for c in data.classes]
         if classes is not None and found is not None and found != list(classes):
             raise CheckpointError(f"{file} was trained on classes {classes}; the data has {found}")
+        _check_preprocessing(file, meta, data)
         if device is not None:
             data.to(device)
     learn = Learner(
         data, model, path=path, model_dir=model_dir, layer_groups=groups, model_spec=spec, **learner_kwargs
     )
-    load_weights(learn.model, tensors, file)
+    load_weights(learn.model, read_tensors(file), file)
     learn.model.eval()
     return learn
+
+
+def _check_preprocessing(file: Path, meta: dict, data: DataBunch) -> None:
+    """Evaluation sees images as training did: the data's size and normalisation must be the
+    checkpoint's (build the data with ``size=`` and ``norm_stats=`` from its metadata)."""
+    for key in ("size", "norm_stats"):
+        saved, given = meta.get(key), getattr(data, key, None)
+        if saved is not None and given is not None and given != saved:
+            raise UsageError(
+                f"the data's {key} is {given}, but {file} was trained with {saved}; prepare the data "
+                f"with the checkpoint's {key} (its metadata) to evaluate it"
+            )
 
 
 def _available(folder: Path) -> str:
@@ -423,11 +438,7 @@ def predict_images(
         def submit(chunk: list) -> list:
             return [(str(p), pool.submit(_read, str(p), size)) for p in chunk]
 
-        chunks = _chunks(paths, bs)
-        pending = submit(next(chunks, []))
-        while pending:
-            nxt = next(chunks, None)
-            ahead = submit(nxt) if nxt else []  # decode the next batch while this one runs
+        for pending in _read_ahead(_chunks(paths, bs), submit):
             read = [(path, fut.result()) for path, fut in pending]
             good = [(path, r) for path, r in read if not isinstance(r, str)]
             rows: Iterator[Prediction] = iter(())
@@ -437,4 +448,28 @@ def predict_images(
                 rows = _decode_rows(learn, [p for p, _ in good], probs, [r[1] for _, r in good], topk)
             for path, r in read:
                 yield Prediction(path, error=r) if isinstance(r, str) else next(rows)
-            pending = ahead
+
+
+def _read_ahead(chunks: Iterator[list], submit: Any) -> Iterator[list]:
+    """``submit(chunk)`` for each chunk, one chunk ahead, read in a thread of its own.
+
+    The next batch's paths are read (and its images decoded) while this batch runs, but a slow
+    source (lines typed or piped into ``predict -``) never holds back the batch already read: its
+    rows come out as soon as it is full.
+    """
+    ahead: queue.Queue = queue.Queue(maxsize=1)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                ahead.put(submit(chunk))
+        except BaseException as exc:  # handed to the consumer, raised there
+            ahead.put(exc)
+        ahead.put(done)
+
+    threading.Thread(target=produce, name="learnkit-read-ahead", daemon=True).start()
+    while (item := ahead.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item

@@ -4,23 +4,29 @@
 size, normalisation, layer groups). ``<name>.opt.safetensors`` holds what continues the run exactly:
 optimizer state (tensors under ``state.<param name>.<key>``), hyper-parameters, the run's position,
 the callbacks' state (the Recorder's history among them), the loss scale and the RNG states. Both
-files carry the same ``step`` token, so a pair torn by a crash between the two writes is detected;
-the old optimizer file is kept (``.<name>.opt.safetensors.prev``) until both are in place, so such
-a pair still loads (weights and optimizer of the previous save).
+files carry the same ``step`` token; the save protocol (see :func:`save_learner`) keeps the old
+model's optimizer file as ``.<name>.opt.safetensors.prev`` while a save is under way, so whatever
+sequence of crashes hits consecutive saves, a consistent pair is on disk and :func:`load_into`
+finds it. Loading checks everything before it changes anything in the learner.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
+from learnkit import atomic
+from learnkit.atomic import fsync_dir, temp_beside
 from learnkit.checkpoint import (
     MODEL_FORMAT,
     OPT_FORMAT,
@@ -28,12 +34,18 @@ from learnkit.checkpoint import (
     load_weights,
     optimizer_param_names,
     optimizer_path,
-    read_safetensors,
+    prepare_safetensors,
+    read_header,
+    read_model_header,
+    read_tensors,
     resolve_checkpoint,
     unflatten_optimizer_state,
     write_safetensors_together,
 )
-from learnkit.errors import CheckpointError
+from learnkit.checkpoint_schema import check_fit, tensor_kind
+from learnkit.errors import CheckpointError, LearnkitError, UsageError
+from learnkit.opt_schema import check_opt_shapes
+from learnkit.optim import OptimWrapper
 from learnkit.version import __version__
 
 __all__ = ["load_into", "load_weights", "model_metadata", "save_learner"]
@@ -119,60 +131,125 @@ def save_learner(learn: Any, name: str | Path, with_opt: bool = True, metadata: 
 
     The model file's metadata: :func:`model_metadata`, the learner's ``run_metadata`` (a training
     job puts the run's ``config`` there) and ``metadata``.
+
+    The protocol keeps a consistent model/optimizer pair on disk through any sequence of crashes
+    (each file is renamed into place whole; the model file is the commit point):
+
+    1. both new files are written and fsynced under temporary names;
+    2. if the optimizer file on disk matches the model file on disk (same ``step``), it is linked
+       to ``.<name>.opt.safetensors.prev`` (atomically: link to a temporary name, then rename);
+       if it does not (an earlier save was cut between its renames), ``.prev`` already holds the
+       model's match and is left alone;
+    3. the new optimizer file is renamed into place (the old model's match is in ``.prev``);
+    4. the new model file is renamed into place (its match is the optimizer file);
+    5. ``.prev`` is removed.
+
+    A reader (:func:`load_into`) takes the optimizer file whose ``step`` equals the model's:
+    the optimizer file, else ``.prev``.
     """
     path = resolve_checkpoint(str(name), learn.path, learn.model_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     step = f"{learn.epoch}.{learn.iteration}.{learn.batch}-{uuid.uuid4().hex[:12]}"
     extra = {**(getattr(learn, "run_metadata", None) or {}), **(metadata or {})}
     meta = model_metadata(learn) | extra | {"step": step}
-    files = []
-    if with_opt and learn.opt is not None:
-        names = optimizer_param_names(learn.opt, learn.model)
-        tensors, opt_meta = flatten_optimizer_state(learn.opt.state_dict(), names)
-        rng_tensors, rng_meta = _rng_state()
-        cb_meta, cb_tensors = _callback_states(learn)
-        opt_meta |= {
-            "format": OPT_FORMAT,
-            "step": step,
-            "hypers": learn.opt.hypers(),
-            "run": {"epoch": learn.epoch, "iteration": learn.iteration, "batch": learn.batch},
-            "callbacks": cb_meta,
-            "precision": learn.precision.state_dict(),
-            "rng": rng_meta,
-        }
-        files.append((optimizer_path(path), tensors | rng_tensors | cb_tensors, opt_meta))
-    files.append((path, dict(learn.model.state_dict()), meta))
-    # Both files are written before either is renamed, and the old optimizer file is kept until
-    # both renames are done: a crash between them leaves a pair that load_into can still match.
-    prev = keep_previous(optimizer_path(path)) if len(files) == 2 else None
-    write_safetensors_together(files)
-    if prev is not None:
-        prev.unlink(missing_ok=True)
+    if not (with_opt and learn.opt is not None):
+        try:
+            write_safetensors_together([(path, dict(learn.model.state_dict()), meta)])
+        except (OSError, SafetensorError) as exc:
+            raise write_failure(path, exc) from None
+        return path
+    names = optimizer_param_names(learn.opt, learn.model)
+    tensors, opt_meta = flatten_optimizer_state(learn.opt.state_dict(), names)
+    rng_tensors, rng_meta = _rng_state()
+    cb_meta, cb_tensors = _callback_states(learn)
+    opt_meta |= {
+        "format": OPT_FORMAT,
+        "step": step,
+        "hypers": learn.opt.hypers(),
+        "run": {"epoch": learn.epoch, "iteration": learn.iteration, "batch": learn.batch},
+        "callbacks": cb_meta,
+        "precision": learn.precision.state_dict(),
+        "rng": rng_meta,
+    }
+    o_path = optimizer_path(path)
+    temps: list[str] = []
+    try:
+        temps.append(prepare_safetensors(o_path, tensors | rng_tensors | cb_tensors, opt_meta))
+        temps.append(prepare_safetensors(path, dict(learn.model.state_dict()), meta))
+        _keep_match_as_previous(path, o_path)
+        atomic.step("rename:opt")
+        os.replace(temps[0], o_path)
+        fsync_dir(path.parent)
+        atomic.step("rename:model")
+        os.replace(temps[1], path)
+        fsync_dir(path.parent)
+        atomic.step("remove:prev")
+        previous_path(o_path).unlink(missing_ok=True)
+        atomic.step("done")
+    except BaseException as exc:
+        for tmp in temps:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError | SafetensorError):
+            raise write_failure(path, exc) from None
+        raise
     return path
 
 
+def write_failure(path: Path, exc: BaseException) -> LearnkitError:
+    """One line for a checkpoint that could not be written (disk full, read-only, folder gone):
+    the path, the reason, and that the previous checkpoint is intact (exit 1)."""
+    if isinstance(exc, OSError) and exc.errno:
+        reason = os.strerror(exc.errno)
+    else:
+        found = re.search(r'message: "([^"]+)"', str(exc))
+        reason = found.group(1) if found else (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    kept = (
+        f"the previous checkpoint {path} is intact"
+        if path.is_file()
+        else "no earlier checkpoint of that name exists"
+    )
+    return LearnkitError(f"could not write {path}: {reason.lower()}; {kept}")
+
+
+def _header_step(file: Path) -> Any:
+    """The ``step`` a learnkit file records, or None when it is missing or unreadable."""
+    try:
+        _, meta = read_header(file)
+    except CheckpointError:
+        return None
+    return meta.get("step")
+
+
+def _keep_match_as_previous(path: Path, o_path: Path) -> None:
+    """Step 2 of :func:`save_learner`: make ``.prev`` hold the optimizer file matching ``path``."""
+    if not path.is_file() or not o_path.is_file():
+        return
+    step = _header_step(path)
+    if step is None or _header_step(o_path) != step:
+        return  # torn by an earlier crash: .prev (if anything) is the model's match; keep it
+    prev = previous_path(o_path)
+    fd, tmp = temp_beside(prev)
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+        atomic.step("link:prev")
+        try:
+            os.link(o_path, tmp)
+        except OSError:  # a filesystem without hard links
+            shutil.copy2(o_path, tmp)
+        atomic.step("rename:prev")
+        os.replace(tmp, prev)
+        fsync_dir(prev.parent)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def previous_path(path: str | Path) -> Path:
-    """Where :func:`keep_previous` keeps the file being replaced: ``.<name>.prev`` beside it."""
+    """Where :func:`save_learner` keeps the optimizer file that matches the model on disk while
+    a save is under way: ``.<name>.prev`` beside it."""
     path = Path(path)
     return path.with_name(f".{path.name}.prev")
-
-
-def keep_previous(path: str | Path) -> Path | None:
-    """Keep the current ``path`` (if any) as :func:`previous_path` (a hard link, else a copy).
-
-    Taken before a set of files is replaced, it lets a reader who finds the set torn by a crash
-    between two renames fall back on the old member that matches.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return None
-    prev = previous_path(path)
-    prev.unlink(missing_ok=True)
-    try:
-        os.link(path, prev)
-    except OSError:  # a filesystem without hard links
-        shutil.copy2(path, prev)
-    return prev
 
 
 def check_compatible(learn: Any, meta: dict, path: Path) -> None:
@@ -191,55 +268,199 @@ def check_compatible(learn: Any, meta: dict, path: Path) -> None:
         )
 
 
-def _matching_optimizer_file(o_path: Path, path: Path, step: Any) -> tuple[dict, dict]:
-    """The optimizer file saved with ``path`` (same ``step``): ``o_path``, or the previous one a
-    crash between the two renames of a save left beside it (see :func:`save_learner`)."""
-    o_tensors, o_meta = read_safetensors(o_path, expect_format=OPT_FORMAT)
-    if o_meta.get("step") == step:
-        return o_tensors, o_meta
-    prev = previous_path(o_path)
-    if prev.is_file():
+def _matching_optimizer_file(o_path: Path, path: Path, step: Any) -> tuple[Path, dict, dict]:
+    """The optimizer file saved with ``path`` (same ``step``): ``o_path``, or ``.prev`` when a crash
+    (or a save running now) left the model file one save behind (see :func:`save_learner`).
+    Returns ``(file, tensor table, metadata)``, all checked against the schema."""
+    found = None
+    for candidate in (o_path, previous_path(o_path)):
         try:
-            p_tensors, p_meta = read_safetensors(prev, expect_format=OPT_FORMAT)
-        except CheckpointError:
-            p_meta = {}
-        if p_meta.get("step") == step:
-            return p_tensors, p_meta
+            infos, o_meta = read_header(candidate, OPT_FORMAT)
+        except CheckpointError as exc:
+            found = found or exc
+            continue
+        if o_meta.get("step") == step:
+            return candidate, infos, o_meta
+    if isinstance(found, CheckpointError) and not o_path.is_file():
+        raise found
+    if found is not None and _header_step(o_path) == step:
+        raise found  # the matching file itself is broken: say how
     raise CheckpointError(f"{o_path.name} is from another save than {path.name} (torn save?)")
 
 
 def load_into(learn: Any, name: str | Path, strict: bool = True, with_opt: bool | None = None) -> dict:
-    """Load a checkpoint into ``learn``; returns the model file's metadata."""
+    """Load a checkpoint into ``learn``; returns the model file's metadata.
+
+    Everything is read and checked first (both files' schemas, the weights' names and shapes
+    against the model, the optimizer state against a fresh optimizer, the run position and RNG
+    states); only then is anything in ``learn`` changed, so a load that fails changes nothing.
+    A save running at the same time may replace the files between two reads: the pair is then
+    read again (a few times) until model and optimizer file come from the same save.
+    """
     path = resolve_checkpoint(str(name), learn.path, learn.model_dir)
-    tensors, meta = read_safetensors(path, expect_format=MODEL_FORMAT)
-    check_compatible(learn, meta, path)
-    skip = () if strict else set(tensors) ^ set(learn.model.state_dict())
-    load_weights(learn.model, tensors, str(path), skip=skip)
     o_path = optimizer_path(path)
+    files = (path, o_path, previous_path(o_path))
+    for attempt in range(_ATTEMPTS):
+        before = [_identity(f) for f in files]
+        try:
+            staged = _stage(learn, path, strict, with_opt)
+            break
+        except CheckpointError:
+            replaced = [_identity(f) for f in files] != before
+            if attempt == _ATTEMPTS - 1 or not replaced:
+                raise
+            time.sleep(0.05 * (attempt + 1))  # a save is under way: let it finish its renames
+    return _commit(learn, staged)
+
+
+_ATTEMPTS = 10
+
+
+def _identity(file: Path) -> tuple | None:
+    """What changes when a file is replaced by a rename (a save): device, inode, size, mtime."""
+    try:
+        st = os.stat(file)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _still(files: dict[Path, tuple | None]) -> None:
+    """The files read are the ones whose headers were checked (no save replaced one meanwhile)."""
+    if any(_identity(f) != before for f, before in files.items()):
+        raise CheckpointError("a save replaced the checkpoint while it was read (torn save?); reading again")
+
+
+def _stage(learn: Any, path: Path, strict: bool, with_opt: bool | None) -> dict:
+    """Read and check everything :func:`load_into` needs, changing nothing in ``learn``."""
+    o_path = optimizer_path(path)
+    seen = {f: _identity(f) for f in (path, o_path, previous_path(o_path))}
+    infos, meta = read_model_header(path)  # the schema, and its spec's model (on `meta`) fits it
+    check_compatible(learn, meta, path)
+    expected = {k: (tuple(v.shape), tensor_kind(v)) for k, v in learn.model.state_dict().items()}
+    skip = frozenset() if strict else frozenset(set(infos) ^ set(expected))
+    check_fit(expected, infos, path, skip)
+    staged: dict[str, Any] = {"meta": meta, "path": path}
     if with_opt is None:
         with_opt = o_path.exists()
-    if not with_opt:
-        return meta
-    if not o_path.exists():
+    if with_opt and not o_path.exists():
         raise CheckpointError(f"{path} has no optimizer state ({o_path.name} is missing)")
-    o_tensors, o_meta = _matching_optimizer_file(o_path, path, meta.get("step"))
-    hypers = o_meta["hypers"]
-    if learn.opt is None:
-        learn.create_opt(hypers["lrs"], hypers["wds"])
-    state = {k: v for k, v in o_tensors.items() if not k.startswith(("rng.", "callbacks."))}
-    names = optimizer_param_names(learn.opt, learn.model)
+    if with_opt:
+        _check_same_classes(learn, meta, path)
+        o_file, o_infos, o_meta = _matching_optimizer_file(o_path, path, meta.get("step"))
+        params = {n: tuple(p.shape) for n, p in learn.model.named_parameters()}
+        check_opt_shapes(o_meta, o_infos, params, o_file)
+        _check_position(learn, o_meta, o_file)
+        staged |= {"o_file": o_file, "o_meta": o_meta}
+    staged["tensors"] = read_tensors(path)
+    if with_opt:
+        o_tensors = read_tensors(staged["o_file"])
+        _check_rng(o_tensors, staged["o_meta"], staged["o_file"])
+        staged["opt"] = _staged_optimizer(learn, o_tensors, staged["o_meta"], staged["o_file"])
+        staged["o_tensors"] = o_tensors
+    _still({f: seen[f] for f in (path, staged.get("o_file")) if f is not None})
+    return staged
+
+
+def _check_same_classes(learn: Any, meta: dict, path: Path) -> None:
+    """Continuing a run needs its classes, by name and in order: a renamed class folder (same
+    count) would otherwise train on with shifted labels (UsageError, exit 2)."""
+    saved, found = meta.get("classes"), getattr(learn.data, "classes", None)
+    if saved is None or found is None:
+        return
+    found = [str(c) for c in found]
+    if found != list(saved):
+        diff = [f"{a!r} -> {b!r}" for a, b in zip(saved, found) if a != b][:3]
+        raise UsageError(
+            f"{path}: the data's classes are not the run's (classes: {', '.join(diff) or 'order'}); "
+            "resume with the run's data, or start a new run from its weights with --init-from"
+        )
+
+
+def _check_position(learn: Any, o_meta: dict, o_file: Path) -> None:
+    """The run position must be one this learner's data can continue from."""
+    run = o_meta["run"]
+    train_dl = getattr(learn.data, "train_dl", None)
     try:
-        learn.opt.load_state_dict(unflatten_optimizer_state(state, o_meta, names))
-    except (ValueError, KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"{o_path}: optimizer state does not fit this model ({exc})") from None
-    learn.opt.lr, learn.opt.wd = hypers["lrs"], hypers["wds"]
+        n_batches = len(train_dl) if train_dl is not None else None
+    except TypeError:
+        n_batches = None
+    if n_batches and run["batch"] > n_batches:  # == n_batches: stopped during validation
+        raise CheckpointError(
+            f"{o_file}: not a usable learnkit checkpoint (run.batch: {run['batch']} is past the "
+            f"{n_batches} batches of an epoch of this data)"
+        )
+    n_groups = len(learn.layer_groups)
+    if len(o_meta["hypers"]["lrs"]) != n_groups or len(o_meta["hypers"]["wds"]) != n_groups:
+        raise CheckpointError(
+            f"{o_file}: not a usable learnkit checkpoint (hypers: not one value per layer group, {n_groups})"
+        )
+
+
+def _check_rng(tensors: dict, meta: dict, o_file: Path) -> None:
+    """The RNG states restore (tried on throw-away generators)."""
+    try:
+        torch.Generator().set_state(tensors["rng.torch"])
+        version, state, gauss = meta["rng"]["python"]
+        random.Random().setstate((version, tuple(state), gauss))
+        kind, pos, has_gauss, cached = meta["rng"]["numpy"]
+        np.random.RandomState().set_state(
+            (kind, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, cached)
+        )
+    except (RuntimeError, ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"{o_file}: not a usable learnkit checkpoint (rng: {exc})") from None
+
+
+def _staged_optimizer(learn: Any, o_tensors: dict, o_meta: dict, o_file: Path) -> Any:
+    """A new optimizer over ``learn``'s layer groups holding the file's state (checked by loading)."""
+    hypers = o_meta["hypers"]
+    opt = OptimWrapper(
+        learn.opt_func, learn.layer_groups, hypers["lrs"], hypers["wds"], learn.true_wd, learn.bn_wd
+    )
+    state = {k: v for k, v in o_tensors.items() if not k.startswith(("rng.", "callbacks."))}
+    names = optimizer_param_names(opt, learn.model)
+    try:
+        opt.load_state_dict(unflatten_optimizer_state(state, o_meta, names))
+    except (ValueError, KeyError, RuntimeError, TypeError, IndexError) as exc:
+        raise CheckpointError(f"{o_file}: optimizer state does not fit this model ({exc})") from None
+    opt.lr, opt.wd = hypers["lrs"], hypers["wds"]
+    return opt
+
+
+def _commit(learn: Any, staged: dict) -> dict:
+    """Apply a checked load to ``learn``; callbacks' and precision's state come back on failure."""
+    if "opt" not in staged:
+        load_weights(learn.model, staged["tensors"], str(staged["path"]), skip=_extra(learn, staged))
+        return staged["meta"]
+    o_meta, o_file = staged["o_meta"], staged["o_file"]
+    callbacks = _stateful_callbacks(learn)
+    before = {k: cb.state_dict() for k, cb in callbacks.items()}
+    precision_before = learn.precision.state_dict()
+    try:
+        for key, cb_state in o_meta.get("callbacks", {}).items():
+            if key in callbacks:
+                cb_tensors = _callback_tensors(staged["o_tensors"], key)
+                callbacks[key].load_state_dict({**cb_state, CB_TENSORS: cb_tensors} if cb_tensors else cb_state)
+        learn.precision.load_state_dict(o_meta.get("precision", {}))
+    except Exception as exc:
+        for key, cb_state in before.items():
+            callbacks[key].load_state_dict(cb_state)
+        learn.precision.load_state_dict(precision_before)
+        raise CheckpointError(
+            f"{o_file}: not a usable learnkit checkpoint (callbacks: {exc!r:.150})"
+        ) from None
+    load_weights(learn.model, staged["tensors"], str(staged["path"]), skip=_extra(learn, staged))
+    if learn.opt is None:
+        learn.opt = staged["opt"]
+    else:
+        learn.opt.load_state_dict(staged["opt"].state_dict())
+        learn.opt.lr, learn.opt.wd = o_meta["hypers"]["lrs"], o_meta["hypers"]["wds"]
     run = o_meta["run"]
     learn.epoch, learn.iteration, learn.batch = run["epoch"], run["iteration"], run["batch"]
-    callbacks = _stateful_callbacks(learn)
-    for key, cb_state in o_meta.get("callbacks", {}).items():
-        if key in callbacks:
-            cb_tensors = _callback_tensors(o_tensors, key)
-            callbacks[key].load_state_dict({**cb_state, CB_TENSORS: cb_tensors} if cb_tensors else cb_state)
-    learn.precision.load_state_dict(o_meta.get("precision", {}))
-    _set_rng_state(o_tensors, o_meta["rng"])
-    return meta
+    _set_rng_state(staged["o_tensors"], o_meta["rng"])
+    return staged["meta"]
+
+
+def _extra(learn: Any, staged: dict) -> set[str]:
+    """Keys on one side only (ignored by a non-strict load; a strict one was checked to have none)."""
+    return set(staged["tensors"]) ^ set(learn.model.state_dict())

@@ -20,10 +20,12 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> Path:
     """Write ``fig`` as a PNG at ``path`` (folders created; written to a temp name, then renamed)."""
     import matplotlib.pyplot as plt
 
+    from learnkit.atomic import write_atomically
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
-    tmp.replace(path)
-    plt.close(fig)
+    try:
+        write_atomically(path, lambda f: fig.savefig(f, dpi=dpi, format="png", bbox_inches="tight"))
+    finally:
+        plt.close(fig)
     return path

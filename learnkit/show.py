@@ -70,12 +70,15 @@ def save_mask(
     dest: str | Path,
     image: str | Path | Any = None,
     alpha: float = 0.5,
+    *,
+    exclusive: bool = False,
 ) -> tuple[Path, Path | None]:
     """Write a class-index mask (``H x W``) as a palette PNG: pixel value = class index, in colour.
 
     With ``image`` (a file or PIL image), also write ``<dest stem>.overlay.png``: the picture, at
     the mask's size, with the class colours blended in at ``alpha`` (class 0, the background, left
-    clear). Returns the paths written: ``(mask, overlay or None)``.
+    clear). Returns the paths written: ``(mask, overlay or None)``. With ``exclusive`` an existing
+    file (or a symlink) is never written over: ``FileExistsError`` instead.
 
     Example:
         >>> mask, _, _ = learn.predict("street.png")  # doctest: +SKIP
@@ -93,7 +96,9 @@ def save_mask(
     out = Image.fromarray(arr)  # mode "L"; the palette makes it "P" with the same values
     out.putpalette(mask_palette(256).flatten().tolist())
     dest.parent.mkdir(parents=True, exist_ok=True)
-    out.save(dest, format="PNG")
+    mode = "xb" if exclusive else "wb"
+    with open(dest, mode) as f:
+        out.save(f, format="PNG")
     if image is None:
         return dest, None
     pic = open_image(image) if isinstance(image, (str, Path)) else to_rgb(image)
@@ -101,7 +106,8 @@ def save_mask(
         pic = pic.resize((arr.shape[1], arr.shape[0]), Image.Resampling.BILINEAR)
     blended = overlay(np.asarray(pic, dtype=np.float32) / 255.0, torch.from_numpy(arr), 256, alpha)
     overlay_path = dest.with_name(f"{dest.stem}.overlay.png")
-    Image.fromarray((blended * 255.0).round().clip(0, 255).astype(np.uint8)).save(overlay_path, format="PNG")
+    with open(overlay_path, mode) as f:
+        Image.fromarray((blended * 255.0).round().clip(0, 255).astype(np.uint8)).save(f, format="PNG")
     return dest, overlay_path
 
 

@@ -104,9 +104,6 @@ def _csv_text(rows: list[list[str]]) -> str:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from learnkit.atomic import write_atomically
+
+    write_atomically(path, lambda f: f.write(text), binary=False)

@@ -134,9 +134,9 @@ class ImageDataset(Dataset):
                     if masks is not None:
                         self._m[i] = load_mask(masks[i], size, self.n_codes)
                 else:
-                    check_image(paths[i])
+                    check_image(paths[i], size)
                     if masks is not None:
-                        check_image(masks[i])
+                        check_image(masks[i], size)
             except DataError as exc:
                 return str(exc)
             return None
@@ -153,19 +153,23 @@ class ImageDataset(Dataset):
                 SkippedImagesWarning,
                 stacklevel=3,
             )
-            if ram:
-                rows = torch.tensor(keep)
-                self._x = self._x[rows]
-                self._m = None if self._m is None else self._m[rows]
+        # the cache keeps the rows of skipped files (unused) rather than being copied without them:
+        # a copy would double the peak memory for the sake of a few rows
+        self._rows = keep
         return keep
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self._x[i] if self._x is not None else load_image(self.paths[i], self.size)
+        row = self._rows[i]
+        x = self._x[row] if self._x is not None else load_image(self.paths[i], self.size)
         if self.mask_paths is not None:
-            m = self._m[i] if self._m is not None else load_mask(self.mask_paths[i], self.size, self.n_codes)
+            m = (
+                self._m[row]
+                if self._m is not None
+                else load_mask(self.mask_paths[i], self.size, self.n_codes)
+            )
             return x, m.long()
         if self.labels is not None:
             return x, self._y[i]

@@ -2,7 +2,9 @@
 
 Rules for files (each refusal is a ``DataError`` naming the path, one line):
 
-- the format is found from the content, never the extension (a PNG named ``.jpg`` is fine);
+- the format is found from the content, never the extension (a PNG named ``.jpg`` is fine), and
+  only these decoders are ever used: ``DECODERS`` (PNG, JPEG, WebP, GIF, BMP, TIFF); anything else
+  (an EPS named ``.png`` that would reach Ghostscript) is "not an image";
 - a missing or zero-byte file, something that is not an image, and a truncated image are refused;
 - an image over ``MAX_PIXELS`` pixels (a decompression bomb) is refused from its header, before a
   single pixel is decoded;
@@ -34,6 +36,9 @@ MAX_PIXELS = 50_000_000
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 """File extensions taken as images when a folder is listed (case-insensitive)."""
 
+DECODERS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+"""The only Pillow decoders learnkit opens files with (a camera's multi-picture JPEG comes through JPEG)."""
+
 # What Pillow raises on a broken file, besides its own UnidentifiedImageError.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
@@ -61,7 +66,7 @@ def _open_checked(path: str | Path) -> Image.Image:
         with warnings.catch_warnings():
             # our own pixel cap below refuses these with a clearer message
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(path, formats=DECODERS)
     except UnidentifiedImageError:
         raise DataError(f"not an image (unrecognised content): {path}") from None
     except Image.DecompressionBombError:
@@ -80,17 +85,26 @@ def _open_checked(path: str | Path) -> Image.Image:
     return img
 
 
-def check_image(path: str | Path) -> None:
-    """Cheap validity check without a full decode: header, pixel cap, and the file's own checksums.
+def check_image(path: str | Path, size: int | None = None) -> None:
+    """Validity check at scan time, much cheaper than a full decode: header, pixel cap, then
 
-    Catches empty, non-image and oversized files always, and truncated PNGs; a truncated JPEG
-    may only show when it is decoded (``open_image`` then refuses it).
+    - JPEG: decoded at reduced scale (Pillow's ``draft``, the DCT scaling down to ``size``), which
+      reads the whole stream, so a truncated JPEG is found here rather than mid-training;
+    - PNG: the file's own checksums (``verify``);
+    - the other formats: a full decode (they are rare, and ``verify`` misses truncation there).
+
+    So a data set read without the RAM cache skips the same files as one read with it.
     """
     img = _open_checked(path)
     try:
-        img.verify()
+        if img.format == "PNG":
+            img.verify()
+        else:
+            if img.format in ("JPEG", "MPO") and size is not None:
+                img.draft("RGB", (size, size))
+            img.load()
     except _DECODE_ERRORS as exc:
-        raise DataError(f"corrupt image {path}: {_first_line(exc)}") from None
+        raise DataError(f"corrupt or truncated image {path}: {_first_line(exc)}") from None
     finally:
         img.close()
 

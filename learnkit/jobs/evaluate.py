@@ -23,12 +23,12 @@ def read_model_metadata(model: str | Path, path: str | Path = ".") -> tuple[Path
     Raises :class:`CheckpointError` for a missing file, a file that is not a learnkit model
     checkpoint, or one without what rebuilds its model.
     """
-    from learnkit.checkpoint import MODEL_FORMAT, read_safetensors, resolve_checkpoint
+    from learnkit.checkpoint import read_model_header, resolve_checkpoint
 
     file = resolve_checkpoint(str(model), path)
     if not file.is_file():
         raise CheckpointError(f"no checkpoint {file}" + _available(Path(path) / "models"))
-    _, meta = read_safetensors(file, expect_format=MODEL_FORMAT, check_finite=False)
+    _, meta = read_model_header(file)  # the schema, and the spec's model (on `meta`) fits the file
     if not isinstance(meta.get("model_spec"), dict):
         raise CheckpointError(f"{file} does not say how to rebuild its model (no model_spec)")
     return file, meta
@@ -57,7 +57,8 @@ def checkpoint_learner(
 ) -> Any:
     """Checkpoint ``model`` rebuilt alone, over ``data`` prepared as it was for training.
 
-    The data is read at the checkpoint's input size, with its normalisation and task (a
+    The data is read at the checkpoint's input size, with its own normalisation statistics (never
+    ImageNet's unless those are what it recorded) and task (a
     segmentation checkpoint reads a segmentation folder); ``valid_pct``/``seed`` repeat the fit's
     split. A checkpoint whose classes are not the data's is a :class:`CheckpointError`.
     """
@@ -68,7 +69,8 @@ def checkpoint_learner(
     bunch = setup.load_data(
         data, bs=bs, size=int(meta.get("size") or 64), seed=seed, workers=workers, device=dev,
         valid_pct=valid_pct, normalize=meta.get("norm_stats") is not None,
-        task=meta.get("task") or "classification", label_delim=_label_delim(meta),
+        norm_stats=meta.get("norm_stats"), task=meta.get("task") or "classification",
+        label_delim=_label_delim(meta),
     )  # fmt: skip
     _check_classes(file, meta.get("classes"), bunch.classes)
     if meta.get("multi_label"):

@@ -180,7 +180,14 @@ def run_fit(
                     "note": f"{resume} is a finished run of {epochs} epochs; nothing to train "
                     f"(start a new run from its weights with --init-from {resume})",
                 }
-        _fit(learn, epochs, lr, wd, schedule, reporter, command, schedule_kwargs)
+        try:
+            _fit(learn, epochs, lr, wd, schedule, reporter, command, schedule_kwargs)
+        except OSError as exc:  # history.csv, a plot: the disk is full, read-only or gone
+            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            where = exc.filename or learn.path
+            last = Path(learn.path) / learn.model_dir / f"{LAST}.safetensors"
+            kept = f"the previous checkpoint {last} is intact" if last.is_file() else "nothing saved yet"
+            raise LearnkitError(f"could not write {where}: {reason}; {kept}") from None
         result = fit_result(learn, epochs)
         if resumed_at is not None:
             result["resumed_from"] = {"epoch": resumed_at[0], "batch": resumed_at[1]}
@@ -202,11 +209,13 @@ _NOT_RESULTS = ("epoch", "time", "lr", "mom")  # per-epoch bookkeeping, kept in 
 
 
 def _remove_stale_temp_files(learn: Any) -> None:
-    """Delete the temporary files a killed run left half-written beside its checkpoints (rank 0)."""
+    """Delete the temporary files a killed run left half-written beside its checkpoints: only by the
+    process holding the run folder's lock (no other writer can be using them then)."""
     from learnkit.checkpoint import stale_temp_files
     from learnkit.distributed import is_main
+    from learnkit.run_lock import holds_lock
 
-    if is_main():
+    if is_main() and holds_lock(learn.path):
         for tmp in stale_temp_files(Path(learn.path) / learn.model_dir):
             tmp.unlink(missing_ok=True)
 

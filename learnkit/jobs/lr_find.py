@@ -3,6 +3,8 @@ for good and no checkpoint is written or changed; the result is numbers and a pl
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +36,18 @@ def lr_find(
     res = learn.lr_find(start_lr, end_lr, num_it, stop_div=stop_div, wd=wd)
     rec = learn.recorder
     skip_start = min(10, max(0, len(rec.lr_find_lrs) - 6))
-    plot = rec.plot(skip_start=skip_start, skip_end=min(5, max(0, len(rec.lr_find_lrs) - skip_start - 1)))
-    return {
+    result = {
         **{k: float(v) for k, v in dict(res).items()},
         "suggestion": float(res["valley"]),
         "iterations": len(rec.lr_find_lrs),
-        "plot": str(plot),
     }
+    try:
+        plot = rec.plot(skip_start=skip_start, skip_end=min(5, max(0, len(rec.lr_find_lrs) - skip_start - 1)))
+    except OSError as exc:  # the numbers are the result; a plot that cannot be written is a warning
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        warnings.warn(f"could not write the plot in {Path(learn.path) / 'plots'}: {reason}", stacklevel=2)
+        return {**result, "plot": None}
+    return {**result, "plot": str(plot)}
 
 
 def plan_one_cycle(

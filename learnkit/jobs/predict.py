@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +90,15 @@ def predict_files(
     return PredictionRun(task=task, classes=classes, topk=topk, rows=rows)
 
 
+def _without_outputs(paths: Iterable[Path], masks: _MaskWriter, skipped: list[Path]) -> Iterator[Path]:
+    """``paths`` less the masks and overlays (this run's, or any named so): not pictures to predict."""
+    for path in paths:
+        if masks.is_output(Path(path)):
+            skipped.append(Path(path))
+        else:
+            yield path
+
+
 def _rows(
     learn: Any,
     items: Sequence[str | Path],
@@ -102,46 +113,89 @@ def _rows(
 
     masks = _MaskWriter(out_dir, overlay)
     count = 0
-    for pred in predict_images(learn, expand_items(items, stdin), bs=bs, topk=topk, tta=tta):
+    paths: Iterable[Path] = expand_items(items, stdin)
+    skipped: list[Path] = []
+    if getattr(learn.data, "task", None) == "segmentation":
+        paths = _without_outputs(paths, masks, skipped)
+    for pred in predict_images(learn, paths, bs=bs, topk=topk, tta=tta):
         count += 1
         if pred.ok and pred.mask is not None:
             yield masks.write(pred)
         else:
             yield pred.to_dict()
+    if skipped:
+        warnings.warn(
+            f"left out {len(skipped)} file(s) named like predicted masks (*.mask.png, *.overlay.png), "
+            f"e.g. {skipped[0]}",
+            stacklevel=2,
+        )
     if count == 0:
         named = ", ".join(str(i) for i in items)
         raise DataError(f"no images found in {named}" if named else "no images given")
 
 
+OUTPUT_SUFFIXES = (".mask.png", ".overlay.png")
+"""Names of the files segmentation predictions write; such files are never taken as pictures."""
+
+
 class _MaskWriter:
-    """Writes each prediction's mask as ``<out>/<image stem>.mask.png``, never twice to one name.
+    """Writes each prediction's mask as ``<out>/<image stem>.mask.png``, never over an existing file.
 
     The ``.mask`` suffix keeps a mask from overwriting its image when ``out`` is the image's own
     folder; images with the same stem (``a/1.png``, ``b/1.png``) get ``1.mask.png``, ``1-2.mask.png``.
+    A name already taken on disk (a user's own ``a.mask.png``, or an earlier run's) is never written
+    over: the next free name is used, and a warning says so. Files are created exclusively, so not
+    even a file appearing meanwhile (or a planted symlink) is overwritten.
     """
 
     def __init__(self, out_dir: Path, overlay: bool) -> None:
         self.out_dir, self.overlay = out_dir, overlay
         self.used: set[str] = set()
+        self.written: set[Path] = set()
+
+    def _taken(self, name: str) -> bool:
+        files = [self.out_dir / f"{name}.mask.png"]
+        if self.overlay:
+            files.append(self.out_dir / f"{name}.mask.overlay.png")
+        return name in self.used or any(os.path.lexists(f) for f in files)
 
     def _dest(self, image: str) -> Path:
         stem = Path(image).stem or "image"
         name, n = stem, 1
-        while name in self.used:
+        while self._taken(name):
             n += 1
             name = f"{stem}-{n}"
         self.used.add(name)
+        if n > 1 and stem not in self.used - {name}:
+            warnings.warn(
+                f"{self.out_dir / (stem + '.mask.png')} exists; left as it is, writing "
+                f"{self.out_dir / (name + '.mask.png')} instead",
+                stacklevel=2,
+            )
         return self.out_dir / f"{name}.mask.png"
 
     def write(self, pred: Any) -> dict[str, Any]:
         from learnkit.show import save_mask
 
-        mask_file, overlay_file = save_mask(
-            pred.mask, self._dest(pred.path), image=pred.path if self.overlay else None
-        )
+        for _ in range(100):  # a file created by someone else meanwhile: take the next free name
+            dest = self._dest(pred.path)
+            try:
+                mask_file, overlay_file = save_mask(
+                    pred.mask, dest, image=pred.path if self.overlay else None, exclusive=True
+                )
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise DataError(f"no free name for the mask of {pred.path} in {self.out_dir}")
+        self.written.update(p.resolve() for p in (mask_file, overlay_file) if p is not None)
         row = {"path": pred.path, "mask": str(mask_file)}
         if overlay_file is not None:
             row["overlay"] = str(overlay_file)
         details = pred.to_dict()
         row.update({k: v for k, v in details.items() if k != "path"})
         return row
+
+    def is_output(self, path: Path) -> bool:
+        """True for a file this writer wrote, or one named like a mask or overlay."""
+        return path.name.lower().endswith(OUTPUT_SUFFIXES) or path.resolve() in self.written

@@ -8,7 +8,6 @@ those files). A resumed run must be the same run: its config is compared with th
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +54,7 @@ def claim_run_folder(config: RunConfig, *, remove: bool = True) -> None:
 def saved_config(config: RunConfig, model_dir: str = "models") -> RunConfig | None:
     """The config saved with the checkpoint ``config`` resumes (its metadata ``config``, else the
     run folder's config.yaml); None when there is none (a run from before configs were saved)."""
-    from learnkit.checkpoint import read_safetensors, resolve_checkpoint
+    from learnkit.checkpoint import read_header, resolve_checkpoint
 
     name = config.checkpoint.resume
     if name is None:
@@ -63,7 +62,7 @@ def saved_config(config: RunConfig, model_dir: str = "models") -> RunConfig | No
     file = resolve_checkpoint(str(name), config.checkpoint.path, model_dir)
     saved: Any = None
     if file.is_file():
-        _, meta = read_safetensors(file, check_finite=False)
+        _, meta = read_header(file)  # bounded and checked; no tensor data read
         saved = meta.get("config")
     if saved is None and (Path(config.checkpoint.path) / CONFIG_FILE).is_file():
         return RunConfig.load(Path(config.checkpoint.path) / CONFIG_FILE)
@@ -93,12 +92,9 @@ def write_config(config: RunConfig, path: str | Path | None = None) -> Path:
     file = Path(config.checkpoint.path if path is None else path) / CONFIG_FILE
     file.parent.mkdir(parents=True, exist_ok=True)
     text = config.to_yaml({"learnkit": __version__, "torch": torch.__version__})
-    tmp = file.with_name(f".{file.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, file)
+    from learnkit.atomic import write_atomically
+
+    write_atomically(file, lambda f: f.write(text), binary=False)
     return file
 
 

@@ -10,6 +10,7 @@ Errors a user can cause are :mod:`learnkit.errors` exceptions (exit codes 2/3/4 
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -127,6 +128,7 @@ def load_data(
     cache: str = "auto",
     augment: Any = True,
     label_delim: str | None = None,
+    norm_stats: dict | None = None,
 ) -> Any:
     """An ``ImageDataBunch`` for a folder or a ``sample:NAME``, as the commands build it.
 
@@ -138,7 +140,8 @@ def load_data(
     ``cache`` (``auto``, ``ram``, ``none``) keeps the decoded images in RAM; ``workers=None`` picks
     the loader workers to match (none with the RAM cache, else up to 4, kept between epochs).
     ``task="segmentation"`` reads ``images/``, ``masks/`` and ``codes.txt`` instead (a
-    ``SegmentationDataBunch``; ``valid_pct`` defaults to 0.2 there).
+    ``SegmentationDataBunch``; ``valid_pct`` defaults to 0.2 there). ``norm_stats`` (a checkpoint's)
+    normalise instead of ImageNet's statistics.
     """
     from learnkit.data import ImageDataBunch, SegmentationDataBunch
     from learnkit.data.samples import resolve_data
@@ -153,6 +156,7 @@ def load_data(
             num_workers=workers,
             device=device,
             normalize=normalize,
+            norm_stats=norm_stats,
             cache=cache,
             augment=augment,
         )
@@ -169,6 +173,7 @@ def load_data(
             num_workers=workers,
             device=device,
             normalize=normalize,
+            norm_stats=norm_stats,
             cache=cache,
             augment=augment,
         )
@@ -184,6 +189,7 @@ def load_data(
         num_workers=workers,
         device=device,
         normalize=normalize,
+        norm_stats=norm_stats,
         cache=cache,
     )
 
@@ -194,6 +200,59 @@ def check_arch(arch: str, size: int) -> Any:
     if size < entry.min_size:
         raise UsageError(f"arch '{arch}' needs images of at least {entry.min_size} pixels; --size is {size}")
     return entry
+
+
+def run_folder(path: str | Path) -> Any:
+    """Rank 0 checks the run folder and holds its lock for the whole fit (see :mod:`learnkit.run_lock`)."""
+    from contextlib import nullcontext
+
+    from learnkit.distributed import env_rank
+    from learnkit.run_lock import check_run_folder, run_folder_lock
+
+    if env_rank() != 0:
+        return nullcontext()
+    check_run_folder(path, "models", names=("last", "best"))
+    return run_folder_lock(path)
+
+
+ACTIVATION_FACTOR = 16
+
+
+def check_memory(size: int, bs: int, device: Any = None) -> None:
+    """Refuse an image size whose batches cannot fit in memory, with the estimate.
+
+    The estimate is deliberately rough and generous to the user: a float32 batch of ``bs`` RGB
+    images of ``size`` x ``size`` times :data:`ACTIVATION_FACTOR` for the activations kept for the
+    backward pass, against the memory available now (the GPU's free memory on CUDA).
+    """
+    need = bs * 3 * size * size * 4 * ACTIVATION_FACTOR
+    have = _available_memory(device)
+    if have is not None and need > have:
+        raise UsageError(
+            f"--size {size} with --bs {bs} needs about {need / 2**30:.1f} GiB for a training batch "
+            f"(estimate), more than the {have / 2**30:.1f} GiB available; use a smaller --size or --bs"
+        )
+
+
+def _available_memory(device: Any) -> int | None:
+    if device is not None and getattr(device, "type", None) == "cuda":
+        import torch
+
+        try:
+            return int(torch.cuda.mem_get_info(device)[0])
+        except (RuntimeError, AssertionError):
+            return None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def build_learner(

@@ -47,11 +47,25 @@ def run(config: RunConfig, *, reporter: Any = None, command: Sequence[str] | Non
         to train a ``note``; a U-Net adds ``dice_per_class``, ``iou_per_class`` and ``classes``.
     """
     from learnkit import distributed
-    from learnkit.distributed import env_rank
-    from learnkit.jobs.fitting import deterministic_mode
-    from learnkit.jobs.setup import cpu_threads, resolve_device
+    from learnkit.data.samples import resolve_data
+    from learnkit.jobs.setup import check_memory, cpu_threads, resolve_device, run_folder
 
     config.validate()
+    dev = distributed.local_device(resolve_device(config.runtime.device))
+    check_memory(config.data.size, config.data.bs, dev)
+    cpu_threads(dev)
+    resolve_data(str(config.data.data))  # missing data is said before the run folder is touched
+    with run_folder(config.checkpoint.path):  # one writer: the claim, config.yaml and the fit
+        return _run_locked(config, dev, reporter, command)
+
+
+def _run_locked(config: RunConfig, dev: Any, reporter: Any, command: Sequence[str] | None) -> dict[str, Any]:
+    """:func:`run`, once rank 0 holds the run folder's lock: the folder claimed (an overwrite check
+    and ``--exist-ok``'s removal, under the lock), the resume checked, the run trained."""
+    from learnkit import distributed
+    from learnkit.distributed import env_rank
+    from learnkit.jobs.fitting import deterministic_mode
+
     claim_run_folder(config, remove=env_rank() == 0)  # before any rank writes
     saved = saved_config(config)
     if saved is not None and config.runtime.seed is None:
@@ -59,8 +73,6 @@ def run(config: RunConfig, *, reporter: Any = None, command: Sequence[str] | Non
     config = config.with_seed()
     if saved is not None:
         check_same_run(saved, config)
-    dev = distributed.local_device(resolve_device(config.runtime.device))
-    cpu_threads(dev)
     joined = distributed.init_from_env(dev)
     ok = False
     try:

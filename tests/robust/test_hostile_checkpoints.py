@@ -129,7 +129,7 @@ def test_hostile_checkpoints_are_refused_with_exit_4_and_one_line(tiny_folder, t
     lines = {name: _check(proc, name) for name, proc in procs.items()}
     assert not marker.exists(), "a pickle was unpickled"
     assert "NaN or infinite" in lines["nan-weights"]
-    assert "3 classes" in lines["lies-class-count"]
+    assert "classes: 3 names for a model with 2 outputs" in lines["lies-class-count"]
     assert "unknown arch 'evil'" in lines["unknown-arch"]
     assert "shape/dtype mismatch" in lines["wrong-dtype"]
     assert "header length" in lines["huge-header"]

@@ -1,0 +1,127 @@
+"""One writer per run folder, and a run folder checked before any training starts.
+
+- :func:`check_run_folder` finds, before an epoch is spent, a ``--path`` that cannot hold a run: a
+  file where the folder (or its ``models`` folder) should be, a checkpoint name taken by a folder,
+  a folder that cannot be written (read-only, no permission). One :class:`UsageError` line (exit 2).
+- :func:`run_folder_lock` holds an OS lock (``flock``) on ``<path>/.learnkit.lock`` for a whole fit.
+  A second fit on the same folder is refused at once, naming the holder's pid (written into the
+  file). The OS releases the lock when the process ends, however it ends: no stale lock survives
+  a crash or a SIGKILL.
+
+Example:
+    >>> with run_folder_lock("run1"):  # doctest: +SKIP
+    ...     learn.fit(3)
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from learnkit.errors import UsageError
+
+LOCK_NAME = ".learnkit.lock"
+_held: set[Path] = set()
+_fds: set[int] = set()
+
+
+def _close_in_child() -> None:
+    """A forked child (a data-loader worker) must not keep the parent's lock alive: were the parent
+    killed, the lock would last as long as the worker."""
+    for fd in list(_fds):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _fds.clear()
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_in_child)
+
+
+def check_run_folder(path: str | Path, model_dir: str | Path = "models", names: tuple[str, ...] = ()) -> None:
+    """Refuse a run folder that cannot hold this run's files (see the module docstring).
+
+    ``names`` are checkpoint names the run will write (``last``, ``best``): each must not be taken
+    by a folder.
+    """
+    path = Path(path)
+    models = path / model_dir
+    for folder, what in ((path, "--path"), (models, "its checkpoint folder")):
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"{what} {folder} is a file, not a folder")
+    for name in names:
+        for file in (models / f"{name}.safetensors", models / f"{name}.opt.safetensors"):
+            if file.is_dir():
+                raise UsageError(f"checkpoint {file} is a folder; move it away or choose another --path")
+    for folder in (path, models):
+        _check_writable(folder)
+
+
+def _check_writable(folder: Path) -> None:
+    """Create (if needed) and write a probe file in ``folder``; a UsageError names what failed."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".learnkit-probe.{os.getpid()}"
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        os.close(fd)
+        probe.unlink()
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise UsageError(f"cannot write in {folder}: {reason.lower()}; choose a writable --path") from None
+
+
+def _holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return "unknown"
+    return text if text.isdigit() else "unknown"
+
+
+@contextmanager
+def run_folder_lock(path: str | Path) -> Iterator[Path]:
+    """Hold the run folder's lock for the block; raise :class:`UsageError` (exit 2) at once when
+    another process holds it. Yields the lock file's path."""
+    import fcntl
+
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / LOCK_NAME
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(lock, flags, 0o644)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot lock the run folder {folder}: {os.strerror(exc.errno or errno.EIO)}"
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(
+                f"run folder {folder} is in use by another learnkit run (pid {_holder(fd)}); wait for it "
+                "to end or choose another --path"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        key = folder.resolve()
+        _held.add(key)
+        _fds.add(fd)
+        try:
+            yield lock
+        finally:
+            _held.discard(key)
+    finally:
+        _fds.discard(fd)
+        os.close(fd)  # releases the lock (the OS does the same if the process dies)
+
+
+def holds_lock(path: str | Path) -> bool:
+    """True while this process holds ``path``'s run-folder lock."""
+    return Path(path).resolve() in _held
