@@ -440,7 +440,9 @@ def _commit(learn: Any, staged: dict) -> dict:
         for key, cb_state in o_meta.get("callbacks", {}).items():
             if key in callbacks:
                 cb_tensors = _callback_tensors(staged["o_tensors"], key)
-                callbacks[key].load_state_dict({**cb_state, CB_TENSORS: cb_tensors} if cb_tensors else cb_state)
+                callbacks[key].load_state_dict(
+                    {**cb_state, CB_TENSORS: cb_tensors} if cb_tensors else cb_state
+                )
         learn.precision.load_state_dict(o_meta.get("precision", {}))
     except Exception as exc:
         for key, cb_state in before.items():
