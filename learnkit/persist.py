@@ -428,14 +428,21 @@ def _staged_optimizer(learn: Any, o_tensors: dict, o_meta: dict, o_file: Path) -
 
 
 def _commit(learn: Any, staged: dict) -> dict:
-    """Apply a checked load to ``learn``; callbacks' and precision's state come back on failure."""
+    """Apply a checked load to ``learn``; the weights, callbacks' and precision's state come back
+    on failure.
+
+    The weights go in before the callbacks' states, because a callback may change them on load
+    (the EMA puts the raw training weights back under the saved average)."""
+    skip = _extra(learn, staged)
     if "opt" not in staged:
-        load_weights(learn.model, staged["tensors"], str(staged["path"]), skip=_extra(learn, staged))
+        load_weights(learn.model, staged["tensors"], str(staged["path"]), skip=skip)
         return staged["meta"]
     o_meta, o_file = staged["o_meta"], staged["o_file"]
     callbacks = _stateful_callbacks(learn)
     before = {k: cb.state_dict() for k, cb in callbacks.items()}
     precision_before = learn.precision.state_dict()
+    weights_before = {k: v.detach().clone() for k, v in learn.model.state_dict().items()}
+    load_weights(learn.model, staged["tensors"], str(staged["path"]), skip=skip)
     try:
         for key, cb_state in o_meta.get("callbacks", {}).items():
             if key in callbacks:
@@ -445,13 +452,14 @@ def _commit(learn: Any, staged: dict) -> dict:
                 )
         learn.precision.load_state_dict(o_meta.get("precision", {}))
     except Exception as exc:
+        learn.model.load_state_dict(weights_before)
         for key, cb_state in before.items():
             callbacks[key].load_state_dict(cb_state)
         learn.precision.load_state_dict(precision_before)
         raise CheckpointError(
             f"{o_file}: not a usable learnkit checkpoint (callbacks: {exc!r:.150})"
         ) from None
-    load_weights(learn.model, staged["tensors"], str(staged["path"]), skip=_extra(learn, staged))
+    del weights_before
     if learn.opt is None:
         learn.opt = staged["opt"]
     else:
