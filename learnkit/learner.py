@@ -374,11 +374,12 @@ class Learner:
 
         return show_results(self, ds_type, rows, **kwargs)
 
-    def interpret(self, ds_type: DatasetType = DatasetType.Valid) -> Any:
-        """A ClassificationInterpretation (confusion matrix, top losses) of ``ds_type``."""
+    def interpret(self, ds_type: DatasetType = DatasetType.Valid, tta: bool = False) -> Any:
+        """A ClassificationInterpretation (confusion matrix, top losses) of ``ds_type``; with ``tta``
+        from the test-time-augmented predictions and their losses (see :meth:`TTA`)."""
         from learnkit.interpret import ClassificationInterpretation
 
-        return ClassificationInterpretation.from_learner(self, ds_type)
+        return ClassificationInterpretation.from_learner(self, ds_type, tta=tta)
 
     def model_summary(self, n: int = 70) -> str:
         """Layer-by-layer table: output shape, parameters, trainable, layer group."""
@@ -387,16 +388,34 @@ class Learner:
         return model_summary(self, n)
 
     # --- checkpoints ---
-    def save(self, name: str | Path, with_opt: bool = True) -> Path:
-        """Save to ``path/model_dir/name.safetensors`` (+ ``name.opt.safetensors``); atomic."""
+    def save(self, name: str | Path, return_path: bool = False, with_opt: bool = True) -> Path:
+        """Save to ``path/model_dir/name.safetensors`` (+ ``name.opt.safetensors``); atomic.
+
+        Returns the model file's path (fastai v1 returns it only with ``return_path=True``; the
+        argument is accepted for its calls, and the path is always returned).
+        """
         from learnkit.persist import save_learner
 
         return save_learner(self, name, with_opt)
 
-    def load(self, name: str | Path, strict: bool = True, with_opt: bool | None = None) -> Learner:
-        """Load weights (and, if present or asked, optimizer state and the run's position)."""
+    def load(
+        self,
+        name: str | Path,
+        device: torch.device | str | int | None = None,
+        strict: bool = True,
+        with_opt: bool | None = None,
+    ) -> Learner:
+        """Load weights (and, if present or asked, optimizer state and the run's position).
+
+        ``device`` (fastai v1's argument: a device, its name, or a CUDA index) moves the model
+        there first (``data.device`` by default: the model stays where it is); the optimizer state
+        follows its parameters.
+        """
         from learnkit.persist import load_into
 
+        if device is not None:
+            device = torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
+            self.model.to(device)
         load_into(self, name, strict, with_opt)
         return self
 
