@@ -89,8 +89,8 @@ def validate(
     """Run ``dl`` through ``model`` without gradients; return the mean loss (a float).
 
     With ``average=False`` return each batch's mean loss instead, as fastai v1 does: a list of 0-d
-    CPU tensors, one per batch (this process's batches only). Callbacks get ``on_batch_begin``/``on_loss_begin``/``on_batch_end`` with
-    ``state.train`` False, which is how metrics accumulate.
+    CPU tensors, one per batch (this process's batches only). Callbacks get ``on_batch_begin``/
+    ``on_loss_begin``/``on_batch_end`` with ``state.train`` False, which is how metrics accumulate.
     """
     cbh = cb_handler if cb_handler is not None else CallbackHandler()
     state = cbh.state

@@ -216,7 +216,8 @@ class Recorder(LearnerCallback):
         n = len(self.losses)
         its = _trim(list(range(n)), skip_start, skip_end)
         ends = [sum(self.nb_batches[: i + 1]) for i in range(len(self.nb_batches))]
-        pairs = [(e, row["valid_loss"]) for e, row in zip(ends, self.history) if row["valid_loss"] is not None]
+        rows = zip(ends, self.history)
+        pairs = [(e, row["valid_loss"]) for e, row in rows if row["valid_loss"] is not None]
         kept = [(e - 1, v) for e, v in pairs if e - skip_start >= 0 and n - e >= skip_end]
         return its, _trim(self.losses, skip_start, skip_end), [e for e, _ in kept], [v for _, v in kept]
 
