@@ -64,6 +64,8 @@ class SaveModelCallback(TrackerCallback):
     epoch, from 0); with ``every='improvement'`` the file ``name`` holds the best model so far, and
     at the end of the fit the best weights are loaded back into the learner (weights only: the
     optimizer and the run's position stay where the fit ended; not after a fit that failed).
+    A checkpoint saved on improvement carries the metadata key ``best``:
+    ``{"epoch": ..., "monitor": ..., "value": ...}``.
 
     Args:
         name: the checkpoint name (``path/model_dir/name.safetensors``).
@@ -115,7 +117,9 @@ class SaveModelCallback(TrackerCallback):
         if value is not None and not math.isnan(value) and self.improved(value):
             self.best = value
             if is_main():
-                self.learn.save(self.name, with_opt=self.with_opt)
+                # the checkpoint says what made it best (history.csv's epoch numbering)
+                best = {"epoch": int(state.epoch), "monitor": self.monitor, "value": float(value)}
+                self.learn.save(self.name, with_opt=self.with_opt, metadata={"best": best})
             self.saved = True
 
     def on_train_end(self, state: RunState) -> None:

@@ -216,7 +216,7 @@ def test_save_model_every_epoch_keeps_one_file_per_epoch(tmp_path):
 
 
 def test_the_command_line_keeps_last_and_the_last_epochs_weights(tmp_path):
-    from learnkit.jobs.train import tracking_callbacks
+    from learnkit.jobs.fitting import tracking_callbacks
 
     learn = Learner(tiny_data(), tiny_model(), path=tmp_path)
     saves = [
