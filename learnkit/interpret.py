@@ -76,9 +76,10 @@ class ClassificationInterpretation:
 
     @classmethod
     def from_learner(
-        cls, learn: Any, ds_type: DatasetType = DatasetType.Valid, activ: Any = None
+        cls, learn: Any, ds_type: DatasetType = DatasetType.Valid, activ: Any = None, tta: bool = False
     ) -> ClassificationInterpretation:
-        """From ``learn.get_preds(ds_type, with_loss=True)``; images for the plots from its data set.
+        """From ``learn.get_preds(ds_type, with_loss=True)`` (with ``tta``: from
+        ``learn.TTA(ds_type=ds_type, with_loss=True)``); images for the plots from its data set.
 
         ``Train`` is read as ``Fix`` (the training set in order, without augmentation), so that item
         ``i`` of the predictions is item ``i`` of the data set.
@@ -87,7 +88,10 @@ class ClassificationInterpretation:
         dl = learn.dl(ds_type)
         if dl is None:
             raise UsageError(f"the learner's data has no {ds_type.name} set to interpret")
-        preds, targets, losses = learn.get_preds(ds_type, with_loss=True, activ=activ)
+        if tta:
+            preds, targets, losses = learn.TTA(ds_type=ds_type, with_loss=True)
+        else:
+            preds, targets, losses = learn.get_preds(ds_type, with_loss=True, activ=activ)
         data = learn.data
         return cls(
             preds,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from torch import nn
 
@@ -25,33 +26,106 @@ def is_norm(module: nn.Module) -> bool:
     return isinstance(module, NORM_TYPES)
 
 
-def flatten_model(module: nn.Module) -> list[nn.Module]:
-    """The leaf modules of ``module`` (those with no children), in order."""
+class ParameterModule(nn.Module):
+    """Holds a parameter that a module owns directly (not through a child), so it can join a group."""
+
+    def __init__(self, p: nn.Parameter):
+        super().__init__()
+        self.val = p
+
+    def forward(self, x: Any) -> Any:
+        return x
+
+
+def children_and_parameters(module: nn.Module) -> list[nn.Module]:
+    """The children of ``module``, then one :class:`ParameterModule` per parameter it owns directly."""
     children = list(module.children())
-    if not children:
+    in_children = {id(p) for child in children for p in child.parameters()}
+    own = [p for p in module.parameters(recurse=False) if id(p) not in in_children]
+    return children + [ParameterModule(p) for p in own]
+
+
+def flatten_model(module: nn.Module) -> list[nn.Module]:
+    """The leaf modules of ``module`` in order, with its direct parameters wrapped as leaves too
+    (fastai v1's ``flatten_model``), so that the leaves hold every parameter."""
+    if not list(module.children()):
         return [module]
-    return [leaf for child in children for leaf in flatten_model(child)]
+    return [leaf for child in children_and_parameters(module) for leaf in flatten_model(child)]
 
 
 def split_model_idx(model: nn.Module, idxs: Iterable[int]) -> list[nn.Module]:
-    """Split the leaves of ``model`` into groups starting at the leaf indices ``idxs``."""
-    layers = flatten_model(model)
-    bounds = [0, *[i for i in idxs if i > 0], len(layers)]
-    return [nn.Sequential(*layers[a:b]) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    """Split the leaves of ``model`` into groups starting at the leaf indices ``idxs``.
 
-
-def split_model(model: nn.Module, splits: Iterable[nn.Module]) -> list[nn.Module]:
-    """Split ``model`` into groups that begin at each module of ``splits`` (fastai v1 ``split``).
-
-    ``splits`` are modules of ``model`` (e.g. ``model[0][6], model[1]``); each group holds the leaves
-    from its split point to the next.
+    A group starts at 0 and the last ends at the last leaf, whether ``idxs`` says so or not.
     """
     layers = flatten_model(model)
-    starts = []
-    for module in splits:
-        first = flatten_model(module)[0]
-        starts.append(next(i for i, layer in enumerate(layers) if layer is first))
-    return split_model_idx(model, starts)
+    idxs = list(idxs)
+    if not idxs or idxs[0] != 0:
+        idxs = [0, *idxs]
+    if idxs[-1] != len(layers):
+        idxs.append(len(layers))
+    return [nn.Sequential(*layers[a:b]) for a, b in zip(idxs[:-1], idxs[1:])]
+
+
+def first_layer(module: nn.Module) -> nn.Module:
+    """The first leaf of ``module``."""
+    return flatten_model(module)[0]
+
+
+def split_model(model: nn.Module, splits: Any) -> list[nn.Module]:
+    """Layer groups of ``model`` from ``splits`` (fastai v1's ``split_model``).
+
+    ``splits`` is one module or several, each marking where a group *starts*: the first group runs
+    from the model's first leaf to the leaf before the first mark, the last from the last mark to
+    the end, so the groups hold every parameter. ``splits`` may instead be a list of groups, each a
+    list of modules (``[[m.conv1, m.bn1], [m.fc]]``): those are the groups, as given.
+    """
+    from learnkit.core import listify
+    from learnkit.errors import UsageError
+
+    splits = listify(splits) if not isinstance(splits, nn.Module) else [splits]
+    if not splits:
+        raise UsageError("split needs at least one module")
+    if isinstance(splits[0], nn.Module):
+        layers = flatten_model(model)
+        positions = {id(layer): i for i, layer in enumerate(layers)}
+        idxs = []
+        for module in splits:
+            if not isinstance(module, nn.Module) or id(first_layer(module)) not in positions:
+                raise UsageError(f"split point {type(module).__name__} is not a module of the model")
+            idxs.append(positions[id(first_layer(module))])
+        return split_model_idx(model, idxs)
+    return [nn.Sequential(*listify(group)) for group in splits]
+
+
+def check_layer_groups(model: nn.Module, groups: Sequence[nn.Module], what: str = "the split") -> None:
+    """Raise :class:`~learnkit.errors.UsageError` unless every parameter of ``model`` is in exactly
+    one of ``groups``; the message names the parameters left out, in two groups or not the model's."""
+    from learnkit.errors import UsageError
+
+    count: dict[int, int] = {}
+    for group in groups:
+        for p in group.parameters():
+            count[id(p)] = count.get(id(p), 0) + 1
+    names = {id(p): n for n, p in model.named_parameters()}
+    problems = []
+    left_out = [n for i, n in names.items() if i not in count]
+    twice = [names[i] for i, c in count.items() if c > 1 and i in names]
+    foreign = sum(1 for i in count if i not in names)
+    if left_out:
+        problems.append(f"{len(left_out)} left out ({_some(left_out)})")
+    if twice:
+        problems.append(f"{len(twice)} in two groups or more ({_some(twice)})")
+    if foreign:
+        problems.append(f"{foreign} not in the model")
+    if problems:
+        raise UsageError(
+            f"{what} must put every parameter in exactly one layer group: " + "; ".join(problems)
+        )
+
+
+def _some(names: list[str], n: int = 4) -> str:
+    return ", ".join(names[:n]) + (", ..." if len(names) > n else "")
 
 
 def set_requires_grad(module: nn.Module, flag: bool) -> None:
@@ -61,9 +135,14 @@ def set_requires_grad(module: nn.Module, flag: bool) -> None:
 
 
 def init_weights(module: nn.Module, fn: Callable) -> nn.Module:
-    """Apply ``fn`` to the weight of every layer that is not a norm layer; zero their biases."""
+    """Apply ``fn`` to the weight of every layer that is not a norm layer; zero their biases.
+
+    A frozen layer (its first parameter does not require a gradient) is skipped, as fastai v1's
+    ``apply_init`` skips it: initialising a frozen pretrained body would wipe weights that never train.
+    """
     for m in module.modules():
-        if is_norm(m):
+        first = next(m.parameters(), None)
+        if is_norm(m) or first is None or not first.requires_grad:
             continue
         weight = getattr(m, "weight", None)
         if isinstance(weight, nn.Parameter) and list(m.children()) == []:

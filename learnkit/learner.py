@@ -21,8 +21,9 @@ import torch
 from torch import nn
 
 from learnkit.callback import Callback, CallbackHandler, Event, RunState
+from learnkit.core import listify
 from learnkit.data import DatasetType
-from learnkit.layers import init_weights, is_norm, split_model
+from learnkit.layers import check_layer_groups, init_weights, is_norm, split_model
 from learnkit.loop import get_preds, run_epochs, validate
 from learnkit.metrics import AverageMetric, metric_name
 from learnkit.optim import LRLike, OptimWrapper, lr_range
@@ -70,15 +71,15 @@ class Learner:
         model: the module to train; moved to ``data.device``.
         opt_func: makes the optimizer from parameter groups (default Adam, betas (0.9, 0.99)).
         loss_func: defaults to ``data.loss_func`` (cross-entropy for classes and masks).
-        metrics: functions ``metric(output, target)`` averaged over the validation set.
+        metrics: functions ``metric(output, target)`` averaged over the validation set (one, or a list).
         true_wd: decoupled weight decay (AdamW style) if True, else L2 in the gradient.
         bn_wd: weight decay on norm layers and biases too.
         wd: default weight decay of ``fit``.
         train_bn: norm layers in frozen groups keep training.
         path, model_dir: checkpoints go to ``path/model_dir``, plots to ``path/plots``.
-        callback_fns: callables ``fn(learn) -> Callback`` made once; each is exposed as
+        callback_fns: callables ``fn(learn) -> Callback`` (one, or a list) made once; each is exposed as
             ``learn.<snake_case class name>`` (the Recorder always is: ``learn.recorder``).
-        callbacks: callbacks used in every fit.
+        callbacks: callbacks used in every fit (one, or a list).
         layer_groups: the modules the model is split into (default: the whole model).
         model_spec: how the zoo built the model (stored in checkpoints to rebuild it).
     """
@@ -89,15 +90,15 @@ class Learner:
         model: nn.Module,
         opt_func: Callable = AdamW,
         loss_func: Callable | None = None,
-        metrics: Sequence[Callable] | None = None,
+        metrics: Sequence[Callable] | Callable | None = None,
         true_wd: bool = True,
         bn_wd: bool = True,
         wd: LRLike = 0.01,
         train_bn: bool = True,
         path: str | Path = ".",
         model_dir: str | Path = "models",
-        callback_fns: Sequence[Callable] | None = None,
-        callbacks: Sequence[Callback] = (),
+        callback_fns: Sequence[Callable] | Callable | None = None,
+        callbacks: Sequence[Callback] | Callback = (),
         layer_groups: Sequence[nn.Module] | None = None,
         model_spec: dict | None = None,
     ):
@@ -108,17 +109,17 @@ class Learner:
             from learnkit.errors import UsageError
 
             raise UsageError("no loss_func given and the data has no default loss")
-        self.metrics = list(metrics or [])
+        self.metrics = listify(metrics)
         self.true_wd, self.bn_wd, self.wd, self.train_bn = true_wd, bn_wd, wd, train_bn
         self.path, self.model_dir = Path(path), Path(model_dir)
-        self.callbacks = list(callbacks)
+        self.callbacks = listify(callbacks)
         self.run_metadata: dict = {}  # more model-file metadata for every save (a job puts its config here)
         self.layer_groups = list(layer_groups) if layer_groups else [self.model]
         self.model_spec = model_spec
         self.opt: OptimWrapper | None = None
         self.precision: Precision = Precision()
         self.epoch = self.iteration = self.batch = 0  # position in the run: see _RunPosition
-        self.callback_fns = [Recorder, *(callback_fns or [])]
+        self.callback_fns = [Recorder, *listify(callback_fns)]
         self.fn_callbacks = [fn(self) for fn in self.callback_fns]
         for cb in self.fn_callbacks:  # the one place callbacks become attributes
             setattr(self, cb.cb_name, cb)
@@ -140,31 +141,47 @@ class Learner:
         else:
             self.opt.lr, self.opt.wd = lr, wd
 
-    def split(self, split_on: Callable | Sequence[nn.Module]) -> None:
-        """Split the model into layer groups: ``split_on(model)`` or the modules starting each group.
+    def split(self, split_on: Callable | Sequence[nn.Module] | nn.Module) -> Learner:
+        """Split the model into layer groups, as fastai v1 does (see :func:`~learnkit.layers.split_model`).
 
-        The optimizer is rebuilt at the next fit (its state does not carry over a new split).
+        ``split_on`` is the modules where each group *starts* (``(m[0][6], m[1])``: the leaves
+        before ``m[0][6]``, then up to ``m[1]``, then ``m[1]`` on), or a function returning them
+        from the model (``lambda m: (m[0][6], m[1])``); it may instead give the groups themselves as
+        lists of modules. Every parameter must end up in exactly one group (``UsageError`` naming
+        the others). The optimizer is rebuilt at the next fit (its state does not carry over a new
+        split). Returns the learner.
         """
-        groups = split_on(self.model) if callable(split_on) else split_model(self.model, split_on)
-        self.layer_groups = list(groups)
+        if callable(split_on) and not isinstance(split_on, nn.Module):
+            split_on = split_on(self.model)
+        groups = split_model(self.model, split_on)
+        check_layer_groups(self.model, groups, "split")
+        self.layer_groups = groups
         self.opt = None
+        return self
 
     def freeze_to(self, n: int) -> None:
-        """Freeze layer groups before ``n`` (negative counts from the end); train the rest.
+        """Freeze the layer groups ``layer_groups[:n]``; train the rest (``layer_groups[n:]``).
 
-        With ``train_bn`` the norm layers of frozen groups keep training. The optimizer and its
-        state are kept.
+        Python's slicing, as fastai v1: a negative ``n`` counts from the end, and ``freeze_to(-k)``
+        with ``k`` beyond the number of groups freezes nothing. With ``train_bn`` the norm layers of
+        frozen groups keep training. The groups must hold every parameter exactly once
+        (``UsageError`` otherwise). The optimizer and its state are kept.
         """
-        n = n % len(self.layer_groups) if n < 0 else n
-        for i, group in enumerate(self.layer_groups):
-            frozen = i < n
+        check_layer_groups(self.model, self.layer_groups, "the layer groups")
+        frozen_ids = {id(g) for g in self.layer_groups[:n]}
+        for group in self.layer_groups:
+            frozen = id(group) in frozen_ids
             for m in group.modules():
                 train = not frozen or (self.train_bn and is_norm(m))
                 for p in m.parameters(recurse=False):
                     p.requires_grad_(train)
 
     def freeze(self) -> None:
-        """Freeze every layer group but the last (the head)."""
+        """Freeze every layer group but the last (the head); ``UsageError`` with a single group."""
+        if len(self.layer_groups) < 2:
+            from learnkit.errors import UsageError
+
+            raise UsageError("freeze needs two layer groups or more (split the model first)")
         self.freeze_to(-1)
 
     def unfreeze(self) -> None:
@@ -172,26 +189,30 @@ class Learner:
         self.freeze_to(0)
 
     def init(self, fn: Callable) -> None:
-        """Initialise every weight but the norm layers' with ``fn`` (biases to zero)."""
+        """Initialise every weight but the norm layers' with ``fn`` (biases to zero); frozen layers
+        (whose first parameter does not require a gradient) are left as they are, as fastai v1 does."""
         init_weights(self.model, fn)
 
     # --- training ---
     def fit(
         self,
         epochs: int,
-        lr: LRLike = 3e-3,
+        lr: LRLike = slice(3e-3),
         wd: LRLike | None = None,
-        callbacks: Sequence[Callback] | None = None,
+        callbacks: Sequence[Callback] | Callback | None = None,
     ) -> None:
-        """Train for ``epochs`` epochs at ``lr`` (float, per-group sequence or slice)."""
+        """Train for ``epochs`` epochs at ``lr`` (float, per-group sequence or slice).
+
+        The default ``slice(3e-3)`` is fastai v1's: 3e-3 for the last group, 3e-4 for the others.
+        """
         self._prepare_opt(lr, wd)
-        self._run(epochs, callbacks=list(callbacks or []))
+        self._run(epochs, callbacks=listify(callbacks))
 
     def _run(self, epochs: int, callbacks: list, metrics: Sequence[Callable] | None = None) -> None:
         if self.opt is None:
-            self.create_opt(3e-3, self.wd)
-        metrics = self.metrics if metrics is None else list(metrics)
-        cbs = [_RunPosition(self), *self.callbacks, *self.fn_callbacks, *callbacks]
+            self.create_opt(slice(3e-3), self.wd)
+        metrics = self.metrics if metrics is None else listify(metrics)
+        cbs = [_RunPosition(self), *self.callbacks, *self.fn_callbacks, *listify(callbacks)]
         state = RunState(
             learn=self,
             model=self.model,
@@ -272,7 +293,7 @@ class Learner:
     ) -> list[float]:
         """``[valid_loss, *metrics]`` over ``dl`` (default: the validation set)."""
         dl = self.data.valid_dl if dl is None else dl
-        metrics = self.metrics if metrics is None else list(metrics)
+        metrics = self.metrics if metrics is None else listify(metrics)
         state = RunState(
             learn=self,
             model=self.model,
@@ -283,7 +304,7 @@ class Learner:
             n_epochs=1,
             metrics_names=[metric_name(m) for m in metrics],
         )
-        cbh = CallbackHandler([*self.callbacks, *(callbacks or []), *map(_as_callback, metrics)], state)
+        cbh = CallbackHandler([*self.callbacks, *listify(callbacks), *map(_as_callback, metrics)], state)
         cbh(Event.train_begin)
         cbh(Event.epoch_begin)
         state.last_metrics = [validate(self.model, dl, self.loss_func, cbh)]
@@ -354,11 +375,12 @@ class Learner:
 
         return show_results(self, ds_type, rows, **kwargs)
 
-    def interpret(self, ds_type: DatasetType = DatasetType.Valid) -> Any:
-        """A ClassificationInterpretation (confusion matrix, top losses) of ``ds_type``."""
+    def interpret(self, ds_type: DatasetType = DatasetType.Valid, tta: bool = False) -> Any:
+        """A ClassificationInterpretation (confusion matrix, top losses) of ``ds_type``; with ``tta``
+        from the test-time-augmented predictions and their losses (see :meth:`TTA`)."""
         from learnkit.interpret import ClassificationInterpretation
 
-        return ClassificationInterpretation.from_learner(self, ds_type)
+        return ClassificationInterpretation.from_learner(self, ds_type, tta=tta)
 
     def model_summary(self, n: int = 70) -> str:
         """Layer-by-layer table: output shape, parameters, trainable, layer group."""
@@ -367,19 +389,41 @@ class Learner:
         return model_summary(self, n)
 
     # --- checkpoints ---
-    def save(self, name: str | Path, with_opt: bool = True, metadata: dict | None = None) -> Path:
+    def save(
+        self,
+        name: str | Path,
+        return_path: bool = False,
+        with_opt: bool = True,
+        metadata: dict | None = None,
+    ) -> Path:
         """Save to ``path/model_dir/name.safetensors`` (+ ``name.opt.safetensors``); atomic.
 
-        ``metadata``: more JSON-able keys for the model file (besides ``run_metadata``'s).
+        Returns the model file's path (fastai v1 returns it only with ``return_path=True``; the
+        argument is accepted for its calls, and the path is always returned). ``metadata``: more
+        JSON-able keys for the model file (besides ``run_metadata``'s).
         """
         from learnkit.persist import save_learner
 
         return save_learner(self, name, with_opt, metadata)
 
-    def load(self, name: str | Path, strict: bool = True, with_opt: bool | None = None) -> Learner:
-        """Load weights (and, if present or asked, optimizer state and the run's position)."""
+    def load(
+        self,
+        name: str | Path,
+        device: torch.device | str | int | None = None,
+        strict: bool = True,
+        with_opt: bool | None = None,
+    ) -> Learner:
+        """Load weights (and, if present or asked, optimizer state and the run's position).
+
+        ``device`` (fastai v1's argument: a device, its name, or a CUDA index) moves the model
+        there first (``data.device`` by default: the model stays where it is); the optimizer state
+        follows its parameters.
+        """
         from learnkit.persist import load_into
 
+        if device is not None:
+            device = torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
+            self.model.to(device)
         load_into(self, name, strict, with_opt)
         return self
 

@@ -88,9 +88,9 @@ def validate(
 ) -> Any:
     """Run ``dl`` through ``model`` without gradients; return the mean loss (a float).
 
-    With ``average=False`` return the per-batch ``(loss, batch size)`` pairs instead (tensors kept
-    on the device). Callbacks get ``on_batch_begin``/``on_loss_begin``/``on_batch_end`` with
-    ``state.train`` False, which is how metrics accumulate.
+    With ``average=False`` return each batch's mean loss instead, as fastai v1 does: a list of 0-d
+    CPU tensors, one per batch (this process's batches only). Callbacks get ``on_batch_begin``/
+    ``on_loss_begin``/``on_batch_end`` with ``state.train`` False, which is how metrics accumulate.
     """
     cbh = cb_handler if cb_handler is not None else CallbackHandler()
     state = cbh.state
@@ -110,7 +110,10 @@ def validate(
             if n_batch is not None and len(sizes) >= n_batch:
                 break
     if not average:
-        return list(zip(losses, sizes))
+        if not losses:
+            return []
+        per_batch = torch.stack(losses).cpu() / torch.tensor(sizes, dtype=torch.float32)
+        return list(per_batch.unbind())
     total, count = all_reduce_sum(torch.stack(losses).sum() if losses else 0.0, sum(sizes))
     return float(total) / count if count else None
 
@@ -232,7 +235,32 @@ def run_epochs(epochs: int, state: RunState, cbh: CallbackHandler, start_batch: 
 def fit(epochs: int, learn: Any, callbacks: Iterable | None = None, metrics: Iterable | None = None) -> None:
     """Fit ``learn.model`` for ``epochs`` epochs with ``learn``'s data, optimizer and loss.
 
-    This is the seed's module-level ``fit``; ``Learner.fit`` sets learning rates and weight decay,
-    then calls :meth:`Learner._run`, which uses :func:`run_epochs` as this function does.
+    This is the seed's module-level ``fit``: ``learn`` is any object with fastai v1's
+    ``BasicLearner`` fields, ``model``, ``loss_func``, ``opt`` (a torch optimizer or an
+    :class:`~learnkit.optim.OptimWrapper`) and ``data`` (with ``train_dl`` and ``valid_dl``), or a
+    :class:`~learnkit.learner.Learner` (whose own callbacks and position in the run then apply).
+    ``callbacks`` and ``metrics`` may be one item or a list.
     """
-    learn._run(epochs, callbacks=list(callbacks or []), metrics=metrics)
+    from learnkit.core import listify
+    from learnkit.errors import DataError
+    from learnkit.metrics import AverageMetric, metric_name
+
+    callbacks, metrics = listify(callbacks), (None if metrics is None else listify(metrics))
+    if hasattr(learn, "_run"):
+        learn._run(epochs, callbacks=callbacks, metrics=metrics)
+        return
+    if len(learn.data.train_dl) == 0:
+        raise DataError("the training loader is empty: there is nothing to train on")
+    metrics = metrics or []
+    state = RunState(
+        learn=learn,
+        model=learn.model,
+        opt=learn.opt,
+        loss_func=learn.loss_func,
+        data=learn.data,
+        metrics=metrics,
+        metrics_names=[metric_name(m) for m in metrics],
+        n_epochs=epochs,
+    )
+    as_cb = [m if hasattr(m, "order") else AverageMetric(m) for m in metrics]
+    run_epochs(epochs, state, CallbackHandler([*callbacks, *as_cb], state))

@@ -35,7 +35,8 @@ def lr_range(lr: LRLike, n_groups: int) -> list[float]:
     """One value per layer group from a float, a sequence or a slice.
 
     ``slice(a, b)``: geometric from a to b; ``slice(b)``: ``b/10`` for every group but the last,
-    which gets ``b``; a float: the same for all; a sequence: as given (its length must match).
+    which gets ``b``; a float: the same for all; a sequence: as given (its length must match, but
+    a one-element sequence is repeated for every group, as fastai v1's ``listify`` does).
 
     >>> lr_range(slice(1e-3), 3)
     [0.0001, 0.0001, 0.001]
@@ -48,6 +49,8 @@ def lr_range(lr: LRLike, n_groups: int) -> list[float]:
         return even_mults(lr.start, lr.stop, n_groups)
     if isinstance(lr, (list, tuple)) or (isinstance(lr, torch.Tensor) and lr.ndim == 1):
         values = [float(v) for v in lr]
+        if len(values) == 1:
+            values = values * n_groups
         if len(values) != n_groups:
             raise UsageError(f"got {len(values)} values for {n_groups} layer groups")
         return values

@@ -61,6 +61,9 @@ class Recorder(LearnerCallback):
         self.beta = beta
         self.lr_find_lrs: list[float] = []
         self.lr_find_losses: list[float] = []
+        self.added_metric_names: list[str] = []  # see add_metric_names
+        self._state: RunState | None = None
+        self._epoch_recorded = False
         self.reset()
 
     def reset(self) -> None:
@@ -86,11 +89,14 @@ class Recorder(LearnerCallback):
         return ["epoch", "train_loss", "valid_loss", *self.metrics_names, "lr", "mom", "time"]
 
     def on_train_begin(self, state: RunState) -> None:
-        self.metrics_names = list(state.metrics_names)
+        self._state, self._epoch_recorded = state, False
+        names = list(state.metrics_names)
+        self.metrics_names = names + [n for n in self.added_metric_names if n not in names]
         self.schedule = None  # a scheduler of this fit (ordered after the Recorder) records its own
         self._pending, self._epoch_batches = [], 0
 
     def on_epoch_begin(self, state: RunState) -> None:
+        self._epoch_recorded = False
         self._start = time.perf_counter()
         self._epoch_batches = 0
 
@@ -129,6 +135,57 @@ class Recorder(LearnerCallback):
             self.val_losses.append(valid_loss)
             self.metrics.append(list(values))
         self.history.append(row)
+        self._epoch_recorded = True
+
+    # --- fastai v1's hooks for callbacks that compute metrics of their own ---
+    def add_metric_names(self, names: str | list[str]) -> None:
+        """Add columns for metrics a callback computes (call it in its ``on_train_begin``).
+
+        The names are kept for the following fits too; a name already there is not repeated.
+        """
+        from learnkit.core import listify
+
+        for name in listify(names):
+            if name not in self.added_metric_names:
+                self.added_metric_names.append(name)
+            if name not in self.metrics_names:
+                self.metrics_names.append(name)
+
+    def add_metrics(self, mets: Any) -> None:
+        """Add the values of this epoch's added metrics (one, or a list), in the order of their names.
+
+        Called in a callback's ``on_epoch_end``: before the Recorder's they join the epoch's
+        ``last_metrics`` (so trackers see them too), after it they complete the epoch's record.
+        """
+        from learnkit.core import listify
+
+        values = [float(v) for v in listify(mets)]
+        if not self._epoch_recorded:
+            if self._state is not None and self._state.last_metrics is not None:
+                self._state.last_metrics = add_metrics(self._state.last_metrics, values)
+            return
+        row = self.history[-1]
+        missing = [n for n in self.metrics_names if n not in row or row[n] is None]
+        for name, value in zip(missing, values):
+            row[name] = value
+        if row.get("valid_loss") is not None and self.metrics:
+            self.metrics[-1] = [row.get(n) for n in self.metrics_names]
+
+    def format_stats(self, stats: list) -> list[str]:
+        """``stats`` (one per column of :attr:`names` but the time) as text, fastai v1's way: ``#na#``
+        for a missing value, integers as they are, other numbers with 6 decimals; then this
+        epoch's time (``mm:ss``)."""
+        out = []
+        for stat in stats:
+            if stat is None:
+                out.append("#na#")
+            elif isinstance(stat, int):
+                out.append(str(stat))
+            else:
+                out.append(f"{float(stat):.6f}")
+        elapsed = int(time.perf_counter() - self._start)
+        out.append(f"{elapsed // 60:02d}:{elapsed % 60:02d}")
+        return out
 
     def on_train_end(self, state: RunState) -> None:
         self.flush()
@@ -155,31 +212,47 @@ class Recorder(LearnerCallback):
     def _plot_path(self, name: str) -> Path:
         return Path(self.learn.path) / "plots" / f"{name}.png"
 
-    def plot_losses(self, skip_start: int = 0, name: str = "losses") -> Path:
-        """Training loss per batch and validation loss per epoch; returns the PNG's path."""
+    def loss_points(self, skip_start: int = 0, skip_end: int = 0) -> tuple[list, list, list, list]:
+        """What :meth:`plot_losses` draws: ``(iterations, train losses, epoch ends, valid losses)``.
+
+        The first ``skip_start`` and last ``skip_end`` batches are left out, and so is each
+        validation point whose epoch ended among them (fastai v1's ``skip_start``/``skip_end``).
+        """
         self.flush()
+        n = len(self.losses)
+        its = _trim(list(range(n)), skip_start, skip_end)
+        ends = [sum(self.nb_batches[: i + 1]) for i in range(len(self.nb_batches))]
+        rows = zip(ends, self.history)
+        pairs = [(e, row["valid_loss"]) for e, row in rows if row["valid_loss"] is not None]
+        kept = [(e - 1, v) for e, v in pairs if e - skip_start >= 0 and n - e >= skip_end]
+        return its, _trim(self.losses, skip_start, skip_end), [e for e, _ in kept], [v for _, v in kept]
+
+    def plot_losses(self, skip_start: int = 0, skip_end: int = 0, name: str = "losses") -> Path:
+        """Training loss per batch and validation loss per epoch, leaving out the first
+        ``skip_start`` and last ``skip_end`` batches; returns the PNG's path."""
+        its, losses, ends, val_losses = self.loss_points(skip_start, skip_end)
         fig, ax = new_figure(figsize=(6, 4))
-        its = list(range(len(self.losses)))[skip_start:]
-        ax.plot(its, self.losses[skip_start:], label="train (smoothed)")
-        if self.val_losses:
-            ends = [sum(self.nb_batches[: i + 1]) - 1 for i in range(len(self.nb_batches))]
-            ends = [e for e, row in zip(ends, self.history) if row["valid_loss"] is not None]
-            ax.plot(ends, self.val_losses, marker="o", label="validation")
+        ax.plot(its, losses, label="train (smoothed)")
+        if val_losses:
+            ax.plot(ends, val_losses, marker="o", label="validation")
         ax.set_xlabel("batches processed")
         ax.set_ylabel("loss")
         ax.legend()
         return save_figure(fig, self._plot_path(name))
 
-    def plot_lr(self, show_moms: bool = False, name: str = "lr") -> Path:
-        """Learning rate (and, with ``show_moms``, momentum) per batch; returns the PNG's path."""
-        its = list(range(len(self.lrs)))
+    def plot_lr(
+        self, show_moms: bool = False, skip_start: int = 0, skip_end: int = 0, name: str = "lr"
+    ) -> Path:
+        """Learning rate (and, with ``show_moms``, momentum) per batch, leaving out the first
+        ``skip_start`` and last ``skip_end`` batches; returns the PNG's path."""
+        its = _trim(list(range(len(self.lrs))), skip_start, skip_end)
         fig, axes = new_figure(1, 2 if show_moms else 1, figsize=(12 if show_moms else 6, 4))
         ax_lr = axes[0] if show_moms else axes
-        ax_lr.plot(its, self.lrs)
+        ax_lr.plot(its, _trim(self.lrs, skip_start, skip_end))
         ax_lr.set_xlabel("iterations")
         ax_lr.set_ylabel("learning rate")
         if show_moms:
-            axes[1].plot(its, self.moms)
+            axes[1].plot(its, _trim(self.moms, skip_start, skip_end))
             axes[1].set_xlabel("iterations")
             axes[1].set_ylabel("momentum")
         return save_figure(fig, self._plot_path(name))
@@ -234,3 +307,15 @@ class Recorder(LearnerCallback):
                 ax.plot([lr], [losses[nearest]], marker, markersize=9, label=f"{key}: {lr:.2e}")
             ax.legend()
         return save_figure(fig, self._plot_path(name))
+
+
+def _trim(values: list, skip_start: int, skip_end: int) -> list:
+    """``values`` without the first ``skip_start`` and the last ``skip_end`` items."""
+    return values[skip_start : len(values) - skip_end] if skip_end > 0 else values[skip_start:]
+
+
+def add_metrics(last_metrics: list | None, mets: Any) -> list:
+    """``last_metrics`` followed by ``mets`` (one value or several): fastai v1's ``add_metrics``."""
+    from learnkit.core import listify
+
+    return [*(last_metrics or []), *listify(mets)]

@@ -147,8 +147,16 @@ class OneCycleSchedule:
     def phase_lengths(self) -> tuple[int, int]:
         return one_cycle_phases(self.n_iter, self.pct_start)
 
-    def lr_phases(self, max_lr: float) -> list[Phase]:
+    @property
+    def run_lengths(self) -> tuple[int, int]:
+        """The phases' lengths as the scheduler runs them: each at least one iteration (fastai v1's
+        ``Scheduler`` takes ``max(1, n_iter)``), so a warm-up that rounds to zero batches
+        (``int(n_iter * pct_start) == 0``) still runs one batch at ``max_lr / div_factor``."""
         a1, a2 = self.phase_lengths
+        return max(1, a1), max(1, a2)
+
+    def lr_phases(self, max_lr: float) -> list[Phase]:
+        a1, a2 = self.run_lengths
         final_div = self.div_factor * 1e4 if self.final_div is None else self.final_div
         return [
             Phase(a1, max_lr / self.div_factor, max_lr, annealing_cos),
@@ -156,7 +164,7 @@ class OneCycleSchedule:
         ]
 
     def mom_phases(self) -> list[Phase]:
-        a1, a2 = self.phase_lengths
+        a1, a2 = self.run_lengths
         hi, lo = self.moms
         return [Phase(a1, hi, lo, annealing_cos), Phase(a2, lo, hi, annealing_cos)]
 

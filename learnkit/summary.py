@@ -10,7 +10,7 @@ from torch import nn
 from learnkit.layers import flatten_model
 
 
-def layer_rows(model: nn.Module, layer_groups: list[nn.Module], x: torch.Tensor) -> list[dict]:
+def layer_rows(model: nn.Module, layer_groups: list[nn.Module], x: Any) -> list[dict]:
     """One dict per leaf layer: name, type, output shape, params, trainable, layer group."""
     group_of = {}
     for gi, group in enumerate(layer_groups):
@@ -39,7 +39,7 @@ def layer_rows(model: nn.Module, layer_groups: list[nn.Module], x: torch.Tensor)
     try:
         model.eval()
         with torch.no_grad():
-            model(x)
+            model(*x) if isinstance(x, (list, tuple)) else model(x)
     finally:
         model.train(training)
         for h in hooks:
@@ -47,14 +47,34 @@ def layer_rows(model: nn.Module, layer_groups: list[nn.Module], x: torch.Tensor)
     return rows
 
 
+def summary_input(learn: Any) -> Any:
+    """What :func:`model_summary` runs through the model: the first item of one batch of the
+    learner's data (training set, else validation, else test), as fastai v1 does, so any input
+    shape works; a ``3 x size x size`` zero image when the data has no loader (a model alone)."""
+    data = learn.data
+    for name in ("train_dl", "valid_dl", "test_dl"):
+        dl = getattr(data, name, None)
+        if dl is None or len(dl) == 0:
+            continue
+        ds_type = {"train_dl": "Train", "valid_dl": "Valid", "test_dl": "Test"}[name]
+        if hasattr(data, "one_batch"):
+            from learnkit.data import DatasetType
+
+            xb = data.one_batch(DatasetType[ds_type])[0]
+        else:
+            xb = next(iter(dl))[0]
+        return [x[:1] for x in xb] if isinstance(xb, (list, tuple)) else xb[:1]
+    size = getattr(data, "size", None) or 64
+    device = next(learn.model.parameters()).device
+    return torch.zeros(1, 3, size, size, device=device)
+
+
 def model_summary(learn: Any, n: int = 70) -> str:
     """A text table of ``learn.model``: layers, output shapes, parameters, trainable, group.
 
-    The dummy input is one batch item of the learner's data (or ``3 x size x size``).
+    The input is one item of a batch of the learner's data (see :func:`summary_input`).
     """
-    size = getattr(learn.data, "size", None) or 64
-    device = next(learn.model.parameters()).device
-    x = torch.zeros(1, 3, size, size, device=device)
+    x = summary_input(learn)
     rows = layer_rows(learn.model, learn.layer_groups, x)
     total = sum(p.numel() for p in learn.model.parameters())
     trainable = sum(p.numel() for p in learn.model.parameters() if p.requires_grad)

@@ -60,12 +60,21 @@ class TrackerCallback(LearnerCallback):
 class SaveModelCallback(TrackerCallback):
     """Save the model after an epoch: ``every='epoch'``, or on ``'improvement'`` of ``monitor``.
 
+    As fastai v1: with ``every='epoch'`` each epoch gets its own file, ``name_<epoch>`` (the run's
+    epoch, from 0); with ``every='improvement'`` the file ``name`` holds the best model so far, and
+    at the end of the fit the best weights are loaded back into the learner (weights only: the
+    optimizer and the run's position stay where the fit ended; not after a fit that failed).
     A checkpoint saved on improvement carries the metadata key ``best``:
     ``{"epoch": ..., "monitor": ..., "value": ...}``.
 
     Args:
         name: the checkpoint name (``path/model_dir/name.safetensors``).
         with_opt: also save the optimizer state (what ``--resume`` needs).
+        load_best: with ``every='improvement'``, load the best weights when the fit ends (fastai's
+            behaviour, the default). The command line passes False: its ``last`` checkpoint and the
+            results it reports must be the last epoch's.
+        rolling: with ``every='epoch'``, overwrite one file ``name`` instead of one per epoch (the
+            command line's ``last``).
 
     Example:
         >>> learn.fit(5, 1e-3, callbacks=[SaveModelCallback(learn, monitor="accuracy", name="best")])
@@ -79,22 +88,30 @@ class SaveModelCallback(TrackerCallback):
         monitor: str = "valid_loss",
         mode: str = "auto",
         every: str = "improvement",
-        name: str = "best",
+        name: str = "bestmodel",
         with_opt: bool = True,
+        load_best: bool = True,
+        rolling: bool = False,
     ):
         super().__init__(learn, monitor, mode)
         if every not in ("improvement", "epoch"):
             raise UsageError(f"every must be 'improvement' or 'epoch', not {every!r}")
         self.every, self.name, self.with_opt = every, name, with_opt
+        self.load_best, self.rolling = load_best, rolling
+        self.saved = False  # whether this callback has written ``name`` (only then is it loaded back)
 
     @property
     def cb_name(self) -> str:
         return f"save_model_{self.name}"
 
+    def file_name(self, epoch: int) -> str:
+        """The checkpoint name of ``epoch``: ``name_<epoch>`` with ``every='epoch'``, else ``name``."""
+        return f"{self.name}_{epoch}" if self.every == "epoch" and not self.rolling else self.name
+
     def on_epoch_end(self, state: RunState) -> None:
         if self.every == "epoch":
             if is_main():
-                self.learn.save(self.name, with_opt=self.with_opt)
+                self.learn.save(self.file_name(state.epoch), with_opt=self.with_opt)
             return
         value = self.current(state)
         if value is not None and not math.isnan(value) and self.improved(value):
@@ -103,6 +120,15 @@ class SaveModelCallback(TrackerCallback):
                 # the checkpoint says what made it best (history.csv's epoch numbering)
                 best = {"epoch": int(state.epoch), "monitor": self.monitor, "value": float(value)}
                 self.learn.save(self.name, with_opt=self.with_opt, metadata={"best": best})
+            self.saved = True
+
+    def on_train_end(self, state: RunState) -> None:
+        if self.every != "improvement" or not self.load_best or not self.saved or state.exception:
+            return
+        from learnkit.distributed import barrier
+
+        barrier()  # rank 0 wrote the file
+        self.learn.load(self.name, with_opt=False)
 
 
 class EarlyStoppingCallback(TrackerCallback):

@@ -108,10 +108,12 @@ def tracking_callbacks(
     callbacks: list[Any] = [
         TerminateOnNaN(learn, check_every=check_nan_every),
         CSVLogger(learn, append=append_csv),
-        SaveModelCallback(learn, every="epoch", name=LAST),
+        SaveModelCallback(learn, every="epoch", name=LAST, rolling=True),
     ]
     if save_best:
-        callbacks.append(SaveModelCallback(learn, monitor=monitor, every="improvement", name=BEST))
+        callbacks.append(  # `last` and the reported results stay the last epoch's
+            SaveModelCallback(learn, monitor=monitor, every="improvement", name=BEST, load_best=False)
+        )
     if patience is not None:
         callbacks.append(EarlyStoppingCallback(learn, monitor=monitor, patience=patience))
     return callbacks

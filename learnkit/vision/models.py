@@ -97,20 +97,14 @@ def build_model(
 
 
 def check_layer_groups(model: nn.Module, groups: list[nn.Module], arch: str = "model") -> None:
-    """Raise when ``groups`` leave a parameter of ``model`` out or hold one twice."""
-    count: dict[int, int] = {}
-    for group in groups:
-        for p in group.parameters():
-            count[id(p)] = count.get(id(p), 0) + 1
-    names = {id(p): n for n, p in model.named_parameters()}
-    left_out = [n for i, n in names.items() if i not in count]
-    twice = [names.get(i, "?") for i, c in count.items() if c > 1]
-    foreign = [i for i in count if i not in names]
-    if left_out or twice or foreign:
-        detail = (
-            f"left out: {left_out[:3]}" if left_out else f"in two groups: {twice[:3]}" if twice else "foreign"
-        )
-        raise LearnkitError(f"arch '{arch}': its layer-group split does not cover the model once ({detail})")
+    """Raise :class:`LearnkitError` when ``groups`` leave a parameter of ``model`` out or hold one twice
+    (the arch's split is at fault, not the user: exit code 1); the message names the parameters."""
+    from learnkit.layers import check_layer_groups as check
+
+    try:
+        check(model, groups, f"arch '{arch}': its layer-group split")
+    except UsageError as exc:
+        raise LearnkitError(str(exc)) from None
 
 
 def zoo_learner(
@@ -127,9 +121,10 @@ def zoo_learner(
     the caller's ``split_on``, and the body frozen when it starts from ``pretrained`` weights."""
     from learnkit.learner import Learner
 
+    check_layer_groups(model, groups, spec["arch"] if spec else "model")
     learn = Learner(data, model, layer_groups=groups, model_spec=spec, **learner_kwargs)
     if split_on is not None:
         learn.split(split_on)
-    if pretrained is not None:
+    if pretrained is not None and len(learn.layer_groups) > 1:  # one group: nothing to freeze
         learn.freeze()
     return learn

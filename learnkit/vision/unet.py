@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import weight_norm
+from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
 from learnkit.errors import UsageError
 
@@ -56,6 +56,16 @@ def icnr_(weight: torch.Tensor, scale: int = 2, init: Callable = nn.init.kaiming
     return weight
 
 
+def batchnorm_2d(n_features: int) -> nn.BatchNorm2d:
+    """A ``BatchNorm2d`` whose bias starts at 1e-3 (scale 1), as fastai v1's ``batchnorm_2d``:
+    the U-Net's skip connections and middle are normalised with it."""
+    bn = nn.BatchNorm2d(n_features)
+    with torch.no_grad():
+        bn.bias.fill_(1e-3)
+        bn.weight.fill_(1.0)
+    return bn
+
+
 def conv_layer(
     n_in: int,
     n_out: int,
@@ -66,7 +76,8 @@ def conv_layer(
     init: Callable[[torch.Tensor], Any] = nn.init.kaiming_normal_,
     zero_bn: bool = False,
 ) -> nn.Sequential:
-    """Conv (same padding), BatchNorm (with ``norm_type="batch"``), ReLU, then self-attention.
+    """Conv (same padding), ReLU, BatchNorm (with ``norm_type="batch"``), then self-attention:
+    fastai v1's order (the norm comes after the activation).
 
     ``norm_type="weight"`` wraps the conv in weight normalisation instead. ``init`` sets the conv
     weight (before weight norm); the bias starts at zero. ``zero_bn`` starts the BatchNorm's scale
@@ -77,13 +88,13 @@ def conv_layer(
     if conv.bias is not None:
         nn.init.zeros_(conv.bias)
     layers: list[nn.Module] = [weight_norm(conv) if norm_type == "weight" else conv]
+    if use_activ:
+        layers.append(nn.ReLU(inplace=True))
     if norm_type == "batch":
         bn = nn.BatchNorm2d(n_out)
         if zero_bn:
             nn.init.zeros_(bn.weight)
         layers.append(bn)
-    if use_activ:
-        layers.append(nn.ReLU(inplace=True))
     if self_attention:
         layers.append(SelfAttention(n_out))
     return nn.Sequential(*layers)
@@ -122,7 +133,9 @@ class PixelShuffleICNR(nn.Module):
 class SelfAttention(nn.Module):
     """Self-attention over the positions of a feature map (SAGAN, Zhang et al. 2018).
 
-    ``gamma`` starts at zero, so the layer starts as the identity and learns how much to attend.
+    The query, key and value are 1x1 convolutions under spectral normalisation (as fastai v1's,
+    and SAGAN's); ``gamma`` starts at zero, so the layer starts as the identity and learns how much
+    to attend.
     """
 
     def __init__(self, n_channels: int):
@@ -133,6 +146,7 @@ class SelfAttention(nn.Module):
         self.value = nn.Conv1d(n_channels, n_channels, 1, bias=False)
         for conv in (self.query, self.key, self.value):
             nn.init.kaiming_normal_(conv.weight)
+        self.query, self.key, self.value = (spectral_norm(c) for c in (self.query, self.key, self.value))
         self.gamma = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -193,7 +207,7 @@ class UnetBlock(nn.Module):
     ):
         super().__init__()
         self.shuf = PixelShuffleICNR(up_in_c, up_in_c // 2, blur=blur, norm_type=norm_type)
-        self.bn = nn.BatchNorm2d(x_in_c)
+        self.bn = batchnorm_2d(x_in_c)
         n_in = up_in_c // 2 + x_in_c
         self.n_out = n_in if final_div else n_in // 2
         self.conv1 = conv_layer(n_in, self.n_out, norm_type=norm_type)
@@ -280,14 +294,16 @@ class DynamicUnet(nn.Module):
         n_out: output channels (classes, or 1 for a regression mask).
         img_size: the dummy image that finds the skips; only the structure depends on it, not
             the input sizes the net accepts (every feature map must stay above 1 pixel in it).
-        blur: blur after each pixel-shuffle upsampling.
-        blur_final: with ``blur``, blur the last upsamplings (last block and final upsample) too.
+        blur: blur after the pixel-shuffle upsampling of each block (never the final upsample's,
+            as fastai v1).
+        blur_final: with ``blur``, blur the last block's upsampling too.
         self_attention: a self-attention layer in the third block from the end (the first if
             there are fewer).
         y_range: ``(low, high)``: squeeze the outputs with a :class:`SigmoidRange`.
         last_cross: concatenate the input image to the upsampled features, then a :class:`ResBlock`.
         bottle: that ResBlock has a bottleneck (half the channels inside); only with ``last_cross``.
-        norm_type: ``None``, ``"batch"`` or ``"weight"``: normalisation of the decoder's convs.
+        norm_type: ``None``, ``"batch"`` or ``"weight"``: normalisation of the decoder's convs
+            (the final 1x1 conv included); the skips and the middle are batch-normed regardless.
     """
 
     def __init__(
@@ -320,7 +336,8 @@ class DynamicUnet(nn.Module):
             stages[i].register_forward_hook(hook)
 
         n_ch = shapes[-1][1]
-        self.bn = nn.BatchNorm2d(n_ch)
+        self.img_size, self.skip_size = size, tuple(shapes[idxs[0]][-2:])
+        self.bn = batchnorm_2d(n_ch)
         self.middle_conv = nn.Sequential(
             conv_layer(n_ch, n_ch * 2, norm_type=norm_type), conv_layer(n_ch * 2, n_ch, norm_type=norm_type)
         )
@@ -340,14 +357,12 @@ class DynamicUnet(nn.Module):
             up_c = block.n_out
         self.blocks = nn.ModuleList(blocks)
         top = shapes[idxs[0]][-2:]  # the resolution of the shallowest skip, where the blocks end
-        self.upsample = (
-            PixelShuffleICNR(up_c, blur=blur and blur_final, norm_type=norm_type) if top != size else None
-        )
+        self.upsample = PixelShuffleICNR(up_c, norm_type=norm_type) if top != size else None
         self.last_cross = last_cross
         if last_cross:
             up_c += n_in_img
             self.cross = ResBlock(up_c, norm_type=norm_type, bottle=bottle)
-        self.final_conv = conv_layer(up_c, n_out, ks=1, use_activ=False)
+        self.final_conv = conv_layer(up_c, n_out, ks=1, use_activ=False, norm_type=norm_type)
         self.y_range = SigmoidRange(*y_range) if y_range is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -68,7 +68,7 @@ def _cli_like_fit(counter: dict, tmp_path, n: int, epochs: int = 2) -> Learner:
     console = Console(file=io.StringIO(), width=100)
     callbacks = [
         _Window(counter, True, order=-(10**9)),
-        SaveModelCallback(learn, every="epoch", name="last"),
+        SaveModelCallback(learn, every="epoch", name="last", rolling=True),
         ProgressCallback(Reporter(console, console, live=False)),
         _Window(counter, False, order=10**9),
     ]

@@ -66,7 +66,8 @@ def test_blur_and_blur_final():
     assert count(small_unet(), nn.AvgPool2d) == 0
     assert count(small_unet(blur=False, blur_final=True), nn.AvgPool2d) == 0  # blur_final alone does nothing
     everywhere = small_unet(blur=True)
-    assert count(everywhere, nn.AvgPool2d) == n + 1  # each block + the final upsample
+    assert count(everywhere, nn.AvgPool2d) == n  # each block; fastai v1 never blurs the final upsample
+    assert everywhere.upsample is not None and not hasattr(everywhere.upsample, "blur")
     not_final = small_unet(blur=True, blur_final=False)
     assert count(not_final, nn.AvgPool2d) == n - 1
     assert not hasattr(not_final.blocks[-1].shuf, "blur") and not hasattr(not_final.upsample, "blur")
@@ -110,9 +111,8 @@ def test_norm_type_changes_the_decoder_convs():
     assert decoder_count(batch, nn.BatchNorm2d) > decoder_count(none, nn.BatchNorm2d)
     assert not any(parametrize.is_parametrized(m) for m in none.modules())
     convs = [m for m in weight.decoder() for m in m.modules() if isinstance(m, nn.Conv2d)]
-    assert (
-        sum(parametrize.is_parametrized(c, "weight") for c in convs) == len(convs) - 1
-    )  # all but the final 1x1
+    # every decoder conv, the final 1x1 too (fastai v1 passes norm_type to it)
+    assert sum(parametrize.is_parametrized(c, "weight") for c in convs) == len(convs)
     with pytest.raises(UsageError, match="norm_type"):
         small_unet(norm_type="group")
 
