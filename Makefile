@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench completions
+.PHONY: install demo test test-fast lint bench completions
 
 $(BIN)/learnkit: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: install
 # pytest exits 5 when it collects nothing; that is not a failure of the suite.
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc
+
+# The suite without the tests marked slow (over ~10 s each: several processes, torchrun, fuzzing).
+test-fast: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m 'not slow'; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -84,7 +84,7 @@ def test_summary_json_has_the_layers():
 def test_summary_needs_exactly_one_source(args):
     result = runner.invoke(app, ["summary", *args])
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: ")
+    assert result.stderr == "error: give exactly one of --arch or --model\n"
 
 
 def test_sample_writes_a_fittable_folder(tmp_path):
@@ -98,6 +98,8 @@ def test_sample_writes_a_fittable_folder(tmp_path):
 def test_unknown_sample_is_a_usage_error(tmp_path):
     result = runner.invoke(app, ["sample", "nosuch", str(tmp_path)])
     assert result.exit_code == 2
+    assert result.stderr == "error: unknown sample 'nosuch'; known: shapes, shapes-seg\n"
+    assert not any(tmp_path.iterdir())
 
 
 def test_version():

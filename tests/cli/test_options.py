@@ -49,12 +49,26 @@ def test_parse_lr_total(text):
     assert numbers and all(math.isfinite(v) and v > 0 for v in numbers)
 
 
-@given(st.text())
+def _numbers(value) -> list[float]:
+    return [value] if isinstance(value, float) else [v for v in (value.start, value.stop) if v is not None]
+
+
+@given(st.text() | st.sampled_from(["nan", "-0", "1e-3:nan", "inf:1", "0:0.1"]))
 def test_parse_wd_total(text):
     try:
-        parse_wd(text)
+        value = parse_wd(text)
     except UsageError:
-        pass
+        return
+    numbers = _numbers(value)
+    assert numbers and all(math.isfinite(v) and v >= 0 for v in numbers)
+
+
+@pytest.mark.parametrize(
+    "text", ["", "abc", "-1e-3", "nan", "NaN", "inf", "-inf", "1e-3:nan", "nan:1", "1:0.5"]
+)
+def test_parse_wd_refuses_garbage(text):
+    with pytest.raises(UsageError, match="--wd"):
+        parse_wd(text)
 
 
 @given(positive)
@@ -85,6 +99,12 @@ def test_parse_device_total(text):
     assert value in {"auto", "cpu", "mps", "cuda"} or value.startswith("cuda:")
 
 
+@pytest.mark.parametrize("text", ["0", "1", "1.5", "-0.2", "nan", "inf", "x", ""])
+def test_parse_fraction_refuses_garbage(text):
+    with pytest.raises(UsageError, match="--valid-pct"):
+        parse_fraction(text)
+
+
 @given(st.text())
 def test_parse_fraction_total(text):
     try:
@@ -100,7 +120,9 @@ def test_parse_moms():
     assert parse_moms((0.95, 0.85)) == (0.95, 0.85)
 
 
-@pytest.mark.parametrize("text", ["0.9", "1.2,0.8", "a,b", "0.9,0.8,0.7", ""])
+@pytest.mark.parametrize(
+    "text", ["0.9", "1.2,0.8", "a,b", "0.9,0.8,0.7", "", "nan,0.85", "0.95,nan", "-0.1,0.8"]
+)
 def test_parse_moms_refuses_garbage(text):
     with pytest.raises(UsageError, match="--moms"):
         parse_moms(text)

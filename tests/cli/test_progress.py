@@ -49,8 +49,9 @@ def test_live_bar_is_transient_and_rows_stay():
     assert "epoch 1/2" not in table_out.getvalue()
 
 
-def test_no_table_no_progress_prints_nothing():
+def test_no_table_no_progress_prints_nothing(capsys):
     _fit(Reporter(None, None))  # --json --quiet: nothing at all, and no error
+    assert capsys.readouterr() == ("", "")
 
 
 def test_rows_without_names_take_their_header_from_the_first_row():

@@ -112,6 +112,7 @@ def test_fuzzed_arguments_on_missing_data_exit_2_or_3(tmp_path_factory, options,
     _ok(runner.invoke(app, args), {2, 3})
 
 
+@pytest.mark.slow
 @FUZZ
 @given(options=chosen.map(lambda o: {k: v for k, v in o.items() if k not in ("--valid-pct", "--nproc")}))
 def test_fuzzed_arguments_on_a_dry_run_exit_0_or_2(folder, tmp_path_factory, options):

@@ -116,6 +116,7 @@ INSTALLED = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_hostile_checkpoints_are_refused_with_exit_4_and_one_line(tiny_folder, trained, tmp_path):
     marker = tmp_path / "UNPICKLED"
     files = _hostile_files(trained / "models" / "last.safetensors", tmp_path, marker)
@@ -134,6 +135,7 @@ def test_hostile_checkpoints_are_refused_with_exit_4_and_one_line(tiny_folder, t
     assert "header length" in lines["huge-header"]
 
 
+@pytest.mark.slow
 def test_hostile_checkpoints_through_resume_and_init_from(tiny_folder, trained, tmp_path):
     marker = tmp_path / "UNPICKLED"
     files = _hostile_files(trained / "models" / "last.safetensors", tmp_path, marker)

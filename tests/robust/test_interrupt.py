@@ -194,6 +194,7 @@ def _interrupt_mid_epoch(args, path, delay):
     return proc.returncode, "".join(lines)
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_the_installed_command_exits_130_and_resume_matches(tmp_path):
     data = make_folder(tmp_path / "data", n_train=40, n_valid=4)
     args = ["fit-one-cycle", str(data), "--arch", "simple_cnn", "--epochs", "3", "--lr", "1e-3", "--bs", "2",

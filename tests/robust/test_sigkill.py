@@ -14,6 +14,8 @@ import random
 import time
 from pathlib import Path
 
+import pytest
+
 from learnkit.checkpoint import MODEL_FORMAT, OPT_FORMAT, read_safetensors, stale_temp_files
 from learnkit.jobs.setup import build_learner
 
@@ -59,6 +61,7 @@ def _check_all_load(models: Path, learn) -> list[str]:
     return names
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_leaves_every_checkpoint_loadable(tiny_folder, tmp_path):
     learn = build_learner(str(tiny_folder), "simple_cnn", bs=4, size=16, device="cpu", path=tmp_path / "x")
     ctx = mp.get_context("forkserver")
