@@ -39,7 +39,9 @@ def test_recorder_traces_and_history():
     assert rec.lrs == [1e-3] * 8 and rec.moms == [0.9] * 8
     assert rec.nb_batches == [4, 4]
     assert [row["epoch"] for row in rec.history] == [0, 1]
-    assert rec.names == ["epoch", "train_loss", "valid_loss", "accuracy", "time"]
+    assert rec.names == ["epoch", "train_loss", "valid_loss", "accuracy", "lr", "mom", "time"]
+    assert [list(row) for row in rec.history] == [rec.names] * 2
+    assert [(row["lr"], row["mom"]) for row in rec.history] == [(1e-3, 0.9)] * 2  # the epoch's last batch
     assert rec.history[-1]["train_loss"] == pytest.approx(rec.losses[-1])
     assert rec.history[-1]["valid_loss"] == pytest.approx(rec.val_losses[-1])
     assert 0 <= rec.metrics[-1][0] <= 1
