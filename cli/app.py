@@ -5,10 +5,9 @@ commands import the library inside their bodies, so ``learnkit --help`` and TAB 
 instant.
 """
 
-from typing import Annotated
-
 import typer
 
+from .context import DebugOpt, QuietOpt
 from .fit import fit
 from .fit_one_cycle import fit_one_cycle
 from .group import LearnkitGroup
@@ -34,10 +33,8 @@ app = typer.Typer(
 
 @app.callback()
 def _global_options(
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show the full traceback when a command fails.")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Hide progress; results still print.")] = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Train, validate and use PyTorch vision models from the command line, the fastai v1 way.
 

@@ -4,6 +4,7 @@ DESIGN.md section 6: errors are one clear line, no traceback unless ``--debug``;
 errors, 3 for bad data, 4 for an unusable checkpoint, 130 when interrupted, 1 for anything else.
 """
 
+import os
 import sys
 import traceback
 import warnings
@@ -15,7 +16,7 @@ from typer.core import TyperGroup
 
 from learnkit.errors import LearnkitError
 
-from .context import global_options
+from .context import add_global_options, global_options
 
 INTERRUPTED = 130
 
@@ -32,6 +33,21 @@ def show_warning(message: Warning | str, category: type[Warning], *_args: object
     """``warnings.showwarning`` for the CLI: ``warning: <message>`` as one line on stderr."""
     line = " ".join(str(message).split())
     print(f"warning: {line}", file=sys.stderr, flush=True)
+
+
+def pipe_closed() -> int:
+    """A reader closed our output (``| head``): what was asked is written, so end quietly, exit 0.
+
+    stdout and stderr are pointed at ``/dev/null`` so that the interpreter's final flush of
+    whatever is still buffered raises nothing (Python's documented recipe for SIGPIPE).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+    return 0
 
 
 def _describe(exc: BaseException) -> tuple[str, int]:
@@ -60,6 +76,10 @@ class LearnkitGroup(TyperGroup):
     usage errors that click raises before (bad global options) are handled in :meth:`main`.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        add_global_options(self.commands.values())  # --debug/--quiet after the command name too
+
     def invoke(self, ctx: typer.Context) -> Any:
         """Run the chosen command; turn any error into one stderr line and ``typer.Exit(code)``.
 
@@ -70,8 +90,10 @@ class LearnkitGroup(TyperGroup):
                 if not global_options(ctx).debug:
                     warnings.showwarning = show_warning
                 return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, BrokenPipeError):
+        except (typer.Exit, typer.Abort):
             raise
+        except BrokenPipeError:
+            raise typer.Exit(pipe_closed()) from None
         except typer.TyperException as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":
                 raise
@@ -107,11 +129,16 @@ class LearnkitGroup(TyperGroup):
         except KeyboardInterrupt:  # before a command started, e.g. while importing
             report_error("interrupted")
             code = INTERRUPTED
+        except BrokenPipeError:  # e.g. help or usage text into a closed pipe
+            code = pipe_closed()
         if not standalone_mode:
             return code
         _exit(code if isinstance(code, int) else 0)
 
 
 def _exit(code: int) -> NoReturn:
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = pipe_closed()
     sys.exit(code)

@@ -16,9 +16,19 @@ from rich.table import Table
 from rich.text import Text
 
 
+class CliConsole(Console):
+    """A rich console whose closed pipe (``learnkit predict ... | head -1``) raises
+    :class:`BrokenPipeError` for the command's edge to end quietly, not rich's ``SystemExit(1)``."""
+
+    def on_broken_pipe(self) -> None:
+        """Stop writing and let the error reach :func:`cli.group.pipe_closed`."""
+        self.quiet = True
+        raise BrokenPipeError("output closed")
+
+
 def make_console(*, stderr: bool = False) -> Console:
     """A console on stdout (results) or stderr (progress and logs), resolved at print time."""
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return CliConsole(stderr=stderr, highlight=False, soft_wrap=False)
 
 
 def jsonable(value: Any) -> Any:

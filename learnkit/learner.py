@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from learnkit.callback import Callback, CallbackHandler, Event, RunState
+from learnkit.callbacks.epoch_table import default_progress
 from learnkit.data import DatasetType
 from learnkit.layers import init_weights, is_norm, split_model
 from learnkit.loop import get_preds, run_epochs, validate
@@ -81,6 +82,9 @@ class Learner:
         callbacks: callbacks used in every fit.
         layer_groups: the modules the model is split into (default: the whole model).
         model_spec: how the zoo built the model (stored in checkpoints to rebuild it).
+        quiet: print nothing while fitting; otherwise ``fit``, ``fit_one_cycle`` and ``lr_find``
+            print the per-epoch table on a terminal or in a notebook (see
+            :mod:`learnkit.callbacks.epoch_table`).
     """
 
     def __init__(
@@ -100,6 +104,7 @@ class Learner:
         callbacks: Sequence[Callback] = (),
         layer_groups: Sequence[nn.Module] | None = None,
         model_spec: dict | None = None,
+        quiet: bool = False,
     ):
         self.data, self.opt_func = data, opt_func
         self.model = model.to(data.device) if getattr(data, "device", None) is not None else model
@@ -114,6 +119,7 @@ class Learner:
         self.callbacks = list(callbacks)
         self.layer_groups = list(layer_groups) if layer_groups else [self.model]
         self.model_spec = model_spec
+        self.quiet = quiet
         self.opt: OptimWrapper | None = None
         self.precision: Precision = Precision()
         self.epoch = self.iteration = self.batch = 0  # position in the run: see _RunPosition
@@ -191,6 +197,7 @@ class Learner:
             self.create_opt(3e-3, self.wd)
         metrics = self.metrics if metrics is None else list(metrics)
         cbs = [_RunPosition(self), *self.callbacks, *self.fn_callbacks, *callbacks]
+        cbs += default_progress(self, cbs)
         state = RunState(
             learn=self,
             model=self.model,

@@ -284,6 +284,7 @@ def build_learner(
         data, bs=bs, size=size, seed=seed, workers=workers, device=dev, valid_pct=valid_pct, cache=cache
     )
     learn = cnn_learner(bunch, arch, pretrained=pretrained, metrics=metric_fns, path=path)
+    learn.quiet = True  # a command reports through its own reporter, never the default table
     set_precision(learn, precision)
     if dev.type == "cuda":
         learn.to_channels_last()

@@ -53,6 +53,7 @@ def predict_files(
     out: str | Path | None = None,
     overlay: bool = False,
     stdin: Iterable[str] | None = None,
+    null: bool = False,
 ) -> PredictionRun:
     """Predict the images that ``items`` name with checkpoint ``model``.
 
@@ -66,6 +67,7 @@ def predict_files(
         device: ``auto``, ``cpu``, ``cuda[:i]`` or ``mps``.
         out: segmentation: the folder for the mask PNGs (default ``<path>/predictions``).
         overlay: segmentation: also write the picture with the mask's colours blended in.
+        null: ``-`` reads NUL-separated paths (``find -print0``) instead of lines.
 
     Returns:
         A :class:`PredictionRun`; iterating its ``rows`` runs the model. When the items name no
@@ -81,7 +83,7 @@ def predict_files(
     task = getattr(learn.data, "task", None) or "classification"
     classes = None if learn.data.classes is None else [str(c) for c in learn.data.classes]
     out_dir = Path(path) / PREDICTIONS if out is None else Path(out)
-    rows = _rows(learn, items, bs, topk, tta, out_dir, overlay, stdin)
+    rows = _rows(learn, items, bs, topk, tta, out_dir, overlay, stdin, null)
     return PredictionRun(task=task, classes=classes, topk=topk, rows=rows)
 
 
@@ -94,12 +96,13 @@ def _rows(
     out_dir: Path,
     overlay: bool,
     stdin: Iterable[str] | None,
+    null: bool = False,
 ) -> Iterator[dict[str, Any]]:
     from learnkit.inference import expand_items, predict_images
 
     masks = _MaskWriter(out_dir, overlay)
     count = 0
-    for pred in predict_images(learn, expand_items(items, stdin), bs=bs, topk=topk, tta=tta):
+    for pred in predict_images(learn, expand_items(items, stdin, null=null), bs=bs, topk=topk, tta=tta):
         count += 1
         if pred.ok and pred.mask is not None:
             yield masks.write(pred)
