@@ -10,7 +10,7 @@ Two streams, as DESIGN.md section 6 asks:
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -77,7 +77,14 @@ def _live_bar(console: Console, *fields: str) -> Any:
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
     columns += [TextColumn(f) for f in fields]
-    return Progress(*columns, TimeRemainingColumn(), console=console, transient=True)
+    return Progress(
+        *columns,
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        redirect_stdout=False,  # stdout carries results: never routed through the progress console
+        redirect_stderr=False,
+    )
 
 
 def _fmt_loss(loss: float | None) -> str:
@@ -260,3 +267,33 @@ def make_lr_find_reporter(options: GlobalOptions, num_it: int) -> LrFindReporter
     if options.quiet:
         return LrFindReporter(None, num_it)
     return LrFindReporter(stderr, num_it, live=interactive(stderr))
+
+
+def track_rows(rows: Iterable[Any], console: Console | None, *, total: int | None = None) -> Iterator[Any]:
+    """``rows`` as they come, with a live bar counting them on ``console`` (``None``: no bar).
+
+    The bar is taken down when the rows end (or the consumer stops), before anything is rendered.
+    """
+    if console is None:
+        yield from rows
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+    task = bar.add_task("predict", total=total)
+    bar.start()
+    try:
+        for row in rows:
+            bar.advance(task)
+            yield row
+    finally:
+        bar.stop()

@@ -19,12 +19,15 @@ def zoo_list(
     pattern: Annotated[
         str, typer.Argument(metavar="[PATTERN]", help="Only names matching this pattern, e.g. 'resnet*'.")
     ] = "*",
+    count: Annotated[
+        bool, typer.Option("--count", help="Build each arch to count what its meta does not say (slow).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """List the archs (name, parameters with 1000 outputs, layer groups, source plugin)."""
     from learnkit.jobs.zoo import list_archs
 
-    rows = list_archs(pattern)
+    rows = list_archs(pattern, build=count)
     columns = ["name", "params", "groups", "source", "description"]
     render_rows(rows, make_console(), as_json=as_json, columns=columns)
 

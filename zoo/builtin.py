@@ -13,7 +13,12 @@ register(
     "simple_cnn",
     simple_cnn,
     split=split_simple_cnn,
-    meta={"description": "tiny conv net: 4 conv-bn-relu stride-2 blocks, pool, linear", "min_size": 16},
+    meta={
+        "description": "tiny conv net: 4 conv-bn-relu stride-2 blocks, pool, linear",
+        "min_size": 16,
+        "params": 226_680,  # with 1000 outputs, as zoo list counts (checked by tests/zoo)
+        "groups": 2,
+    },
 )
 
 _RESNETS = {
@@ -27,7 +32,7 @@ for _name, (_description, _params) in _RESNETS.items():
         torchvision_builder(_name),
         split=split_resnet,
         cut=-2,  # drop avgpool and fc
-        meta={"description": _description, "min_size": 32, "params": _params},
+        meta={"description": _description, "min_size": 32, "params": _params, "groups": 3},
     )
 
 register(
@@ -39,6 +44,7 @@ register(
         "description": "MobileNetV3-Small (torchvision): light, for CPUs",
         "min_size": 32,
         "params": 2_542_856,
+        "groups": 3,
     },
 )
 
@@ -47,5 +53,10 @@ register(
     torchvision_builder("efficientnet_b0"),
     split=features_split(4),
     cut=-2,  # keep features; drop avgpool and classifier
-    meta={"description": "EfficientNet-B0 (torchvision): MBConv blocks", "min_size": 32, "params": 5_288_548},
+    meta={
+        "description": "EfficientNet-B0 (torchvision): MBConv blocks",
+        "min_size": 32,
+        "params": 5_288_548,
+        "groups": 3,
+    },
 )

@@ -1,7 +1,8 @@
 """The jobs of ``learnkit zoo list`` and ``learnkit zoo show``: what the registry holds, as plain data.
 
-Models are built on torch's ``meta`` device (shapes without memory or initialisation), so listing
-the whole zoo costs milliseconds per arch; a builder that cannot run there is built for real.
+Listing reads each arch's ``meta`` (no model is built, no torch imported: ``zoo list`` is instant).
+Counting builds models on torch's ``meta`` device (shapes without memory or initialisation); a
+builder that cannot run there is built for real.
 
 Example:
     >>> from learnkit.jobs.zoo import list_archs, show_arch
@@ -40,20 +41,23 @@ def _count(model: Any) -> int | None:
         return None
 
 
-def describe_arch(name: str) -> dict[str, Any]:
+def describe_arch(name: str, *, build: bool = False) -> dict[str, Any]:
     """One row of ``zoo list``: name, params (with 1000 outputs), layer groups, source, description.
 
-    ``params`` and ``groups`` are None when the arch cannot be built here (its meta's ``params``
-    is used when it has one).
+    ``params`` and ``groups`` come from the arch's ``meta`` (the built-ins declare both, checked
+    against real builds by the zoo tests), so listing builds no model and imports no torch. With
+    ``build`` (or for a value the meta lacks, shown as None otherwise) the model is built on the
+    meta device to count them.
     """
     entry = registry.get(name)
-    params, groups = entry.meta.get("params"), None
-    try:
-        model = _on_meta(lambda: entry.builder(LIST_N_OUT))
-        groups = len(entry.layer_groups(model))
-        params = _count(model) if _count(model) is not None else params
-    except Exception:  # listing never fails because of one arch
-        pass
+    params, groups = entry.meta.get("params"), entry.meta.get("groups")
+    if build:
+        try:
+            model = _on_meta(lambda: entry.builder(LIST_N_OUT))
+            groups = len(entry.layer_groups(model))
+            params = _count(model) if _count(model) is not None else params
+        except Exception:  # listing never fails because of one arch
+            pass
     return {
         "name": name,
         "params": params,
@@ -63,9 +67,9 @@ def describe_arch(name: str) -> dict[str, Any]:
     }
 
 
-def list_archs(pattern: str = "*") -> list[dict[str, Any]]:
+def list_archs(pattern: str = "*", *, build: bool = False) -> list[dict[str, Any]]:
     """A :func:`describe_arch` row for every registered arch matching the fnmatch ``pattern``."""
-    return [describe_arch(name) for name in registry.names(pattern)]
+    return [describe_arch(name, build=build) for name in registry.names(pattern)]
 
 
 def show_arch(name: str, n_out: int = 10, unet: bool = False) -> dict[str, Any]:
