@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from learnkit import runner
-from learnkit.errors import CheckpointError
+from learnkit.errors import CheckpointError, DataError
 
 
 def read_model_metadata(model: str | Path, path: str | Path = ".") -> tuple[Path, dict[str, Any]]:
@@ -64,6 +64,7 @@ def checkpoint_learner(
     from learnkit.inference import load_learner
 
     file, meta = read_model_metadata(model, path)
+    _check_task(file, meta.get("task") or "classification", data)
     dev = runner.resolve_device(device)
     bunch = runner.load_data(
         data, bs=bs, size=int(meta.get("size") or 64), seed=seed, workers=workers, device=dev,
@@ -110,15 +111,44 @@ def validate(
     return result
 
 
+def _check_task(file: Path, task: str, data: str | Path) -> None:
+    """A segmentation checkpoint needs a segmentation folder and a classifier class folders: say
+    which is which, rather than blame a missing ``images`` or ``train`` folder."""
+    from learnkit.data.samples import resolve_data
+
+    folder = Path(resolve_data(str(data)))
+    if not folder.is_dir():
+        return  # the data loader says what is wrong with it
+    looks_seg = (folder / "images").is_dir() and (folder / "masks").is_dir()
+    if task == "segmentation" and not looks_seg:
+        raise DataError(
+            f"{file} is a segmentation checkpoint (a U-Net); {data} is not a segmentation folder "
+            "(images/, masks/, codes.txt): give one, or a classification checkpoint"
+        )
+    if task != "segmentation" and looks_seg:
+        raise DataError(
+            f"{file} is a classification checkpoint; {data} is a segmentation folder (images/, "
+            "masks/): give classification data (<class>/ folders), or a U-Net checkpoint"
+        )
+
+
 def _check_classes(file: Path, saved: Sequence[str] | None, found: Sequence[Any] | None) -> None:
+    """The data's classes must be the checkpoint's, in the same order: else exit 3 naming them."""
     if saved is None or found is None:
         return
     found = [str(c) for c in found]
-    if list(saved) != found:
-        raise CheckpointError(
-            f"{file} was trained on {len(saved)} classes ({_short(saved)}); the data has {len(found)} "
-            f"({_short(found)})"
+    if list(saved) == found:
+        return
+    missing = [c for c in saved if c not in found]
+    extra = [c for c in found if c not in saved]
+    if missing or extra:
+        parts = ([f"missing {_short(missing)}"] if missing else []) + (
+            [f"not in the checkpoint: {_short(extra)}"] if extra else []
         )
+        diff = "; ".join(parts)
+    else:
+        diff = "the same names in another order"
+    raise DataError(f"the data's classes differ from those of {file} ({len(saved)}: {_short(saved)}): {diff}")
 
 
 def _short(names: Sequence[str], n: int = 5) -> str:

@@ -82,6 +82,7 @@ def train_unet(
     if monitor is not None and monitor not in names:
         raise UsageError(f"cannot monitor {monitor!r}; choose one of {', '.join(names)}")
     dev = runner.resolve_device(device)
+    runner.check_run_folder(path)
     runner.seed_everything(seed)
     bunch = runner.load_data(
         data,
