@@ -66,6 +66,22 @@ def _global_params() -> list[Any]:
     return params
 
 
+def tidy_help(commands: Iterable[Any]) -> None:
+    """Help without noise: a flag (``--json``, ``--freeze/--no-freeze``, ``--help``) shows no
+    ``<bool>`` type."""
+    from typer._click.core import Context
+
+    for command in commands:
+        nested = getattr(command, "commands", None)
+        if nested is not None:
+            tidy_help(nested.values())
+        # the help option is made on first use and kept: make it now, to tidy it too
+        help_option = command.get_help_option(Context(command, help_option_names=["-h", "--help"]))
+        for param in [*command.params, *([help_option] if help_option is not None else [])]:
+            if getattr(param, "is_flag", False) and not getattr(param, "count", False):
+                param.metavar = ""
+
+
 def add_global_options(commands: Iterable[Any]) -> None:
     """Give every command in ``commands`` (and those of nested groups) ``--debug`` and ``--quiet``."""
     for command in commands:

@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 
 from learnkit.errors import LearnkitError
 
-from .context import add_global_options, global_options
+from .context import add_global_options, global_options, tidy_help
 
 INTERRUPTED = 130
 
@@ -79,6 +79,12 @@ class LearnkitGroup(TyperGroup):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         add_global_options(self.commands.values())  # --debug/--quiet after the command name too
+        tidy_help([self])
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        """The root's parameters, with Typer's completion flags (added after ``__init__``) tidied."""
+        tidy_help([self])
+        return super().get_params(ctx)
 
     def invoke(self, ctx: typer.Context) -> Any:
         """Run the chosen command; turn any error into one stderr line and ``typer.Exit(code)``.
@@ -129,11 +135,23 @@ class LearnkitGroup(TyperGroup):
         except KeyboardInterrupt:  # before a command started, e.g. while importing
             report_error("interrupted")
             code = INTERRUPTED
-        except BrokenPipeError:  # e.g. help or usage text into a closed pipe
+        except BrokenPipeError:  # e.g. usage text into a closed pipe
             code = pipe_closed()
+        except SystemExit as exc:
+            # rich (which prints the help) meets a closed pipe by pointing stdout at /dev/null and
+            # exiting 1; for us a reader that has seen enough is not a failure
+            code = pipe_closed() if exc.code == 1 and _stdout_is_devnull() else exc.code
         if not standalone_mode:
             return code
-        _exit(code if isinstance(code, int) else 0)
+        _exit(code if isinstance(code, int) else 0 if code is None else 1)
+
+
+def _stdout_is_devnull() -> bool:
+    try:
+        out, null = os.fstat(sys.stdout.fileno()), os.stat(os.devnull)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (out.st_dev, out.st_ino) == (null.st_dev, null.st_ino)
 
 
 def _exit(code: int) -> NoReturn:
