@@ -152,3 +152,12 @@ def _columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     for row in rows:
         names.update(dict.fromkeys(row))
     return list(names)
+
+
+def print_note(result: dict, key: str = "split") -> None:
+    """Take ``result[key]`` out (when there) and print it on stderr as ``note: ...``."""
+    import sys
+
+    note = result.pop(key, None)
+    if note:
+        print(f"note: {note}", file=sys.stderr, flush=True)

@@ -17,7 +17,7 @@ from .options import (
     ValidPctOpt,
     WorkersOpt,
 )
-from .render import make_console, print_json, render_result, render_rows
+from .render import make_console, print_json, print_note, render_result, render_rows
 
 BetaOpt = Annotated[
     float, typer.Option("--beta", min=0.0, max=1.0, help="Weight of the plain prediction in the mix.")
@@ -40,13 +40,14 @@ def tta(
     seed: SeedOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Validate checkpoint MODEL on DATA without and with TTA (use the fit's --valid-pct/--seed)."""
+    """Validate checkpoint MODEL on DATA without and with TTA (the fit's own split by default)."""
     from learnkit.jobs.tta import tta_scores
 
     result = tta_scores(
         data, model, path=path, beta=beta, scale=scale, bs=bs, workers=workers, device=device,
         valid_pct=valid_pct, seed=seed,
     )  # fmt: skip
+    print_note(result)
     render_tta(result, make_console(), as_json=as_json)
 
 

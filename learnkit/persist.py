@@ -51,6 +51,7 @@ def model_metadata(learn: Any) -> dict:
         "classes": [str(c) for c in data.classes] if getattr(data, "classes", None) is not None else None,
         "size": getattr(data, "size", None),
         "norm_stats": getattr(data, "norm_stats", None),
+        "valid_split": getattr(data, "valid_split", None),
         "layer_groups": [
             [names[id(p)] for p in g.parameters() if id(p) in names] for g in learn.layer_groups
         ],

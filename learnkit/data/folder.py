@@ -57,6 +57,13 @@ def split_by_pct(n: int, valid_pct: float, seed: int) -> tuple[list[int], list[i
     return sorted(order[n_valid:]), sorted(order[:n_valid])
 
 
+def split_record(valid: str, valid_pct: float | None, seed: int) -> dict:
+    """How a validation set was made, as checkpoints record it (metadata key ``valid_split``)."""
+    if valid_pct is None:
+        return {"kind": "folder", "name": valid}
+    return {"kind": "pct", "valid_pct": float(valid_pct), "seed": int(seed)}
+
+
 def pick_norm_stats(normalize: bool, norm_stats: dict | None) -> dict | None:
     """The statistics to normalise with: ``norm_stats`` if given, else ImageNet's or none."""
     if norm_stats is not None:
@@ -310,4 +317,5 @@ class ImageDataBunch(DataBunch):
             norm_stats=norm_stats,
             size=size,
             task="classification",
+            valid_split=split_record(valid, valid_pct, seed),
         )

@@ -65,6 +65,7 @@ def checkpoint_learner(
 
     file, meta = read_model_metadata(model, path)
     _check_task(file, meta.get("task") or "classification", data)
+    valid_pct, seed = fit_split(meta, valid_pct, seed)
     dev = runner.resolve_device(device)
     bunch = runner.load_data(
         data, bs=bs, size=int(meta.get("size") or 64), seed=seed, workers=workers, device=dev,
@@ -102,13 +103,46 @@ def validate(
         valid_pct=valid_pct, seed=seed,
     )  # fmt: skip
     valid_loss, *values = learn.validate()
+    _, meta = read_model_metadata(model, path)
     result = {"valid_loss": valid_loss}
     result.update(zip([getattr(m, "__name__", str(m)) for m in learn.metrics], values))
     result.update(items=len(learn.data.valid_ds), model=str(resolve_checkpoint(str(model), path)))
+    result["split"] = describe_split(meta, valid_pct, seed)
     if plots:
         interp = learn.interpret()
         result["plots"] = [str(interp.plot_confusion_matrix()), str(interp.plot_top_losses(9))]
     return result
+
+
+def fit_split(meta: dict, valid_pct: float | None, seed: int | None) -> tuple[float | None, int | None]:
+    """The split to evaluate on: the one the checkpoint records (``valid_split``), unless the
+    caller asks for another (``valid_pct`` given; ``seed`` alone keeps the recorded fraction).
+
+    A checkpoint without the record (older ones) takes the arguments as they are.
+    """
+    split = meta.get("valid_split")
+    if not isinstance(split, dict) or split.get("kind") != "pct" or valid_pct is not None:
+        return valid_pct, seed
+    return float(split["valid_pct"]), int(split["seed"]) if seed is None else seed
+
+
+def describe_split(meta: dict, valid_pct: float | None, seed: int | None) -> str:
+    """One line saying which validation set an evaluation uses, and whether it is the fit's."""
+    split = meta.get("valid_split")
+    used_pct, used_seed = fit_split(meta, valid_pct, seed)
+    if used_pct is None:
+        what = (
+            f"the '{split.get('name') or 'valid'}' folder" if isinstance(split, dict) else "the valid folder"
+        )
+    else:
+        what = f"--valid-pct {used_pct:g} --seed {0 if used_seed is None else used_seed}"
+    if not isinstance(split, dict):
+        return f"validating on {what} (the checkpoint does not record its fit's split)"
+    if split.get("kind") == "pct" and (used_pct, used_seed) == (split["valid_pct"], split["seed"]):
+        return f"validating on the fit's own split ({what}, as the checkpoint records)"
+    if split.get("kind") == "folder" and used_pct is None:
+        return f"validating on the fit's own split ({what})"
+    return f"validating on {what}, as asked: not the fit's own split"
 
 
 def _check_task(file: Path, task: str, data: str | Path) -> None:

@@ -56,7 +56,9 @@ def tta_scores(
     )  # fmt: skip
     report = tta_report(learn, beta=beta, scale=scale)
     plain, tta = _named(report["plain"]), _named(report["tta"])
+    _, meta = evaluate.read_model_metadata(model, path)
     return {
+        "split": evaluate.describe_split(meta, valid_pct, seed),
         **tta,
         "plain": plain,
         "tta": tta,
