@@ -51,4 +51,6 @@ def run_training(ctx: typer.Context, *, as_json: bool, **options: Any) -> None:
         return
     if result.get("note"):
         print(f"note: {result['note']}", file=sys.stderr, flush=True)
-    render_result(result, make_console(), as_json=as_json, skip=("history", "note"))
+    for plot in result.get("plots") or []:
+        print(f"plot: {plot}", file=sys.stderr, flush=True)
+    render_result(result, make_console(), as_json=as_json, skip=("history", "note", "plots"))

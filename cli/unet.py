@@ -1,5 +1,6 @@
 """``learnkit unet``: train a U-Net over a zoo encoder on segmentation data, with 1cycle."""
 
+import sys
 from typing import Annotated, Any, Literal
 
 import typer
@@ -150,6 +151,8 @@ def unet(
         final_div=final_div,
     )
     console = make_console()
+    for plot in result.get("plots") or []:
+        print(f"plot: {plot}", file=sys.stderr, flush=True)
     if as_json:
         render_result(result, console, as_json=True)
         return
@@ -158,4 +161,4 @@ def unet(
         for name in result["classes"]
     ]
     render_rows(per_class, console, columns=["class", "dice", "iou"])
-    render_result(result, console, skip=("history", "dice_per_class", "iou_per_class", "classes"))
+    render_result(result, console, skip=("history", "dice_per_class", "iou_per_class", "classes", "plots"))

@@ -238,12 +238,27 @@ def run_fit(
                 }
         _fit(learn, epochs, lr, wd, schedule, reporter, command, schedule_kwargs)
         result = fit_result(learn, epochs)
+        result["plots"] = save_fit_plots(learn)
         if resumed_at is not None:
             result["resumed_from"] = {"epoch": resumed_at[0], "batch": resumed_at[1]}
         return result
     finally:
         for cb in callbacks:
             learn.callbacks.remove(cb)
+
+
+def save_fit_plots(learn: Any) -> list[str]:
+    """The curves of a finished fit, as ``<path>/plots/*.png`` (rank 0; [] elsewhere): the losses,
+    the lr and momentum, and the metrics (when there are any). Returns their paths."""
+    from learnkit.distributed import is_main
+
+    if not is_main() or not learn.recorder.lrs:
+        return []
+    rec = learn.recorder
+    plots = [rec.plot_losses(), rec.plot_lr(show_moms=True)]
+    if rec.metrics:
+        plots.append(rec.plot_metrics())
+    return [str(p) for p in plots]
 
 
 def _remove_stale_temp_files(learn: Any) -> None:
