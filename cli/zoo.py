@@ -4,6 +4,7 @@ from typing import Annotated
 
 import typer
 
+from .helpfmt import LearnkitCommand
 from .options import JsonOpt, complete_arch
 from .render import make_console, render_result, render_rows
 
@@ -14,7 +15,7 @@ zoo_app = typer.Typer(
 )
 
 
-@zoo_app.command("list")
+@zoo_app.command("list", cls=LearnkitCommand)
 def zoo_list(
     pattern: Annotated[
         str, typer.Argument(metavar="[PATTERN]", help="Only names matching this pattern, e.g. 'resnet*'.")
@@ -32,7 +33,7 @@ def zoo_list(
     render_rows(rows, make_console(), as_json=as_json, columns=columns)
 
 
-@zoo_app.command("show")
+@zoo_app.command("show", cls=LearnkitCommand)
 def zoo_show(
     name: Annotated[str, typer.Argument(metavar="NAME", help="An arch name.", autocompletion=complete_arch)],
     n_out: Annotated[int, typer.Option("--n-out", min=1, help="Outputs of the new head.")] = 10,

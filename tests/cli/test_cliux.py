@@ -198,3 +198,47 @@ def test_library_fit_prints_the_epoch_table_only_when_watched(tmp_path):
     os.close(slave)
     piped = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env)
     assert piped.returncode == 0 and piped.stdout == ""  # not watched: nothing
+
+
+def test_tta_options_and_flips_follow_the_training(trained, image_folder):
+    args = ["tta", str(image_folder), "--model", "last", "--path", str(trained["path"]), "--json"]
+    proc = run_learnkit(*args, "--tta-scale", "1.1", "--beta", "0.5", "--no-tta-flip")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert (result["scale"], result["beta"], result["flip"]) == (1.1, 0.5, False)
+    assert "note: validating on the fit's own split" in proc.stderr
+    proc = run_learnkit(*args)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["flip"] is True  # trained with flips
+
+
+def test_trained_with_flips_reads_the_run_config():
+    from learnkit.jobs.tta import trained_with_flips
+
+    assert trained_with_flips({}) is True
+    assert trained_with_flips({"config": {"data": {"flip": False}}}) is False
+    assert trained_with_flips({"config": {"aug": "none"}}) is False
+    assert trained_with_flips({"config": {"flip": True}}) is True
+
+
+def test_validate_defaults_to_the_fits_own_pct_split(tmp_path, image_folder):
+    flat = tmp_path / "flat"
+    for name in ("blue", "red"):
+        shutil.copytree(image_folder / "train" / name, flat / name)
+    run = str(tmp_path / "r")
+    proc = run_learnkit(
+        "fit", str(flat), *TINY, "--valid-pct", "0.25", "--seed", "7", "--path", run, "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(Path(p).name for p in json.loads(proc.stdout)["plots"]) == [
+        "losses.png",
+        "lr.png",
+        "metrics.png",
+    ]
+    assert proc.stderr.count("plot: ") == 3
+    fitted = json.loads(proc.stdout)["valid_loss"]
+    proc = run_learnkit("validate", str(flat), "--model", "last", "--path", run, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["valid_loss"] == pytest.approx(fitted, abs=1e-6)
+    assert "fit's own split (--valid-pct 0.25 --seed 7" in proc.stderr
+    proc = run_learnkit("validate", str(flat), "--model", "last", "--path", run, "--seed", "3")
+    assert proc.returncode == 0 and "as asked: not the fit's own split" in proc.stderr
