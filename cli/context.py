@@ -36,11 +36,11 @@ def global_options(ctx: typer.Context | None) -> GlobalOptions:
 RUNTIME_PANEL = "Runtime"
 DebugOpt = Annotated[
     bool,
-    typer.Option("--debug", help="Show the traceback when a command fails.", rich_help_panel=RUNTIME_PANEL),
+    typer.Option("--debug", help="Show the traceback on failure.", rich_help_panel=RUNTIME_PANEL),
 ]
 QuietOpt = Annotated[
     bool,
-    typer.Option("--quiet", "-q", help="Hide progress; results still print.", rich_help_panel=RUNTIME_PANEL),
+    typer.Option("--quiet", "-q", help="Hide progress.", rich_help_panel=RUNTIME_PANEL),
 ]
 
 

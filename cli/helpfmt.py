@@ -23,6 +23,7 @@ from typer.core import TyperCommand
 from .render import make_console
 
 RUNTIME = "Runtime"
+ORDER = ["Arguments", "Data", "Model", "Schedule", "Checkpoints", "Options", RUNTIME]
 _TYPE_METAVARS = {"int": "N", "int range": "N", "float": "X", "float range": "X", "str": "TEXT"}
 
 
@@ -51,7 +52,7 @@ def _names(param: Any, ctx: Any) -> str:
 def _default(param: Any, ctx: Any) -> str:
     """`` [default: X]`` for an option whose default says something, else ``""``."""
     if param.param_type_name == "argument":
-        return " [required]" if param.required else ""
+        return ""  # an argument is required by its place in the usage line
     if param.required:
         return " [required]"
     if getattr(param, "is_flag", False) or not param.show_default:
@@ -70,16 +71,13 @@ def _panels(command: Any, ctx: Any) -> dict[str, list[Any]]:
     for param in command.get_params(ctx):
         if getattr(param, "hidden", False):
             continue
-        if param.param_type_name == "argument":
-            panel = "Arguments"
-        elif param.name == "help" or param.name in ("install_completion", "show_completion"):
-            panel = RUNTIME
-        else:
-            panel = getattr(param, "rich_help_panel", None) or "Options"
+        if param.name in ("install_completion", "show_completion") and ctx.parent is not None:
+            continue  # the root command's business
+        default = "Arguments" if param.param_type_name == "argument" else "Options"
+        panel = RUNTIME if param.name == "help" else getattr(param, "rich_help_panel", None) or default
         panels.setdefault(panel, []).append(param)
-    if RUNTIME in panels:
-        panels[RUNTIME] = panels.pop(RUNTIME)
-    return panels
+    known = [name for name in ORDER if name in panels]
+    return {name: panels[name] for name in known + [n for n in panels if n not in ORDER]}
 
 
 def _panel_table(params: list[Any], ctx: Any) -> Table:

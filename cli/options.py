@@ -116,6 +116,13 @@ def _as_typer(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return parser
 
 
+def _check_seed(value: int | None) -> int | None:
+    """A seed torch accepts: 0 .. 2**63 - 1."""
+    if value is not None and not 0 <= value < 2**63:
+        raise typer.BadParameter(f"{value} is not between 0 and 2**63 - 1")
+    return value
+
+
 def complete_arch(incomplete: str) -> list[str]:
     """The registered arch names that start with ``incomplete`` (imports no torch)."""
     from learnkit import registry
@@ -130,71 +137,89 @@ def complete_model(ctx: typer.Context, incomplete: str) -> list[str]:
     return sorted(n for n in names if not n.endswith(".opt") and n.startswith(incomplete))
 
 
+DATA, MODEL, SCHEDULE, CHECKPOINTS, RUNTIME = "Data", "Model", "Schedule", "Checkpoints", "Runtime"
+
 DataArg = Annotated[
     str,
     typer.Argument(
         metavar="DATA",
-        help="An image folder (train/ and valid/ inside), or a built-in sample: sample:shapes.",
+        help="Image folder (train/, valid/ inside) or sample:shapes.",
+        rich_help_panel=DATA,
     ),
 ]
 ArchOpt = Annotated[
-    str, typer.Option("--arch", help="Model architecture from the zoo.", autocompletion=complete_arch)
+    str,
+    typer.Option(
+        "--arch", help="Architecture from the zoo.", autocompletion=complete_arch, rich_help_panel=MODEL
+    ),
 ]
 ModelOpt = Annotated[
     str,
     typer.Option(
         "--model",
-        help="Checkpoint: a name under PATH/models, or a .safetensors file.",
+        help="Checkpoint: a name under PATH/models, or a file.",
         autocompletion=complete_model,
+        rich_help_panel=MODEL,
     ),
 ]
-EpochsOpt = Annotated[int, typer.Option("--epochs", min=1, help="Number of epochs.")]
+EpochsOpt = Annotated[
+    int, typer.Option("--epochs", min=1, help="Number of epochs.", rich_help_panel=SCHEDULE)
+]
 LrOpt = Annotated[
     Any,
     typer.Option(
         "--lr",
         parser=_as_typer(parse_lr),
         metavar="LR",
-        help="Learning rate: 1e-3, or a slice over the layer groups: 1e-5:1e-3 or :1e-3.",
+        help="Learning rate, or a slice over layer groups: 1e-5:1e-3.",
+        rich_help_panel=SCHEDULE,
     ),
 ]
 WdOpt = Annotated[
     Any,
     typer.Option(
-        "--wd", parser=_as_typer(parse_wd), metavar="WD", help="Weight decay (default: the Learner's, 0.01)."
+        "--wd",
+        parser=_as_typer(parse_wd),
+        metavar="WD",
+        help="Weight decay (default 0.01).",
+        rich_help_panel=SCHEDULE,
     ),
 ]
-BsOpt = Annotated[int, typer.Option("--bs", min=1, help="Batch size.")]
+BsOpt = Annotated[int, typer.Option("--bs", min=1, help="Batch size.", rich_help_panel=DATA)]
 SizeOpt = Annotated[
-    int, typer.Option("--size", min=8, max=8192, help="Images are resized to SIZE x SIZE.")
+    int, typer.Option("--size", min=8, max=8192, help="Images resized to SIZE x SIZE.", rich_help_panel=DATA)
 ]  # the max keeps a typo (--size 64000) from asking for gigabytes per image
 SeedOpt = Annotated[
     int | None,
     typer.Option(
         "--seed",
-        min=0,
-        max=2**63 - 1,
-        help="Random seed (Python, NumPy, torch, data-loader workers), for a repeatable run.",
+        callback=_check_seed,  # not max=2**63-1: the help would print that giant range
+        metavar="N",
+        help="Seed for a repeatable run (split, shuffle, init).",
+        rich_help_panel=RUNTIME,
     ),
 ]
 PathOpt = Annotated[
-    str, typer.Option("--path", metavar="DIR", help="Working folder: checkpoints go to DIR/models.")
+    str,
+    typer.Option(
+        "--path", metavar="DIR", help="Run folder: DIR/models, DIR/plots.", rich_help_panel=CHECKPOINTS
+    ),
 ]
 WorkersOpt = Annotated[
     int | None,
     typer.Option(
         "--workers",
         min=0,
-        help="Data-loading worker processes, kept for the whole run (default for training: none when "
-        "the images are cached in RAM, else up to 4).",
+        help="Loader processes (default: 0 if cached, else up to 4).",
+        rich_help_panel=RUNTIME,
     ),
 ]
 CacheOpt = Annotated[
     Literal["auto", "ram", "none"],
     typer.Option(
         "--cache",
-        help="Keep the decoded images in RAM, so no epoch after the first decodes a file: auto (when "
-        "they take under 2 GiB), ram, or none (decode at every access).",
+        help="Keep decoded images in RAM (auto: under 2 GiB).",
+        rich_help_panel=DATA,
     ),
 ]
 DeviceOpt = Annotated[
@@ -203,16 +228,21 @@ DeviceOpt = Annotated[
         "--device",
         parser=_as_typer(parse_device),
         metavar="DEVICE",
-        help="auto (CUDA when there is one), cpu, cuda, cuda:<index> or mps.",
+        help="auto, cpu, cuda[:i] or mps.",
+        rich_help_panel=RUNTIME,
     ),
 ]
 PrecisionOpt = Annotated[
     Literal["fp32", "bf16", "fp16"],
-    typer.Option("--precision", help="fp32, or mixed precision: bf16 (CPU or GPU) or fp16 (GPU)."),
+    typer.Option(
+        "--precision", help="Mixed precision: bf16 (CPU, GPU), fp16 (GPU).", rich_help_panel=RUNTIME
+    ),
 ]
 PretrainedOpt = Annotated[
     str | None,
-    typer.Option("--pretrained", metavar="FILE", help="Start from the weights in a local state-dict file."),
+    typer.Option(
+        "--pretrained", metavar="FILE", help="Start from a local state-dict file.", rich_help_panel=MODEL
+    ),
 ]
 ValidPctOpt = Annotated[
     float | None,
@@ -220,28 +250,40 @@ ValidPctOpt = Annotated[
         "--valid-pct",
         parser=_as_typer(parse_fraction),
         metavar="FRACTION",
-        help="Hold out this fraction of DATA/<class>/* for validation (a folder without train/ valid/).",
+        help="Validate on this share of DATA/<class>/*.",
+        rich_help_panel=DATA,
     ),
 ]
 MomsOpt = Annotated[
     Any,
     typer.Option(
-        "--moms", parser=_as_typer(parse_moms), metavar="HIGH,LOW", help="1cycle momentums, e.g. 0.95,0.85."
+        "--moms",
+        parser=_as_typer(parse_moms),
+        metavar="HI,LO",
+        help="1cycle momentums.",
+        rich_help_panel=SCHEDULE,
     ),
 ]
 PctStartOpt = Annotated[
     float,
-    typer.Option("--pct-start", min=0.0, max=1.0, help="Share of the cycle spent warming up the rate."),
+    typer.Option(
+        "--pct-start", min=0.0, max=1.0, help="Share of the cycle warming up.", rich_help_panel=SCHEDULE
+    ),
 ]
 DivFactorOpt = Annotated[
     float,
-    typer.Option("--div-factor", min=1.0, help="The cycle starts at LR / DIV_FACTOR."),
+    typer.Option("--div-factor", min=1.0, help="Start at LR / DIV_FACTOR.", rich_help_panel=SCHEDULE),
 ]
 FinalDivOpt = Annotated[
     float | None,
-    typer.Option("--final-div", min=1.0, help="The cycle ends at LR / FINAL_DIV (default DIV_FACTOR * 1e4)."),
+    typer.Option(
+        "--final-div",
+        min=1.0,
+        help="End at LR / FINAL_DIV (default DIV_FACTOR*1e4).",
+        rich_help_panel=SCHEDULE,
+    ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.", rich_help_panel=RUNTIME)]
 
 # --- a training run's checkpoints, resuming and scale (fit, fit-one-cycle) ---
 MonitorOpt = Annotated[
@@ -249,8 +291,8 @@ MonitorOpt = Annotated[
     typer.Option(
         "--monitor",
         metavar="NAME",
-        help="Track NAME (valid_loss, train_loss or a metric such as accuracy): save PATH/models/best "
-        "whenever it improves.",
+        help="Keep models/best by NAME (valid_loss, accuracy...).",
+        rich_help_panel=CHECKPOINTS,
     ),
 ]
 PatienceOpt = Annotated[
@@ -258,21 +300,21 @@ PatienceOpt = Annotated[
     typer.Option(
         "--patience",
         min=0,
-        help="Stop when --monitor (default valid_loss) has not improved for PATIENCE epochs.",
+        help="Stop after N epochs without improvement.",
+        rich_help_panel=CHECKPOINTS,
     ),
 ]
 SaveBestOpt = Annotated[
     bool,
-    typer.Option("--save-best/--no-save-best", help="With --monitor, keep PATH/models/best."),
+    typer.Option("--save-best/--no-save-best", help="Keep models/best.", rich_help_panel=CHECKPOINTS),
 ]
 ResumeOpt = Annotated[
     str | None,
     typer.Option(
         "--resume",
         metavar="[NAME]",
-        help="Continue the run saved in checkpoint NAME (default last) exactly where it stopped: weights, "
-        "optimizer, schedule position, RNG and history. --epochs is the run's total; a finished run "
-        "says so and exits 0.",
+        help="Continue checkpoint NAME (default last) exactly.",
+        rich_help_panel=CHECKPOINTS,
     ),
 ]
 InitFromOpt = Annotated[
@@ -280,14 +322,16 @@ InitFromOpt = Annotated[
     typer.Option(
         "--init-from",
         metavar="NAME",
-        help="Start a new run from the weights of checkpoint NAME (a name under PATH/models, or a file).",
+        help="Start from the weights of checkpoint NAME.",
+        rich_help_panel=CHECKPOINTS,
     ),
 ]
 DeterministicOpt = Annotated[
     bool,
     typer.Option(
         "--deterministic",
-        help="Use torch's deterministic algorithms (with --seed a CPU run repeats exactly).",
+        help="Deterministic algorithms (repeatable with --seed).",
+        rich_help_panel=RUNTIME,
     ),
 ]
 NprocOpt = Annotated[
@@ -296,7 +340,7 @@ NprocOpt = Annotated[
         "--nproc",
         min=1,
         max=1024,
-        help="Train over N processes on this machine (runs the command under torchrun: "
-        "DistributedDataParallel; the effective batch size is BS x N).",
+        help="Train over N processes (torchrun, DDP; batch BS x N).",
+        rich_help_panel=RUNTIME,
     ),
 ]

@@ -242,3 +242,22 @@ def test_validate_defaults_to_the_fits_own_pct_split(tmp_path, image_folder):
     assert "fit's own split (--valid-pct 0.25 --seed 7" in proc.stderr
     proc = run_learnkit("validate", str(flat), "--model", "last", "--path", run, "--seed", "3")
     assert proc.returncode == 0 and "as asked: not the fit's own split" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["fit-one-cycle", "fit", "unet", "lr-find", "validate", "predict", "tta"])
+def test_help_fits_80_columns_in_panels_without_noise(command):
+    env = _env() | {"COLUMNS": "80", "TERM": "dumb"}
+    proc = subprocess.run(
+        [learnkit_exe(), command, "--help"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) <= 70 and max(map(len, lines)) <= 80
+    assert "<bool>" not in proc.stdout and "9223372036854775807" not in proc.stdout
+    assert "x>=" not in proc.stdout  # no ranges
+    assert (
+        "─ Runtime " in proc.stdout and "--debug" in proc.stdout and "--install-completion" not in proc.stdout
+    )
+    if command.startswith("fit"):
+        for panel in ("Data", "Model", "Schedule", "Checkpoints"):
+            assert f"─ {panel} " in proc.stdout
