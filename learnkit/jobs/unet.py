@@ -108,6 +108,7 @@ def train_unet(
         metrics=metrics,
         path=path,
     )
+    learn.quiet = True  # the command reports through its own reporter, never the default table
     runner.set_precision(learn, precision)
     result = run_fit(
         learn,
