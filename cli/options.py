@@ -140,15 +140,16 @@ def complete_model(ctx: typer.Context, incomplete: str) -> list[str]:
 DATA, MODEL, SCHEDULE, CHECKPOINTS, RUNTIME = "Data", "Model", "Schedule", "Checkpoints", "Runtime"
 
 DataArg = Annotated[
-    str,
+    str | None,
     typer.Argument(
         metavar="DATA",
         help="Image folder (train/, valid/ inside) or sample:shapes.",
+        show_default=False,
         rich_help_panel=DATA,
     ),
 ]
 ArchOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--arch", help="Architecture from the zoo.", autocompletion=complete_arch, rich_help_panel=MODEL
     ),
@@ -250,7 +251,7 @@ ValidPctOpt = Annotated[
         "--valid-pct",
         parser=_as_typer(parse_fraction),
         metavar="FRACTION",
-        help="Validate on this share of DATA/<class>/*.",
+        help="Validate on this share of DATA (segmentation: 0.2 if not given).",
         rich_help_panel=DATA,
     ),
 ]
@@ -285,13 +286,30 @@ FinalDivOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.", rich_help_panel=RUNTIME)]
 
-# --- a training run's checkpoints, resuming and scale (fit, fit-one-cycle) ---
-MonitorOpt = Annotated[
+# --- a training run's config, checkpoints, resuming and scale (fit, fit-one-cycle, unet) ---
+ConfigOpt = Annotated[
     str | None,
+    typer.Option(
+        "--config",
+        metavar="FILE",
+        help="Read the run's options from a YAML file (a run's PATH/config.yaml replays it); options "
+        "given on the command line override it.",
+    ),
+]
+PrintConfigOpt = Annotated[
+    bool,
+    typer.Option("--print-config", help="Print the effective config as YAML and exit without training."),
+]
+ExistOkOpt = Annotated[
+    bool,
+    typer.Option("--exist-ok", help="Replace the run already in PATH (else a fit there is refused)."),
+]
+MonitorOpt = Annotated[
+    str,
     typer.Option(
         "--monitor",
         metavar="NAME",
-        help="Keep models/best by NAME (valid_loss, accuracy...).",
+        help="Keep models/best by NAME: valid_loss, accuracy, dice...",
         rich_help_panel=CHECKPOINTS,
     ),
 ]

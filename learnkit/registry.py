@@ -52,7 +52,8 @@ class ArchEntry:
             used only as it is.
         meta: ``description`` (one line), ``min_size`` (smallest input side in pixels), ``params``
             (parameter count with 1000 outputs) and ``groups`` (layer groups), which ``zoo list``
-            shows without building the model, anything else a plugin wants to say.
+            shows without building the model, ``encoder_cut`` (the cut that makes a U-Net
+            encoder of an arch without ``cut``), anything else a plugin wants to say.
         source: the plugin that registered it (its entry-point name) or the builder's module.
     """
 

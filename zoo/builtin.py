@@ -13,9 +13,11 @@ register(
     "simple_cnn",
     simple_cnn,
     split=split_simple_cnn,
+    # no cut: as a classifier it keeps its own head; as a U-Net encoder its conv body serves
     meta={
         "description": "tiny conv net: 4 conv-bn-relu stride-2 blocks, pool, linear",
         "min_size": 16,
+        "encoder_cut": -1,
         "params": 226_680,  # with 1000 outputs, as zoo list counts (checked by tests/zoo)
         "groups": 2,
     },
