@@ -63,7 +63,7 @@ def fit_one_cycle(
     pretrained: PretrainedOpt = None,
     as_json: JsonOpt = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show the lr/momentum schedule (and plot it) without training.")
+        bool, typer.Option("--dry-run", help="Plot the lr/momentum schedule; no training.")
     ] = False,
     monitor: MonitorOpt = "valid_loss",
     patience: PatienceOpt = None,

@@ -95,8 +95,9 @@ def render_help(command: Any, ctx: Any) -> None:
     console = make_console()
     usage = " ".join(command.collect_usage_pieces(ctx))
     parts: list[Any] = [Text(f"Usage: {ctx.command_path} {usage}", style="bold"), Text("")]
-    if command.help:
-        parts += [Text(inspect.cleandoc(command.help)), Text("")]
+    for paragraph in inspect.cleandoc(command.help or "").split("\n\n"):
+        if paragraph.strip():  # lines of a paragraph are joined: the console wraps them
+            parts += [Text(" ".join(paragraph.split())), Text("")]
     console.print(Group(*parts), highlight=False)
     for name, params in _panels(command, ctx).items():
         console.print(

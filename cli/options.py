@@ -196,7 +196,7 @@ SeedOpt = Annotated[
         "--seed",
         callback=_check_seed,  # not max=2**63-1: the help would print that giant range
         metavar="N",
-        help="Seed for a repeatable run (split, shuffle, init).",
+        help="Seed: a repeatable run (split, shuffle, init).",
         rich_help_panel=RUNTIME,
     ),
 ]
@@ -211,7 +211,7 @@ WorkersOpt = Annotated[
     typer.Option(
         "--workers",
         min=0,
-        help="Loader processes (default: 0 if cached, else up to 4).",
+        help="Loader processes (0 if cached, else <= 4).",
         rich_help_panel=RUNTIME,
     ),
 ]
@@ -292,17 +292,16 @@ ConfigOpt = Annotated[
     typer.Option(
         "--config",
         metavar="FILE",
-        help="Read the run's options from a YAML file (a run's PATH/config.yaml replays it); options "
-        "given on the command line override it.",
+        help="Options from YAML (PATH/config.yaml replays a run).",
     ),
 ]
 PrintConfigOpt = Annotated[
     bool,
-    typer.Option("--print-config", help="Print the effective config as YAML and exit without training."),
+    typer.Option("--print-config", help="Print the config (YAML); no training."),
 ]
 ExistOkOpt = Annotated[
     bool,
-    typer.Option("--exist-ok", help="Replace the run already in PATH (else a fit there is refused)."),
+    typer.Option("--exist-ok", help="Replace a run already in PATH.", rich_help_panel=CHECKPOINTS),
 ]
 MonitorOpt = Annotated[
     str,
@@ -348,7 +347,7 @@ DeterministicOpt = Annotated[
     bool,
     typer.Option(
         "--deterministic",
-        help="Deterministic algorithms (repeatable with --seed).",
+        help="Deterministic algorithms.",
         rich_help_panel=RUNTIME,
     ),
 ]
@@ -358,7 +357,7 @@ NprocOpt = Annotated[
         "--nproc",
         min=1,
         max=1024,
-        help="Train over N processes (torchrun, DDP; batch BS x N).",
+        help="Train over N processes (torchrun, DDP).",
         rich_help_panel=RUNTIME,
     ),
 ]
