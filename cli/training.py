@@ -100,8 +100,9 @@ def run_training(ctx: typer.Context, config: Any, *, as_json: bool) -> None:
         return
     if result.get("note"):
         print(f"note: {result['note']}", file=sys.stderr, flush=True)
-    for plot in result.get("plots") or []:
-        print(f"plot: {plot}", file=sys.stderr, flush=True)
+    if not opts.quiet:  # --quiet: the paths are still in the result (--json)
+        for plot in result.get("plots") or []:
+            print(f"plot: {plot}", file=sys.stderr, flush=True)
     render_training_result(result, as_json=as_json)
 
 
