@@ -15,8 +15,8 @@ install: $(BIN)/learnkit
 
 # Train on the built-in sample with 1cycle, then check the saved model the way a user would.
 demo: install
-	$(BIN)/learnkit fit-one-cycle sample:shapes --arch simple_cnn --epochs 3 --lr 3e-3 --seed 0 --path runs/demo
-	$(BIN)/learnkit validate sample:shapes --model last --path runs/demo
+	$(BIN)/learnkit fit-one-cycle sample:shapes --arch simple_cnn --size 32 --epochs 10 --lr 2e-2 --seed 0 --path runs/demo --exist-ok
+	$(BIN)/learnkit validate sample:shapes --model last --path runs/demo --plots
 
 # pytest exits 5 when it collects nothing; that is not a failure of the suite.
 test: install

@@ -5,13 +5,13 @@ commands import the library inside their bodies, so ``learnkit --help`` and TAB 
 instant.
 """
 
-from typing import Annotated
-
 import typer
 
+from .context import DebugOpt, QuietOpt
 from .fit import fit
 from .fit_one_cycle import fit_one_cycle
 from .group import LearnkitGroup
+from .helpfmt import LearnkitCommand
 from .lr_find import lr_find
 from .predict import predict
 from .sample import sample
@@ -34,10 +34,8 @@ app = typer.Typer(
 
 @app.callback()
 def _global_options(
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show the full traceback when a command fails.")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Hide progress; results still print.")] = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Train, validate and use PyTorch vision models from the command line, the fastai v1 way.
 
@@ -46,16 +44,16 @@ def _global_options(
     # --debug and --quiet are read where they are needed, through context.global_options().
 
 
-app.command("fit")(fit)
-app.command("fit-one-cycle")(fit_one_cycle)
-app.command("lr-find")(lr_find)
-app.command("validate")(validate)
-app.command("predict")(predict)
-app.command("tta")(tta)
-app.command("unet")(unet)
-app.command("summary")(summary)
-app.command("sample")(sample)
-app.command("version")(version)
+app.command("fit", cls=LearnkitCommand)(fit)
+app.command("fit-one-cycle", cls=LearnkitCommand)(fit_one_cycle)
+app.command("lr-find", cls=LearnkitCommand)(lr_find)
+app.command("validate", cls=LearnkitCommand)(validate)
+app.command("predict", cls=LearnkitCommand)(predict)
+app.command("tta", cls=LearnkitCommand)(tta)
+app.command("unet", cls=LearnkitCommand)(unet)
+app.command("summary", cls=LearnkitCommand)(summary)
+app.command("sample", cls=LearnkitCommand)(sample)
+app.command("version", cls=LearnkitCommand)(version)
 app.add_typer(zoo_app, name="zoo")
 
 

@@ -100,9 +100,8 @@ def fit(
     config: ConfigOpt = None,
     print_config: PrintConfigOpt = False,
 ) -> None:
-    """Train ARCH on DATA for EPOCHS epochs; saves PATH/models/last after every epoch, best on
-    improvement, PATH/config.yaml and PATH/history.csv.
+    """Train ARCH on DATA for EPOCHS epochs at a constant LR; keeps PATH/models/last and best.
 
-    Ctrl-C stops at the next batch, saves last and exits 130; --resume continues from it.
+    Ctrl-C saves last and exits 130; --resume continues.
     """
     train_command(ctx, "fit")

@@ -7,6 +7,7 @@ import typer
 from learnkit.data.aug_config import DEFAULT_PRESET
 
 from .options import (
+    SCHEDULE,
     AccumOpt,
     ArchOpt,
     AugOpt,
@@ -101,7 +102,10 @@ def fit_one_cycle(
     freeze: FreezeOpt = None,
     as_json: JsonOpt = False,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show the lr/momentum schedule (and plot it) without training.")
+        bool,
+        typer.Option(
+            "--dry-run", help="Plot the lr/momentum schedule; no training.", rich_help_panel=SCHEDULE
+        ),
     ] = False,
     monitor: MonitorOpt = "valid_loss",
     patience: PatienceOpt = None,
@@ -114,10 +118,9 @@ def fit_one_cycle(
     config: ConfigOpt = None,
     print_config: PrintConfigOpt = False,
 ) -> None:
-    """Train ARCH on DATA for one cycle of EPOCHS epochs peaking at LR; saves PATH/models/last after
-    every epoch, best on improvement, PATH/config.yaml and PATH/history.csv.
+    """Train ARCH on DATA for one 1cycle of EPOCHS epochs; keeps PATH/models/last and best.
 
-    Ctrl-C stops at the next batch, saves last and exits 130; --resume continues from it.
+    Ctrl-C saves last and exits 130; --resume continues.
     """
     if not dry_run:
         train_command(ctx, "fit-one-cycle")

@@ -4,6 +4,7 @@ DESIGN.md section 6: errors are one clear line, no traceback unless ``--debug``;
 errors, 3 for bad data, 4 for an unusable checkpoint, 130 when interrupted, 1 for anything else.
 """
 
+import os
 import signal
 import sys
 import traceback
@@ -16,7 +17,7 @@ from typer.core import TyperGroup
 
 from learnkit.errors import LearnkitError
 
-from .context import global_options
+from .context import add_global_options, global_options, tidy_help
 from .render import escape_controls
 
 INTERRUPTED = 130
@@ -48,6 +49,21 @@ def show_warning(message: Warning | str, category: type[Warning], *_args: object
     print(f"warning: {line}", file=sys.stderr, flush=True)
 
 
+def pipe_closed() -> int:
+    """A reader closed our output (``| head``): what was asked is written, so end quietly, exit 0.
+
+    stdout and stderr are pointed at ``/dev/null`` so that the interpreter's final flush of
+    whatever is still buffered raises nothing (Python's documented recipe for SIGPIPE).
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+    return 0
+
+
 def _describe(exc: BaseException) -> tuple[str, int]:
     """The message and exit code for an exception raised while a command ran."""
     if isinstance(exc, LearnkitError):
@@ -74,6 +90,16 @@ class LearnkitGroup(TyperGroup):
     usage errors that click raises before (bad global options) are handled in :meth:`main`.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        add_global_options(self.commands.values())  # --debug/--quiet after the command name too
+        tidy_help([self])
+
+    def get_params(self, ctx: typer.Context) -> list[Any]:
+        """The root's parameters, with Typer's completion flags (added after ``__init__``) tidied."""
+        tidy_help([self])
+        return super().get_params(ctx)
+
     def invoke(self, ctx: typer.Context) -> Any:
         """Run the chosen command; turn any error into one stderr line and ``typer.Exit(code)``.
 
@@ -84,8 +110,10 @@ class LearnkitGroup(TyperGroup):
                 if not global_options(ctx).debug:
                     warnings.showwarning = show_warning
                 return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, BrokenPipeError):
+        except (typer.Exit, typer.Abort):
             raise
+        except BrokenPipeError:
+            raise typer.Exit(pipe_closed()) from None
         except typer.TyperException as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":
                 raise
@@ -124,11 +152,28 @@ class LearnkitGroup(TyperGroup):
             ignore_further_signals()
             report_error("interrupted")
             code = INTERRUPTED
+        except BrokenPipeError:  # e.g. usage text into a closed pipe
+            code = pipe_closed()
+        except SystemExit as exc:
+            # rich (which prints the help) meets a closed pipe by pointing stdout at /dev/null and
+            # exiting 1; for us a reader that has seen enough is not a failure
+            code = pipe_closed() if exc.code == 1 and _stdout_is_devnull() else exc.code
         if not standalone_mode:
             return code
-        _exit(code if isinstance(code, int) else 0)
+        _exit(code if isinstance(code, int) else 0 if code is None else 1)
+
+
+def _stdout_is_devnull() -> bool:
+    try:
+        out, null = os.fstat(sys.stdout.fileno()), os.stat(os.devnull)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (out.st_dev, out.st_ino) == (null.st_dev, null.st_ino)
 
 
 def _exit(code: int) -> NoReturn:
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = pipe_closed()
     sys.exit(code)

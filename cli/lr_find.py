@@ -4,6 +4,7 @@ from typing import Annotated
 
 import typer
 
+from .context import global_options
 from .options import (
     ArchOpt,
     BsOpt,
@@ -19,10 +20,12 @@ from .options import (
     WdOpt,
     WorkersOpt,
 )
+from .progress import make_lr_find_reporter
 from .render import make_console, render_result
 
 
 def lr_find(
+    ctx: typer.Context,
     data: DataArg,
     arch: ArchOpt,
     start_lr: Annotated[float, typer.Option("--start-lr", help="First lr (> 0).")] = 1e-7,
@@ -49,22 +52,24 @@ def lr_find(
     """
     from learnkit.jobs.lr_find import lr_find as run_lr_find
 
-    result = run_lr_find(
-        data,
-        arch,
-        start_lr=start_lr,
-        end_lr=end_lr,
-        num_it=num_it,
-        stop_div=stop_div,
-        wd=wd,
-        bs=bs,
-        size=size,
-        seed=seed,
-        path=path,
-        workers=workers,
-        device=device,
-        valid_pct=valid_pct,
-        precision=precision,
-        pretrained=pretrained,
-    )
+    with make_lr_find_reporter(global_options(ctx), num_it) as reporter:
+        result = run_lr_find(
+            data,
+            arch,
+            start_lr=start_lr,
+            end_lr=end_lr,
+            num_it=num_it,
+            stop_div=stop_div,
+            wd=wd,
+            bs=bs,
+            size=size,
+            seed=seed,
+            path=path,
+            workers=workers,
+            device=device,
+            valid_pct=valid_pct,
+            precision=precision,
+            pretrained=pretrained,
+            reporter=reporter,
+        )
     render_result(result, make_console(), as_json=as_json)

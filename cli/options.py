@@ -116,6 +116,13 @@ def _as_typer(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return parser
 
 
+def _check_seed(value: int | None) -> int | None:
+    """A seed torch accepts: 0 .. 2**63 - 1."""
+    if value is not None and not 0 <= value < 2**63:
+        raise typer.BadParameter(f"{value} is not between 0 and 2**63 - 1")
+    return value
+
+
 def complete_arch(incomplete: str) -> list[str]:
     """The registered arch names that start with ``incomplete`` (imports no torch)."""
     from learnkit import registry
@@ -130,73 +137,90 @@ def complete_model(ctx: typer.Context, incomplete: str) -> list[str]:
     return sorted(n for n in names if not n.endswith(".opt") and n.startswith(incomplete))
 
 
+DATA, MODEL, SCHEDULE, CHECKPOINTS, RUNTIME = "Data", "Model", "Schedule", "Checkpoints", "Runtime"
+
 DataArg = Annotated[
     str | None,
     typer.Argument(
         metavar="DATA",
-        help="An image folder (train/ and valid/ inside), or a built-in sample: sample:shapes.",
+        help="Image folder or sample:shapes.",
         show_default=False,
+        rich_help_panel=DATA,
     ),
 ]
 ArchOpt = Annotated[
     str | None,
-    typer.Option("--arch", help="Model architecture from the zoo.", autocompletion=complete_arch),
+    typer.Option(
+        "--arch", help="Architecture from the zoo.", autocompletion=complete_arch, rich_help_panel=MODEL
+    ),
 ]
 ModelOpt = Annotated[
     str,
     typer.Option(
         "--model",
-        help="Checkpoint: a name under PATH/models, or a .safetensors file.",
+        help="Checkpoint: a name under PATH/models, or a file.",
         autocompletion=complete_model,
+        rich_help_panel=MODEL,
     ),
 ]
-EpochsOpt = Annotated[int, typer.Option("--epochs", min=1, help="Number of epochs.")]
+EpochsOpt = Annotated[
+    int, typer.Option("--epochs", min=1, help="Number of epochs.", rich_help_panel=SCHEDULE)
+]
 LrOpt = Annotated[
     Any,
     typer.Option(
         "--lr",
         parser=_as_typer(parse_lr),
         metavar="LR",
-        help="Learning rate: 1e-3, or a slice over the layer groups: 1e-5:1e-3 or :1e-3.",
+        help="Learning rate, or a slice: 1e-5:1e-3.",
+        rich_help_panel=SCHEDULE,
     ),
 ]
 WdOpt = Annotated[
     Any,
     typer.Option(
-        "--wd", parser=_as_typer(parse_wd), metavar="WD", help="Weight decay (default: the Learner's, 0.01)."
+        "--wd",
+        parser=_as_typer(parse_wd),
+        metavar="WD",
+        help="Weight decay (default 0.01).",
+        rich_help_panel=SCHEDULE,
     ),
 ]
-BsOpt = Annotated[int, typer.Option("--bs", min=1, help="Batch size.")]
+BsOpt = Annotated[int, typer.Option("--bs", min=1, help="Batch size.", rich_help_panel=DATA)]
 SizeOpt = Annotated[
-    int, typer.Option("--size", min=8, max=8192, help="Images are resized to SIZE x SIZE.")
+    int, typer.Option("--size", min=8, max=8192, help="Images resized to SIZE x SIZE.", rich_help_panel=DATA)
 ]  # the max keeps a typo (--size 64000) from asking for gigabytes per image
 SeedOpt = Annotated[
     int | None,
     typer.Option(
         "--seed",
-        min=0,
-        max=2**63 - 1,
-        help="Random seed (Python, NumPy, torch, data-loader workers), for a repeatable run.",
+        callback=_check_seed,  # not max=2**63-1: the help would print that giant range
+        metavar="N",
+        help="Seed: a repeatable run (split, shuffle, init).",
+        rich_help_panel=RUNTIME,
     ),
 ]
 PathOpt = Annotated[
-    str, typer.Option("--path", metavar="DIR", help="Working folder: checkpoints go to DIR/models.")
+    str,
+    typer.Option(
+        "--path", metavar="DIR", help="Run folder: DIR/models, DIR/plots.", rich_help_panel=CHECKPOINTS
+    ),
 ]
 WorkersOpt = Annotated[
     int | None,
     typer.Option(
         "--workers",
         min=0,
-        help="Data-loading worker processes, kept for the whole run (default for training: none when "
-        "the images are cached in RAM, else up to 4).",
+        help="Loader processes (0 if cached, else <= 4).",
+        rich_help_panel=RUNTIME,
     ),
 ]
 CacheOpt = Annotated[
     Literal["auto", "ram", "none"],
     typer.Option(
         "--cache",
-        help="Keep the decoded images in RAM, so no epoch after the first decodes a file: auto (when "
-        "they take under 2 GiB), ram, or none (decode at every access).",
+        help="Keep decoded images in RAM.",
+        rich_help_panel=DATA,
     ),
 ]
 DeviceOpt = Annotated[
@@ -205,20 +229,21 @@ DeviceOpt = Annotated[
         "--device",
         parser=_as_typer(parse_device),
         metavar="DEVICE",
-        help="auto (CUDA when there is one), cpu, cuda, cuda:<index> or mps.",
+        help="auto, cpu, cuda[:i] or mps.",
+        rich_help_panel=RUNTIME,
     ),
 ]
 PrecisionOpt = Annotated[
     Literal["fp32", "bf16", "fp16"],
-    typer.Option("--precision", help="fp32, or mixed precision: bf16 (CPU or GPU) or fp16 (GPU)."),
+    typer.Option("--precision", help="Mixed: bf16, or fp16 (GPU).", rich_help_panel=RUNTIME),
 ]
 PretrainedOpt = Annotated[
     str | None,
     typer.Option(
         "--pretrained",
         metavar="imagenet|FILE",
-        help="Start from pretrained weights: imagenet (torchvision's, from torch's cache TORCH_HOME; "
-        "never downloaded) or a local state-dict file. The body starts frozen unless --no-freeze.",
+        help="imagenet (TORCH_HOME cache) or a file.",
+        rich_help_panel=MODEL,
     ),
 ]
 ValidPctOpt = Annotated[
@@ -227,29 +252,40 @@ ValidPctOpt = Annotated[
         "--valid-pct",
         parser=_as_typer(parse_fraction),
         metavar="FRACTION",
-        help="Hold out this fraction of DATA for validation (a folder without train/ valid/; "
-        "segmentation: 0.2 when not given).",
+        help="Validate on this share of DATA.",
+        rich_help_panel=DATA,
     ),
 ]
 MomsOpt = Annotated[
     Any,
     typer.Option(
-        "--moms", parser=_as_typer(parse_moms), metavar="HIGH,LOW", help="1cycle momentums, e.g. 0.95,0.85."
+        "--moms",
+        parser=_as_typer(parse_moms),
+        metavar="HI,LO",
+        help="1cycle momentums.",
+        rich_help_panel=SCHEDULE,
     ),
 ]
 PctStartOpt = Annotated[
     float,
-    typer.Option("--pct-start", min=0.0, max=1.0, help="Share of the cycle spent warming up the rate."),
+    typer.Option(
+        "--pct-start", min=0.0, max=1.0, help="Share of the cycle warming up.", rich_help_panel=SCHEDULE
+    ),
 ]
 DivFactorOpt = Annotated[
     float,
-    typer.Option("--div-factor", min=1.0, help="The cycle starts at LR / DIV_FACTOR."),
+    typer.Option("--div-factor", min=1.0, help="Start at LR / DIV_FACTOR.", rich_help_panel=SCHEDULE),
 ]
 FinalDivOpt = Annotated[
     float | None,
-    typer.Option("--final-div", min=1.0, help="The cycle ends at LR / FINAL_DIV (default DIV_FACTOR * 1e4)."),
+    typer.Option(
+        "--final-div",
+        min=1.0,
+        help="End at LR / FINAL_DIV (default DIV_FACTOR*1e4).",
+        rich_help_panel=SCHEDULE,
+    ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.", rich_help_panel=RUNTIME)]
 
 # --- a training run's config, checkpoints, resuming and scale (fit, fit-one-cycle, unet) ---
 ConfigOpt = Annotated[
@@ -257,25 +293,25 @@ ConfigOpt = Annotated[
     typer.Option(
         "--config",
         metavar="FILE",
-        help="Read the run's options from a YAML file (a run's PATH/config.yaml replays it); options "
-        "given on the command line override it.",
+        help="Options from YAML (replays config.yaml).",
+        rich_help_panel=CHECKPOINTS,
     ),
 ]
 PrintConfigOpt = Annotated[
     bool,
-    typer.Option("--print-config", help="Print the effective config as YAML and exit without training."),
+    typer.Option("--print-config", help="Print the config (YAML); no training.", rich_help_panel=CHECKPOINTS),
 ]
 ExistOkOpt = Annotated[
     bool,
-    typer.Option("--exist-ok", help="Replace the run already in PATH (else a fit there is refused)."),
+    typer.Option("--exist-ok", help="Replace a run already in PATH.", rich_help_panel=CHECKPOINTS),
 ]
 MonitorOpt = Annotated[
     str,
     typer.Option(
         "--monitor",
         metavar="NAME",
-        help="What PATH/models/best (and --patience) follows: valid_loss, train_loss or a metric "
-        "(accuracy; dice, iou, pixel_accuracy for unet).",
+        help="Keep models/best by NAME (a metric).",
+        rich_help_panel=CHECKPOINTS,
     ),
 ]
 PatienceOpt = Annotated[
@@ -283,24 +319,21 @@ PatienceOpt = Annotated[
     typer.Option(
         "--patience",
         min=0,
-        help="Stop when --monitor (default valid_loss) has not improved for PATIENCE epochs.",
+        help="Stop after N epochs without improvement.",
+        rich_help_panel=CHECKPOINTS,
     ),
 ]
 SaveBestOpt = Annotated[
     bool,
-    typer.Option(
-        "--save-best/--no-save-best", help="Keep PATH/models/best, the weights of --monitor's best epoch."
-    ),
+    typer.Option("--save-best/--no-save-best", help="Keep models/best.", rich_help_panel=CHECKPOINTS),
 ]
 ResumeOpt = Annotated[
     str | None,
     typer.Option(
         "--resume",
         metavar="[NAME]",
-        help="Continue the run saved in checkpoint NAME (default last) exactly where it stopped: weights, "
-        "optimizer, schedule position, RNG and history, with the run's saved config (options given "
-        "here must agree with it). --epochs is the run's total; a finished run says so and exits 0, "
-        "or with a larger --epochs trains the extra epochs (1cycle: a new cycle of them).",
+        help="Continue checkpoint NAME (default last) exactly.",
+        rich_help_panel=CHECKPOINTS,
     ),
 ]
 InitFromOpt = Annotated[
@@ -308,14 +341,16 @@ InitFromOpt = Annotated[
     typer.Option(
         "--init-from",
         metavar="NAME",
-        help="Start a new run from the weights of checkpoint NAME (a name under PATH/models, or a file).",
+        help="Start from the weights of checkpoint NAME.",
+        rich_help_panel=CHECKPOINTS,
     ),
 ]
 DeterministicOpt = Annotated[
     bool,
     typer.Option(
         "--deterministic",
-        help="Use torch's deterministic algorithms (with --seed a CPU run repeats exactly).",
+        help="Deterministic algorithms.",
+        rich_help_panel=RUNTIME,
     ),
 ]
 NprocOpt = Annotated[
@@ -324,63 +359,75 @@ NprocOpt = Annotated[
         "--nproc",
         min=1,
         max=1024,
-        help="Train over N processes on this machine (runs the command under torchrun: "
-        "DistributedDataParallel; the effective batch size is BS x N).",
+        help="Train over N processes (torchrun, DDP).",
+        rich_help_panel=RUNTIME,
     ),
 ]
 
 # --- training recipes (fit, fit-one-cycle; unet where they apply) ---
+# The augmentation knobs are hidden from --help (it stays one screen); --aug's help names them and
+# the README documents them.
+RECIPE = "Recipe"
 AugOpt = Annotated[
     Literal["none", "light", "fastai"],
     typer.Option(
         "--aug",
-        help="Train-time augmentation preset: none, light (flips, zoom up to 1.15) or fastai (fastai v1's "
-        "get_transforms(): flips, rotate 10, zoom 1.1, lighting 0.2, warp 0.2). The --flip ... knobs "
-        "override it.",
+        help="Augmentation (knobs: README).",
+        rich_help_panel=RECIPE,
     ),
 ]
 FlipOpt = Annotated[
-    bool | None, typer.Option("--flip/--no-flip", help="Flip left-right at random (default: the preset's).")
+    bool | None,
+    typer.Option("--flip/--no-flip", help="Flip left-right (default: the preset's).", hidden=True),
 ]
 FlipVertOpt = Annotated[
     bool | None,
-    typer.Option("--flip-vert", help="Also flip top-bottom and rotate by 90 degrees (the 8 dihedral flips)."),
+    typer.Option("--flip-vert", help="Also flip top-bottom and rotate by 90 degrees.", hidden=True),
 ]
 MaxRotateOpt = Annotated[
-    float | None, typer.Option("--max-rotate", min=0.0, metavar="DEGREES", help="Rotate by up to DEGREES.")
+    float | None,
+    typer.Option("--max-rotate", min=0.0, metavar="DEGREES", help="Rotate by up to DEGREES.", hidden=True),
 ]
 MaxZoomOpt = Annotated[
-    float | None, typer.Option("--max-zoom", min=1.0, metavar="FACTOR", help="Zoom in by up to FACTOR.")
+    float | None,
+    typer.Option("--max-zoom", min=1.0, metavar="FACTOR", help="Zoom in by up to FACTOR.", hidden=True),
 ]
 MaxLightingOpt = Annotated[
     float | None,
-    typer.Option("--max-lighting", min=0.0, max=0.99, metavar="AMOUNT", help="Brightness/contrast change."),
+    typer.Option(
+        "--max-lighting", min=0.0, max=0.99, metavar="AMOUNT", help="Brightness/contrast.", hidden=True
+    ),
 ]
 MaxWarpOpt = Annotated[
     float | None,
-    typer.Option("--max-warp", min=0.0, metavar="AMOUNT", help="Perspective warp up to AMOUNT."),
+    typer.Option("--max-warp", min=0.0, metavar="AMOUNT", help="Perspective warp.", hidden=True),
 ]
 LabelSmoothingOpt = Annotated[
-    float, typer.Option("--label-smoothing", min=0.0, max=0.99, metavar="EPS", help="Label smoothing.")
+    float,
+    typer.Option(
+        "--label-smoothing", min=0.0, max=0.99, metavar="EPS", help="Label smoothing.", rich_help_panel=RECIPE
+    ),
 ]
 MixupOpt = Annotated[
-    float | None, typer.Option("--mixup", min=0.0, metavar="ALPHA", help="Mixup with Beta(ALPHA, ALPHA).")
+    float | None,
+    typer.Option(
+        "--mixup", min=0.0, metavar="ALPHA", help="Mixup, Beta(ALPHA, ALPHA).", rich_help_panel=RECIPE
+    ),
 ]
 CutmixOpt = Annotated[
     float | None,
-    typer.Option("--cutmix", min=0.0, metavar="ALPHA", help="CutMix (torchvision's), Beta(ALPHA, ALPHA)."),
+    typer.Option(
+        "--cutmix", min=0.0, metavar="ALPHA", help="CutMix, Beta(ALPHA, ALPHA).", rich_help_panel=RECIPE
+    ),
 ]
 ClipOpt = Annotated[
-    float | None, typer.Option("--clip", min=0.0, metavar="NORM", help="Clip the gradients' norm to NORM.")
+    float | None,
+    typer.Option("--clip", min=0.0, metavar="NORM", help="Clip the gradient norm.", rich_help_panel=RECIPE),
 ]
 AccumOpt = Annotated[
     int,
     typer.Option(
-        "--accum",
-        min=1,
-        metavar="N",
-        help="Gradient accumulation: one optimizer step per N batches of --bs (effective batch BS x N); "
-        "the schedule still moves per batch.",
+        "--accum", min=1, metavar="N", help="One optimizer step per N batches.", rich_help_panel=RECIPE
     ),
 ]
 EmaOpt = Annotated[
@@ -390,31 +437,34 @@ EmaOpt = Annotated[
         min=0.0,
         max=1.0,
         metavar="DECAY",
-        help="Keep an EMA of the weights; validation, best and last use it (the raw weights stay in the "
-        "optimizer file for --resume).",
+        help="Evaluate and save an EMA of the weights.",
+        rich_help_panel=RECIPE,
     ),
 ]
 ClassWeightsOpt = Annotated[
     Literal["balanced"] | None,
-    typer.Option("--class-weights", help="balanced: weight the loss by n / (classes x count) per class."),
+    typer.Option("--class-weights", help="Weight the loss by inverse class counts.", rich_help_panel=RECIPE),
 ]
 CompileOpt = Annotated[
     bool,
-    typer.Option("--compile", help="torch.compile the model (eager, with a warning, if it cannot)."),
+    typer.Option("--compile", help="torch.compile the model (eager if it cannot).", rich_help_panel=RECIPE),
 ]
 FreezeOpt = Annotated[
     bool | None,
-    typer.Option("--freeze/--no-freeze", help="Freeze the body (default: frozen when --pretrained)."),
+    typer.Option(
+        "--freeze/--no-freeze", help="Freeze the body (default: when --pretrained).", rich_help_panel=MODEL
+    ),
 ]
 LabelDelimOpt = Annotated[
     str | None,
     typer.Option(
         "--label-delim",
         metavar="DELIM",
-        help="DATA/labels.csv holds several classes per image separated by DELIM: multi-label.",
+        help="Multi-label: labels.csv classes split by DELIM.",
+        rich_help_panel=DATA,
     ),
 ]
 ThreshOpt = Annotated[
     float,
-    typer.Option("--thresh", min=0.0, max=1.0, help="Multi-label: predict classes above this."),
+    typer.Option("--thresh", min=0.0, max=1.0, help="Multi-label threshold.", rich_help_panel=DATA),
 ]

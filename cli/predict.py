@@ -16,7 +16,9 @@ from rich.console import Console
 
 from learnkit.errors import DataError, UsageError
 
+from .context import global_options
 from .options import BsOpt, DeviceOpt, JsonOpt, ModelOpt, PathOpt
+from .progress import interactive, track_rows
 from .render import escape_controls, format_value, make_console, print_json, render_rows
 
 ItemsArg = Annotated[
@@ -26,6 +28,10 @@ ItemsArg = Annotated[
         help="Image files, folders (searched at any depth), glob patterns, or - to read paths from stdin.",
         show_default=False,
     ),
+]
+NullOpt = Annotated[
+    bool,
+    typer.Option("--null", "-0", help="With -: paths on stdin end with NUL, not newline (find -print0)."),
 ]
 TopkOpt = Annotated[int, typer.Option("--topk", min=1, help="Also give the K most likely labels.")]
 CsvOpt = Annotated[bool, typer.Option("--csv", help="Print CSV (a header, then one row per image).")]
@@ -42,6 +48,7 @@ OverlayOpt = Annotated[
 
 
 def predict(
+    ctx: typer.Context,
     items: ItemsArg,
     model: ModelOpt,
     path: PathOpt = ".",
@@ -53,6 +60,7 @@ def predict(
     device: DeviceOpt = "auto",
     out: OutOpt = None,
     overlay: OverlayOpt = False,
+    null: NullOpt = False,
 ) -> None:
     """Predict ITEM... with checkpoint MODEL: label and probability per image (segmentation: a mask)."""
     from learnkit.jobs.predict import predict_files
@@ -60,12 +68,23 @@ def predict(
     if as_json and as_csv:
         raise UsageError("--json and --csv: choose one")
     run = predict_files(
-        items, model, path=path, bs=bs, topk=topk, tta=tta, device=device, out=out, overlay=overlay
+        items, model, path=path, bs=bs, topk=topk, tta=tta, device=device, out=out, overlay=overlay, null=null
     )
     fmt = "json" if as_json else "csv" if as_csv else "text"
-    total, failed = render_predictions(run.rows, make_console(), fmt, run.task, run.topk)
+    stdout = make_console()
+    rows = track_rows(run.rows, _bar_console(ctx, stdout, streaming=fmt != "text"))
+    total, failed = render_predictions(rows, stdout, fmt, run.task, run.topk)
     if failed:
         raise DataError(f"{failed} of {total} images could not be read")
+
+
+def _bar_console(ctx: typer.Context, stdout: Console, *, streaming: bool) -> Console | None:
+    """The stderr console for predict's live bar, or ``None``: none with --quiet, off a terminal,
+    under CI, or when rows stream to the same terminal (they show the progress themselves)."""
+    stderr = make_console(stderr=True)
+    if global_options(ctx).quiet or not interactive(stderr) or (streaming and stdout.is_terminal):
+        return None
+    return stderr
 
 
 def render_predictions(

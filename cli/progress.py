@@ -5,12 +5,12 @@ Two streams, as DESIGN.md section 6 asks:
 - the per-epoch table (epoch, train_loss, valid_loss, each metric, time) is a result, printed row
   by row on stdout -- or on stderr under ``--json``, where stdout carries only the JSON;
 - progress goes to stderr: a live rich bar on an interactive terminal; otherwise (stderr not a TTY,
-  or ``CI`` set) one plain line per epoch, never a carriage-return animation. ``--quiet`` hides it.
+  or ``CI`` true) one plain line per epoch, never a carriage-return animation. ``--quiet`` hides it.
 """
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -69,6 +69,32 @@ class EpochTable:
             self.console.out(text, highlight=False)
 
 
+def _live_bar(console: Console, *fields: str) -> Any:
+    """A transient rich bar on ``console``: description, bar, n/total, the extra ``fields``
+    (text columns such as ``loss {task.fields[loss]}``), time left."""
+    # imported here: only a live terminal needs it, and --help should not pay for it
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    columns += [TextColumn(f) for f in fields]
+    return Progress(
+        *columns,
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        redirect_stdout=False,  # stdout carries results: never routed through the progress console
+        redirect_stderr=False,
+    )
+
+
+def _fmt_loss(loss: float | None) -> str:
+    return "" if loss is None else f"loss {loss:.4f}"
+
+
+def _fmt_lr(lr: float | None) -> str:
+    return "" if lr is None else f"lr {lr:.2e}"
+
+
 class Reporter:
     """The CLI's progress reporter (the protocol of ``ProgressCallback``).
 
@@ -77,6 +103,10 @@ class Reporter:
         progress: the stderr console for progress, or ``None`` for no progress at all.
         live: draw a live bar on ``progress`` (interactive terminals only); otherwise print one
             plain line per epoch there.
+
+    The live bar of an epoch shows the running smoothed loss; it is taken down (cleared) before
+    the epoch's row prints, so a row never lands on the bar's line -- not even when stdout goes
+    through ``| tee`` to the same terminal.
     """
 
     def __init__(self, table: Console | None, progress: Console | None, *, live: bool = False) -> None:
@@ -92,52 +122,102 @@ class Reporter:
         self.n_epochs = n_epochs
         if self.table is not None and "epoch" in names:
             self.table.header(names)
-        if self.live:
-            # imported here: only a live terminal needs it, and --help should not pay for it
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                console=self.progress,
-                transient=True,
-            )
-            self._bar.start()
 
     def epoch_start(self, epoch: int, n_batches: int | None) -> None:
         """An epoch begins (``epoch`` counts from 0) with ``n_batches`` training batches."""
-        if self._bar is not None:
-            if self._task is not None:
-                self._bar.remove_task(self._task)
-            label = f"epoch {epoch + 1}/{self.n_epochs}" if self.n_epochs else f"epoch {epoch + 1}"
-            self._task = self._bar.add_task(label, total=n_batches)
+        if not self.live:
+            return
+        self._take_down()
+        self._bar = _live_bar(self.progress, "{task.fields[loss]}")
+        label = f"epoch {epoch + 1}/{self.n_epochs}" if self.n_epochs else f"epoch {epoch + 1}"
+        self._task = self._bar.add_task(label, total=n_batches, loss="")
+        self._bar.start()
 
-    def batch_end(self, i: int) -> None:
-        """Training batch ``i`` (from 0) of the current epoch is done."""
+    def batch_end(self, i: int, loss: float | None = None, lr: float | None = None) -> None:
+        """Training batch ``i`` (from 0) of the current epoch is done; ``loss`` is the running
+        smoothed loss when it was read."""
         if self._bar is not None and self._task is not None:
-            self._bar.update(self._task, completed=i + 1)
+            fields = {"loss": _fmt_loss(loss)} if loss is not None else {}
+            self._bar.update(self._task, completed=i + 1, **fields)
 
     def epoch_end(self, row: Mapping[str, Any]) -> None:
-        """An epoch is done: print its row, and a plain progress line when there is no live bar."""
+        """An epoch is done: clear the bar, print its row, and a plain progress line when there is
+        no live bar."""
+        self._take_down()
         if self.table is not None:
             self.table.row(row)
         if self.progress is not None and not self.live:
             self.progress.out(_epoch_line(row, self.n_epochs), highlight=False)
 
-    def fit_end(self) -> None:
-        """The fit is over (or stopped): take the live bar down. Safe to call twice."""
+    def _take_down(self) -> None:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
             self._task = None
+
+    def fit_end(self) -> None:
+        """The fit is over (or stopped): take the live bar down. Safe to call twice."""
+        self._take_down()
 
     def __enter__(self) -> "Reporter":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.fit_end()  # a failed or interrupted fit must not leave the bar (and a hidden cursor)
+
+
+class LrFindReporter:
+    """Progress of the LR range test: a live bar with the current lr and smoothed loss on a
+    terminal, else a plain line about every tenth of the test (``--quiet``: nothing).
+
+    Args:
+        console: the stderr console, or ``None`` for no progress.
+        num_it: the iterations of the test (the bar's total).
+        live: draw a live bar (interactive terminals only).
+    """
+
+    def __init__(self, console: Console | None, num_it: int, *, live: bool = False) -> None:
+        self.console, self.num_it, self.live = console, num_it, live and console is not None
+        self.done = 0
+        self._every = max(1, num_it // 10)
+        self._bar: Any = None
+        self._task: Any = None
+        self._last: tuple[float | None, float | None] = (None, None)
+
+    def fit_start(self, n_epochs: int, names: Sequence[str] = ()) -> None:
+        self.done = 0
+        if self.live:
+            self._bar = _live_bar(self.console, "{task.fields[lr]}", "{task.fields[loss]}")
+            self._task = self._bar.add_task("lr-find", total=self.num_it, lr="", loss="")
+            self._bar.start()
+
+    def epoch_start(self, epoch: int, n_batches: int | None) -> None:
+        pass
+
+    def batch_end(self, i: int, loss: float | None = None, lr: float | None = None) -> None:
+        self.done += 1
+        lr_now = lr if lr is not None else self._last[0]
+        loss_now = loss if loss is not None else self._last[1]
+        self._last = (lr_now, loss_now)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done, lr=_fmt_lr(lr_now), loss=_fmt_loss(loss_now))
+        elif self.console is not None and (self.done % self._every == 0 or self.done == self.num_it):
+            parts = [f"lr-find {self.done}/{self.num_it}", _fmt_lr(lr_now), _fmt_loss(loss_now)]
+            self.console.out("  ".join(p for p in parts if p), highlight=False)
+
+    def epoch_end(self, row: Mapping[str, Any]) -> None:
+        pass
+
+    def fit_end(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def __enter__(self) -> "LrFindReporter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.fit_end()
 
 
 def _epoch_line(row: Mapping[str, Any], n_epochs: int) -> str:
@@ -149,8 +229,11 @@ def _epoch_line(row: Mapping[str, Any], n_epochs: int) -> str:
 
 
 def interactive(console: Console) -> bool:
-    """Whether a live display suits ``console``: a terminal, and not under CI."""
-    return console.is_terminal and not os.environ.get("CI")
+    """Whether a live display suits ``console``: a terminal, and not under CI (``CI`` set to a
+    true value; ``CI=false`` does not count)."""
+    from learnkit.interactive import under_ci
+
+    return console.is_terminal and not under_ci()
 
 
 def make_reporter(options: GlobalOptions, *, as_json: bool) -> Reporter:
@@ -176,3 +259,41 @@ def _same_file(a: Any, b: Any) -> bool:
     except (AttributeError, OSError, ValueError):
         return False
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def make_lr_find_reporter(options: GlobalOptions, num_it: int) -> LrFindReporter:
+    """The LR range test's progress on stderr: live on a terminal, plain lines otherwise."""
+    stderr = make_console(stderr=True)
+    if options.quiet:
+        return LrFindReporter(None, num_it)
+    return LrFindReporter(stderr, num_it, live=interactive(stderr))
+
+
+def track_rows(rows: Iterable[Any], console: Console | None, *, total: int | None = None) -> Iterator[Any]:
+    """``rows`` as they come, with a live bar counting them on ``console`` (``None``: no bar).
+
+    The bar is taken down when the rows end (or the consumer stops), before anything is rendered.
+    """
+    if console is None:
+        yield from rows
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+    task = bar.add_task("predict", total=total)
+    bar.start()
+    try:
+        for row in rows:
+            bar.advance(task)
+            yield row
+    finally:
+        bar.stop()

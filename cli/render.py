@@ -31,9 +31,19 @@ def _escape_one(match: re.Match) -> str:
     return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
+class CliConsole(Console):
+    """A rich console whose closed pipe (``learnkit predict ... | head -1``) raises
+    :class:`BrokenPipeError` for the command's edge to end quietly, not rich's ``SystemExit(1)``."""
+
+    def on_broken_pipe(self) -> None:
+        """Stop writing and let the error reach :func:`cli.group.pipe_closed`."""
+        self.quiet = True
+        raise BrokenPipeError("output closed")
+
+
 def make_console(*, stderr: bool = False) -> Console:
     """A console on stdout (results) or stderr (progress and logs), resolved at print time."""
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return CliConsole(stderr=stderr, highlight=False, soft_wrap=False)
 
 
 def jsonable(value: Any) -> Any:
@@ -157,3 +167,12 @@ def _columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     for row in rows:
         names.update(dict.fromkeys(row))
     return list(names)
+
+
+def print_note(result: dict, key: str = "split") -> None:
+    """Take ``result[key]`` out (when there) and print it on stderr as ``note: ...``."""
+    import sys
+
+    note = result.pop(key, None)
+    if note:
+        print(f"note: {note}", file=sys.stderr, flush=True)

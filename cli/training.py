@@ -100,6 +100,9 @@ def run_training(ctx: typer.Context, config: Any, *, as_json: bool) -> None:
         return
     if result.get("note"):
         print(f"note: {result['note']}", file=sys.stderr, flush=True)
+    if not opts.quiet:  # --quiet: the paths are still in the result (--json)
+        for plot in result.get("plots") or []:
+            print(f"plot: {plot}", file=sys.stderr, flush=True)
     render_training_result(result, as_json=as_json)
 
 
@@ -109,7 +112,7 @@ def render_training_result(result: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
         render_result(result, console, as_json=True, skip=("note",))
         return
-    skip = ("history", "note")
+    skip = ("history", "note", "plots")
     if "classes" in result:
         per_class = [
             {"class": c, "dice": result["dice_per_class"].get(c), "iou": result["iou_per_class"].get(c)}

@@ -17,13 +17,21 @@ from .options import (
     ValidPctOpt,
     WorkersOpt,
 )
-from .render import make_console, print_json, render_result, render_rows
+from .render import make_console, print_json, print_note, render_result, render_rows
 
 BetaOpt = Annotated[
     float, typer.Option("--beta", min=0.0, max=1.0, help="Weight of the plain prediction in the mix.")
 ]
 ScaleOpt = Annotated[
-    float, typer.Option("--scale", min=1.0, help="Zoom before the four corner crops (each also flipped).")
+    float, typer.Option("--tta-scale", "--scale", min=1.0, help="Zoom before the four corner crops.")
+]
+FlipOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--tta-flip/--no-tta-flip",
+        help="Also average the flipped crops (default: as trained, i.e. only if it trained with flips).",
+        show_default=False,
+    ),
 ]
 
 
@@ -33,6 +41,7 @@ def tta(
     path: PathOpt = ".",
     beta: BetaOpt = 0.4,
     scale: ScaleOpt = 1.35,
+    flip: FlipOpt = None,
     bs: BsOpt = 64,
     workers: WorkersOpt = 0,
     device: DeviceOpt = "auto",
@@ -40,13 +49,14 @@ def tta(
     seed: SeedOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Validate checkpoint MODEL on DATA without and with TTA (use the fit's --valid-pct/--seed)."""
+    """Validate checkpoint MODEL on DATA without and with TTA (the fit's own split by default)."""
     from learnkit.jobs.tta import tta_scores
 
     result = tta_scores(
         data, model, path=path, beta=beta, scale=scale, bs=bs, workers=workers, device=device,
-        valid_pct=valid_pct, seed=seed,
+        valid_pct=valid_pct, seed=seed, flip=flip,
     )  # fmt: skip
+    print_note(result)
     render_tta(result, make_console(), as_json=as_json)
 
 
@@ -58,5 +68,5 @@ def render_tta(result: Mapping[str, Any], console: Console, *, as_json: bool = F
     plain, with_tta = result["plain"], result["tta"]
     rows = [{"metric": name, "plain": plain.get(name), "tta": with_tta.get(name)} for name in with_tta]
     render_rows(rows, console, columns=["metric", "plain", "tta"])
-    settings = {k: result[k] for k in ("items", "beta", "scale", "model") if k in result}
+    settings = {k: result[k] for k in ("items", "beta", "scale", "flip", "model") if k in result}
     render_result(settings, console)

@@ -79,7 +79,8 @@ SegDataArg = Annotated[
     str | None,
     typer.Argument(
         metavar="DATA",
-        help="A segmentation folder (images/, masks/ with the same names, codes.txt), or sample:shapes-seg.",
+        help="Folder of images/, masks/, codes.txt, or sample:shapes-seg.",
+        rich_help_panel="Data",
         show_default=False,
     ),
 ]
@@ -142,9 +143,7 @@ def unet(
     blur_final: Annotated[
         bool, typer.Option("--blur-final/--no-blur-final", help="With --blur, blur the last upsamplings too.")
     ] = True,
-    bottle: Annotated[
-        bool, typer.Option("--bottle", help="A bottleneck in the res block after the last cross connection.")
-    ] = False,
+    bottle: Annotated[bool, typer.Option("--bottle", help="A bottleneck in the last res block.")] = False,
     last_cross: Annotated[
         bool,
         typer.Option("--last-cross/--no-last-cross", help="Feed the input image to the last res block."),
@@ -160,9 +159,5 @@ def unet(
         ),
     ] = None,
 ) -> None:
-    """Train a U-Net over ARCH on DATA for one cycle of EPOCHS epochs; reports dice and IoU per epoch.
-
-    Saves PATH/models/last after every epoch, best on improvement (valid_loss, or --monitor dice,
-    iou, pixel_accuracy), PATH/config.yaml and PATH/history.csv; --resume continues a run.
-    """
+    """Train a U-Net over ARCH on DATA with 1cycle; keeps PATH/models/last and best."""
     train_command(ctx, "unet")

@@ -15,7 +15,7 @@ from .options import (
     ValidPctOpt,
     WorkersOpt,
 )
-from .render import make_console, render_result
+from .render import make_console, print_note, render_result
 
 PlotsOpt = Annotated[
     bool,
@@ -35,7 +35,7 @@ def validate(
     plots: PlotsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Validate checkpoint MODEL on DATA: its loss and metrics (use the fit's --valid-pct/--seed)."""
+    """Validate checkpoint MODEL on DATA: loss and metrics, on the fit's own split by default."""
     from learnkit.jobs import evaluate
 
     result = evaluate.validate(
@@ -49,4 +49,5 @@ def validate(
         seed=seed,
         plots=plots,
     )
+    print_note(result)
     render_result(result, make_console(), as_json=as_json)

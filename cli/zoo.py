@@ -4,6 +4,7 @@ from typing import Annotated
 
 import typer
 
+from .helpfmt import LearnkitCommand
 from .options import JsonOpt, complete_arch
 from .render import make_console, render_result, render_rows
 
@@ -14,22 +15,25 @@ zoo_app = typer.Typer(
 )
 
 
-@zoo_app.command("list")
+@zoo_app.command("list", cls=LearnkitCommand)
 def zoo_list(
     pattern: Annotated[
         str, typer.Argument(metavar="[PATTERN]", help="Only names matching this pattern, e.g. 'resnet*'.")
     ] = "*",
+    count: Annotated[
+        bool, typer.Option("--count", help="Build each arch to count what its meta does not say (slow).")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """List the archs (name, parameters with 1000 outputs, layer groups, source plugin)."""
     from learnkit.jobs.zoo import list_archs
 
-    rows = list_archs(pattern)
+    rows = list_archs(pattern, build=count)
     columns = ["name", "params", "groups", "source", "description"]
     render_rows(rows, make_console(), as_json=as_json, columns=columns)
 
 
-@zoo_app.command("show")
+@zoo_app.command("show", cls=LearnkitCommand)
 def zoo_show(
     name: Annotated[str, typer.Argument(metavar="NAME", help="An arch name.", autocompletion=complete_arch)],
     n_out: Annotated[int, typer.Option("--n-out", min=1, help="Outputs of the new head.")] = 10,

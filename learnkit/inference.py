@@ -351,6 +351,8 @@ def _read(path: str, size: int) -> tuple[torch.Tensor, tuple[int, int]] | str:
     try:
         img = open_image(path)
     except DataError as exc:
+        if _is_pattern(path) and not Path(path).exists():
+            return f"no file matches {path}"
         return str(exc)
     return image_to_tensor(resize_image(img, size)), (img.height, img.width)
 
@@ -384,13 +386,20 @@ def multi_labels(learn: Learner, probs: torch.Tensor, thresh: float | None = Non
     return [(_label(learn, i), v) for v, i in sorted(chosen, reverse=True)]
 
 
-def expand_items(items: Iterable[str | Path], stdin: Iterable[str] | None = None) -> Iterator[Path]:
+def expand_items(
+    items: Iterable[str | Path], stdin: Iterable[str] | None = None, *, null: bool = False
+) -> Iterator[Path]:
     """Image paths from command-line items, lazily and in order.
 
     A folder gives its images (any depth, sorted, hidden files left out); a glob pattern
     (``*``, ``?``, ``[``) that is not an existing path gives its sorted matches (``**`` recurses);
-    ``-`` reads one item a line from ``stdin`` (default ``sys.stdin``); anything else is taken as a
-    file, so a missing one becomes an error row of :func:`predict_images`, not a silent skip.
+    ``-`` reads one item a line from ``stdin`` (default ``sys.stdin``), or, with ``null``, items
+    separated by NUL characters (``find -print0``); anything else is taken as a file, so a missing
+    one (or a pattern matching nothing) becomes an error row of :func:`predict_images`, not a
+    silent skip.
+
+    Raises:
+        DataError: stdin holds NUL characters but ``null`` is not set.
     """
     from learnkit.data.folder import list_images
 
@@ -398,16 +407,38 @@ def expand_items(items: Iterable[str | Path], stdin: Iterable[str] | None = None
         text = str(item)
         if text == "-":
             lines = sys.stdin if stdin is None else stdin
-            yield from expand_items(line.rstrip("\r\n") for line in lines if line.strip())
+            yield from expand_items(_null_items(lines) if null else _line_items(lines))
             continue
         path = Path(text).expanduser()
         if path.is_dir():
             yield from list_images(path)
-        elif not path.exists() and any(c in text for c in "*?["):
+        elif not path.exists() and _is_pattern(text):
             matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True))
             yield from (m for m in matches if m.is_file()) if matches else [path]
         else:
             yield path
+
+
+def _is_pattern(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+def _line_items(lines: Iterable[str]) -> Iterator[str]:
+    for line in lines:
+        if "\0" in line:
+            raise DataError("stdin holds NUL characters (find -print0?): read it with --null (-0)")
+        if line.strip():
+            yield line.rstrip("\r\n")
+
+
+def _null_items(chunks: Iterable[str]) -> Iterator[str]:
+    """Items separated by NUL characters, read as they come (a chunk may split an item)."""
+    rest = ""
+    for chunk in chunks:
+        *done, rest = (rest + chunk).split("\0")
+        yield from (item for item in done if item)
+    if rest.strip("\r\n"):
+        yield rest.rstrip("\r\n")
 
 
 def predict_images(

@@ -173,17 +173,47 @@ class ClassificationInterpretation:
             return None
         return to_display(x, self.norm_stats)
 
+    def _mask_losses_figure(self, values: list[float], indices: list[int], largest: bool) -> Any:
+        """Segmentation: one row per item: the image, its true mask, the predicted mask."""
+        from learnkit.plots import new_figure
+        from learnkit.show import mask_palette
+
+        n_classes = self.preds.shape[1]
+        palette = mask_palette(n_classes)
+        fig, axes = new_figure(len(indices), 3, figsize=(7.5, 2.6 * len(indices)), squeeze=False)
+        for ax_row, loss, idx in zip(axes, values, indices):
+            truth, pred = self.y_true[idx], self.pred_class[idx]
+            right = float((truth == pred).float().mean())
+            img = self._image(idx)
+            panels = [
+                (img, f"item {idx}: image"),
+                (palette[truth.clamp(0, n_classes - 1).numpy()], f"true mask (loss {loss:.2f})"),
+                (palette[pred.numpy()], f"predicted ({right:.0%} right)"),
+            ]
+            for ax, (pic, title) in zip(ax_row, panels):
+                if pic is not None:
+                    ax.imshow(pic, interpolation="nearest")
+                ax.set_title(title, fontsize=9)
+                ax.axis("off")
+        which = "largest" if largest else "smallest"
+        fig.suptitle(f"image / true mask / predicted mask, {which} losses first", fontsize=10)
+        return fig
+
     def plot_top_losses(
         self, k: int = 9, largest: bool = True, name: str = "top_losses", dpi: int = 100
     ) -> Path:
         """Save the ``k`` items with the largest losses, each titled
-        ``prediction / actual / loss / probability of the actual class``; returns the PNG's path."""
+        ``prediction / actual / loss / probability of the actual class`` (segmentation: one row per
+        item with the image, the true mask and the predicted mask); returns the PNG's path."""
         from learnkit.plots import new_figure, save_figure
 
         values, indices = self.top_losses(k, largest)
         n = len(indices)
         if n == 0:
             raise UsageError("no items to plot")
+        if self.preds.dim() > 2:
+            fig = self._mask_losses_figure(values.tolist(), indices.tolist(), largest)
+            return save_figure(fig, plots_dir(self.path) / f"{name}.png", dpi=dpi)
         cols = min(n, max(1, int(n**0.5 + 0.999)))
         rows = -(-n // cols)
         fig, axes = new_figure(rows, cols, figsize=(2.8 * cols, 3.0 * rows), squeeze=False)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from learnkit.callback import Callback, CallbackHandler, Event, RunState
+from learnkit.callbacks.epoch_table import default_progress
 from learnkit.core import listify
 from learnkit.data import DatasetType
 from learnkit.layers import check_layer_groups, init_weights, is_norm, split_model
@@ -82,6 +83,9 @@ class Learner:
         callbacks: callbacks used in every fit (one, or a list).
         layer_groups: the modules the model is split into (default: the whole model).
         model_spec: how the zoo built the model (stored in checkpoints to rebuild it).
+        quiet: print nothing while fitting; otherwise ``fit``, ``fit_one_cycle`` and ``lr_find``
+            print the per-epoch table on a terminal or in a notebook (see
+            :mod:`learnkit.callbacks.epoch_table`).
     """
 
     def __init__(
@@ -101,6 +105,7 @@ class Learner:
         callbacks: Sequence[Callback] | Callback = (),
         layer_groups: Sequence[nn.Module] | None = None,
         model_spec: dict | None = None,
+        quiet: bool = False,
     ):
         self.data, self.opt_func = data, opt_func
         self.model = model.to(data.device) if getattr(data, "device", None) is not None else model
@@ -116,6 +121,7 @@ class Learner:
         self.run_metadata: dict = {}  # more model-file metadata for every save (a job puts its config here)
         self.layer_groups = list(layer_groups) if layer_groups else [self.model]
         self.model_spec = model_spec
+        self.quiet = quiet
         self.opt: OptimWrapper | None = None
         self.precision: Precision = Precision()
         self.epoch = self.iteration = self.batch = 0  # position in the run: see _RunPosition
@@ -213,6 +219,7 @@ class Learner:
             self.create_opt(slice(3e-3), self.wd)
         metrics = self.metrics if metrics is None else listify(metrics)
         cbs = [_RunPosition(self), *self.callbacks, *self.fn_callbacks, *listify(callbacks)]
+        cbs += default_progress(self, cbs)
         state = RunState(
             learn=self,
             model=self.model,

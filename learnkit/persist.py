@@ -65,6 +65,7 @@ def model_metadata(learn: Any) -> dict:
         "norm_stats": getattr(data, "norm_stats", None),
         "multi_label": bool(getattr(data, "multi_label", False)),
         **({"thresh": float(getattr(data, "thresh", 0.5))} if getattr(data, "multi_label", False) else {}),
+        "valid_split": getattr(data, "valid_split", None),
         "layer_groups": [
             [names[id(p)] for p in g.parameters() if id(p) in names] for g in learn.layer_groups
         ],

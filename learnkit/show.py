@@ -170,12 +170,14 @@ def show_results(
         for i, ax_row in enumerate(axes):
             img = to_display(x[i], stats)
             pred = probs[i].argmax(0)
-            panels = [(img, "picture"), (overlay(img, y[i], len(classes), alpha), "truth")]
-            panels.append((overlay(img, pred, len(classes), alpha), "prediction"))
+            right = float((pred.cpu() == y[i].cpu()).float().mean())
+            panels = [(img, "image"), (overlay(img, y[i], len(classes), alpha), "true mask")]
+            panels.append((overlay(img, pred, len(classes), alpha), f"predicted mask ({right:.0%} right)"))
             for ax, (pic, title) in zip(ax_row, panels):
                 ax.imshow(pic)
                 ax.set_title(title, fontsize=9)
                 ax.axis("off")
+        fig.suptitle("image / true mask / predicted mask", fontsize=10)
     else:
         cols = rows
         fig, axes = new_figure(rows, cols, figsize=(2.6 * cols, 2.9 * rows), squeeze=False)

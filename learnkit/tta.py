@@ -70,8 +70,10 @@ def _zoom(x: torch.Tensor, scale: float) -> torch.Tensor:
     return F.interpolate(x.to(dtype), size=(zh, zw), mode="bilinear", align_corners=False)
 
 
-def tta_versions(x: torch.Tensor, scale: float = 1.35) -> list[torch.Tensor]:
-    """The 8 TTA versions of the batch ``x`` (``N x C x H x W``), each the shape of ``x``.
+def tta_versions(x: torch.Tensor, scale: float = 1.35, flip: bool = True) -> list[torch.Tensor]:
+    """The 8 TTA versions of the batch ``x`` (``N x C x H x W``), each the shape of ``x``; without
+    ``flip`` only the 4 corner crops (for a model trained without flips, a flip is not a view it
+    knows).
 
     Bilinear zoom commutes with per-channel normalisation, so ``x`` may be the normalised batch a
     loader yields.
@@ -81,7 +83,7 @@ def tta_versions(x: torch.Tensor, scale: float = 1.35) -> list[torch.Tensor]:
     h, w = x.shape[-2:]
     zoomed = _zoom(x, scale)
     crops = [zoomed[..., top : top + h, left : left + w] for top, left in tta_boxes(h, w, scale)]
-    return [*crops, *(c.flip(-1) for c in crops)]
+    return [*crops, *(c.flip(-1) for c in crops)] if flip else crops
 
 
 def tta_restore(
@@ -119,16 +121,16 @@ def tta_restore(
 
 
 def tta_average(
-    predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: float
+    predict: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: float, flip: bool = True
 ) -> torch.Tensor:
-    """The mean of ``predict`` over the 8 versions of ``x``.
+    """The mean of ``predict`` over the 8 versions of ``x`` (4 without ``flip``).
 
     ``predict(batch) -> predictions`` (probabilities). Predictions of shape ``N x C x h x w`` (at
     any resolution) are dense: each is mapped back with :func:`tta_restore` and every pixel is
     averaged over the versions that cover it (a pixel none covers is NaN; :func:`combine` then
     keeps the plain prediction there).
     """
-    versions = tta_versions(x, scale)
+    versions = tta_versions(x, scale, flip)
     outs = [predict(v) for v in versions]
     if outs[0].dim() != 4:
         return torch.stack([o.float() for o in outs]).mean(0)
@@ -188,7 +190,7 @@ def loss_from_preds(loss_func: Any, preds: torch.Tensor, target: torch.Tensor, r
 
 
 def _collect(
-    learn: Any, ds_type: DatasetType, scale: float
+    learn: Any, ds_type: DatasetType, scale: float, flip: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One pass over ``ds_type``: ``(plain, average of the 8 versions, targets)`` on the CPU."""
     dl = learn.dl(ds_type)
@@ -211,7 +213,7 @@ def _collect(
                 return activ(out.float()) if activ is not None else out
 
             plains.append(predict(xb).cpu())
-            avgs.append(tta_average(predict, xb, scale).cpu())
+            avgs.append(tta_average(predict, xb, scale, flip).cpu())
             targets.append((yb[0] if isinstance(yb, (list, tuple)) else yb).cpu())
             cbh(Event.batch_end)
     if not plains:
@@ -225,6 +227,7 @@ def tta(
     scale: float = 1.35,
     ds_type: DatasetType = DatasetType.Valid,
     with_loss: bool = False,
+    flip: bool = True,
 ) -> list[torch.Tensor]:
     """Predictions of ``ds_type`` with test-time augmentation, on the CPU.
 
@@ -234,11 +237,12 @@ def tta(
         scale: the zoom before the corner crops (>= 1).
         ds_type: which loader.
         with_loss: also return the per-item losses of the combined predictions.
+        flip: also average the flipped crops (8 versions); ``False``: the 4 crops only.
 
     Returns:
         ``[preds, targets]`` (+ ``losses``), like ``get_preds``; ``beta=1`` gives ``get_preds``'s.
     """
-    plain, avg, y = _collect(learn, ds_type, scale)
+    plain, avg, y = _collect(learn, ds_type, scale, flip)
     if beta is None:
         return [plain, avg, y]
     final = combine(plain, avg, beta)
@@ -262,6 +266,7 @@ def tta_report(
     scale: float = 1.35,
     ds_type: DatasetType = DatasetType.Valid,
     metrics: Sequence[Callable] | None = None,
+    flip: bool = True,
 ) -> dict[str, Any]:
     """Loss and metrics of ``ds_type`` without and with TTA, from one pass over the data.
 
@@ -269,15 +274,16 @@ def tta_report(
     :func:`preds_to_logits`), so a metric written for raw outputs still applies.
 
     Returns:
-        ``{"items", "beta", "scale", "plain": {"loss", <metric>...}, "tta": {"loss", <metric>...}}``.
+        ``{"items", "beta", "scale", "flip", "plain": {"loss", <metric>...}, "tta": {...}}``.
     """
     metrics = list(learn.metrics if metrics is None else metrics)
-    plain, avg, y = _collect(learn, ds_type, scale)
+    plain, avg, y = _collect(learn, ds_type, scale, flip)
     final = combine(plain, avg, beta)
     return {
         "items": int(y.shape[0]),
         "beta": beta,
         "scale": scale,
+        "flip": flip,
         "plain": _scores(learn, plain, y, metrics),
         "tta": _scores(learn, final, y, metrics),
     }

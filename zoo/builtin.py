@@ -17,9 +17,9 @@ register(
     meta={
         "description": "tiny conv net: 4 conv-bn-relu stride-2 blocks, pool, linear",
         "min_size": 16,
-        "params": 226_680,
-        "groups": 2,
         "encoder_cut": -1,
+        "params": 226_680,  # with 1000 outputs, as zoo list counts (checked by tests/zoo)
+        "groups": 2,
     },
 )
 

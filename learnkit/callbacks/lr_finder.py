@@ -18,12 +18,13 @@ from __future__ import annotations
 import copy
 import math
 import random
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from learnkit.callback import CancelFit, LearnerCallback, RunState
+from learnkit.callback import Callback, CancelFit, LearnerCallback, RunState
 from learnkit.callbacks.one_cycle import batches_per_epoch
 from learnkit.errors import UsageError
 from learnkit.lr_suggest import SuggestedLRs, suggest_lrs
@@ -232,6 +233,7 @@ def lr_find(
     num_it: int = 100,
     stop_div: bool = True,
     wd: LRLike | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> SuggestedLRs:
     """Run the LR range test on ``learn``, put the learner back as it was, return the suggestions.
 
@@ -239,6 +241,7 @@ def lr_find(
         learn: the Learner (its model, optimizer, run position and history are restored after).
         start_lr, end_lr, num_it, stop_div: see :class:`LRFinder`.
         wd: weight decay during the test (default ``learn.wd``).
+        callbacks: extra callbacks for the test (e.g. a ``ProgressCallback`` showing the lr and loss).
 
     Returns:
         ``SuggestedLRs`` (``steep``, ``minimum``, ``valley``; by attribute or key), computed by
@@ -257,7 +260,7 @@ def lr_find(
     try:
         learn.batch = 0  # whole epochs of data, from the start of one
         learn._prepare_opt(finder.start_lrs, wd)
-        learn._run(math.ceil(num_it / n_batches), callbacks=[finder], metrics=[])
+        learn._run(math.ceil(num_it / n_batches), callbacks=[finder, *callbacks], metrics=[])
     finally:
         snapshot.restore()
     if not finder.lrs:

@@ -103,6 +103,7 @@ class DataBunch:
         task: str = "classification",
         loss_func: nn.Module | None = None,
         multi_label: bool = False,
+        valid_split: dict | None = None,
     ) -> None:
         if task not in TASKS:
             raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
@@ -113,6 +114,9 @@ class DataBunch:
         self.valid_dl = _wrap(valid_dl, self.device)
         self.test_dl = _wrap(test_dl, self.device)
         self.classes = None if classes is None else list(classes)
+        # how the validation set was made, recorded in checkpoints so evaluation can repeat it:
+        # {"kind": "folder", "name": "valid"} or {"kind": "pct", "valid_pct": 0.2, "seed": 7}
+        self.valid_split = valid_split
         self.norm_stats = norm_stats
         self.size = size
         self.task = task

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 
 from learnkit.data.augment import IMAGENET_STATS, PRESETS, Augment, AugmentSettings, Normalize
 from learnkit.data.bunch import DataBunch, default_device
+from learnkit.data.checks import check_enough_classes, check_split
 from learnkit.data.dataset import ImageDataset, resolve_cache
 from learnkit.data.images import is_image_file
 from learnkit.data.loader import DeviceDataLoader
@@ -54,6 +55,13 @@ def split_by_pct(n: int, valid_pct: float, seed: int) -> tuple[list[int], list[i
     order = torch.randperm(n, generator=gen).tolist()
     n_valid = max(1, round(n * valid_pct)) if n > 1 else 0
     return sorted(order[n_valid:]), sorted(order[:n_valid])
+
+
+def split_record(valid: str, valid_pct: float | None, seed: int) -> dict:
+    """How a validation set was made, as checkpoints record it (metadata key ``valid_split``)."""
+    if valid_pct is None:
+        return {"kind": "folder", "name": valid}
+    return {"kind": "pct", "valid_pct": float(valid_pct), "seed": int(seed)}
 
 
 def pick_norm_stats(normalize: bool, norm_stats: dict | None) -> dict | None:
@@ -155,15 +163,18 @@ def _loader_generator(seed: int, rank: int, which: int) -> torch.Generator:
     return gen
 
 
-def _class_folders(src: Path, classes: Sequence[str] | None) -> dict[str, list[Path]]:
-    """``{class name: its images}`` for the class folders of ``src`` that hold images."""
+def _class_folders(
+    src: Path, classes: Sequence[str] | None, *, allow_empty: bool = False
+) -> dict[str, list[Path]]:
+    """``{class name: its images}`` for the class folders of ``src`` that hold images
+    (``allow_empty``: ``{}`` rather than an error when there are none, for a validation folder)."""
     subdirs = sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not subdirs:
+    if not subdirs and not allow_empty:
         raise DataError(f"no class folders in {src} (expected {src}/<class>/<image files>)")
     found = {d.name: list_images(d) for d in subdirs}
     found = {name: files for name, files in found.items() if files}
-    if not found:
-        raise DataError(f"no images in the class folders of {src}")
+    if not found and not allow_empty:
+        raise DataError(f"no images in the class folders of {src} (expected {src}/<class>/<image files>)")
     if classes is not None:
         unknown = sorted(set(found) - set(classes))
         if unknown:
@@ -247,18 +258,35 @@ class ImageDataBunch(DataBunch):
                     f"or pass valid_pct to split {path}/<class>/*)"
                 )
             found_train = _class_folders(path / train, classes)
-            found_valid = _class_folders(require_dir(path / valid, f"'{valid}' folder"), None)
+            valid_dir = require_dir(path / valid, f"'{valid}' folder")
+            if classes is None:
+                check_enough_classes(path / train, sorted(found_train), split=False)
+            found_valid = _class_folders(valid_dir, None, allow_empty=True)
             names = list(classes) if classes is not None else sorted(found_train)
             missing = sorted(set(found_valid) - set(names))
             if missing:
-                raise DataError(f"class folder '{missing[0]}' in {path / valid} is not in {path / train}")
+                bad = missing[0]
+                what = "is empty" if (path / train / bad).is_dir() else "does not exist"
+                raise DataError(
+                    f"validation class '{bad}' is unknown to training ({path / train / bad} {what}): "
+                    f"add training images there, or remove {path / valid / bad}"
+                )
             train_paths, train_labels = _items(found_train, names)
             valid_paths, valid_labels = _items(found_valid, names)
+            check_split(
+                names if classes is None else [],
+                train_labels,
+                valid_labels,
+                train_dir=path / train,
+                valid_what=str(path / valid),
+            )
         else:
             if (path / train).is_dir() and (path / valid).is_dir():
                 raise DataError(f"{path} already has '{train}' and '{valid}' folders; leave out valid_pct")
             src = path / train if (path / train).is_dir() else path
             found = _class_folders(src, classes)
+            if classes is None:
+                check_enough_classes(src, sorted(found), split=True)
             names = list(classes) if classes is not None else sorted(found)
             paths, labels = _items(found, names)
             train_idx, valid_idx = split_by_pct(len(paths), valid_pct, seed)
@@ -266,6 +294,14 @@ class ImageDataBunch(DataBunch):
                 raise DataError(f"too few images in {src} to split off a validation set")
             train_paths, train_labels = [paths[i] for i in train_idx], [labels[i] for i in train_idx]
             valid_paths, valid_labels = [paths[i] for i in valid_idx], [labels[i] for i in valid_idx]
+            check_split(
+                names if classes is None else [],
+                train_labels,
+                valid_labels,
+                train_dir=src,
+                valid_what=f"--valid-pct {valid_pct:g}, seed {seed}",
+                split=True,
+            )
         mode = resolve_cache(cache, 3 * size * size * (len(train_paths) + len(valid_paths)))
         train_ds = ImageDataset(train_paths, train_labels, size, cache=mode)
         valid_ds = ImageDataset(valid_paths, valid_labels, size, cache=mode)
@@ -291,6 +327,7 @@ class ImageDataBunch(DataBunch):
             norm_stats=norm_stats,
             size=size,
             task="classification",
+            valid_split=split_record(valid, valid_pct, seed),
         )
 
     @classmethod

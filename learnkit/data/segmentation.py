@@ -25,6 +25,7 @@ from learnkit.data.folder import (
     pick_norm_stats,
     require_dir,
     split_by_pct,
+    split_record,
 )
 from learnkit.errors import DataError
 
@@ -140,4 +141,5 @@ class SegmentationDataBunch(DataBunch):
             norm_stats=norm_stats,
             size=size,
             task="segmentation",
+            valid_split=split_record("", valid_pct, seed),
         )

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from learnkit.errors import CheckpointError, UsageError
+from learnkit.errors import CheckpointError, DataError, UsageError
 from learnkit.jobs import setup
 
 
@@ -65,6 +65,8 @@ def checkpoint_learner(
     from learnkit.inference import load_learner
 
     file, meta = read_model_metadata(model, path)
+    _check_task(file, meta.get("task") or "classification", data)
+    valid_pct, seed = fit_split(meta, valid_pct, seed)
     dev = setup.resolve_device(device)
     bunch = setup.load_data(
         data, bs=bs, size=int(meta.get("size") or 64), seed=seed, workers=workers, device=dev,
@@ -109,11 +111,13 @@ def validate(
         valid_pct=valid_pct, seed=seed,
     )  # fmt: skip
     valid_loss, *values = learn.validate()
+    _, meta = read_model_metadata(model, path)
     result = {"valid_loss": valid_loss}
     result.update(zip([getattr(m, "__name__", str(m)) for m in learn.metrics], values))
     result.update(items=len(learn.data.valid_ds), model=str(resolve_checkpoint(str(model), path)))
     if plots and getattr(learn.data, "multi_label", False):
         raise UsageError("--plots (confusion matrix, top losses) is for single-label classification")
+    result["split"] = describe_split(meta, valid_pct, seed)
     if plots:
         interp = learn.interpret()
         result["plots"] = [str(interp.plot_confusion_matrix()), str(interp.plot_top_losses(9))]
@@ -128,15 +132,75 @@ def _label_delim(meta: dict[str, Any]) -> str | None:
     return (config.get("data") or {}).get("label_delim") or " "
 
 
+def fit_split(meta: dict, valid_pct: float | None, seed: int | None) -> tuple[float | None, int | None]:
+    """The split to evaluate on: the one the checkpoint records (``valid_split``), unless the
+    caller asks for another (``valid_pct`` given; ``seed`` alone keeps the recorded fraction).
+
+    A checkpoint without the record (older ones) takes the arguments as they are.
+    """
+    split = meta.get("valid_split")
+    if not isinstance(split, dict) or split.get("kind") != "pct" or valid_pct is not None:
+        return valid_pct, seed
+    return float(split["valid_pct"]), int(split["seed"]) if seed is None else seed
+
+
+def describe_split(meta: dict, valid_pct: float | None, seed: int | None) -> str:
+    """One line saying which validation set an evaluation uses, and whether it is the fit's."""
+    split = meta.get("valid_split")
+    used_pct, used_seed = fit_split(meta, valid_pct, seed)
+    if used_pct is None:
+        what = (
+            f"the '{split.get('name') or 'valid'}' folder" if isinstance(split, dict) else "the valid folder"
+        )
+    else:
+        what = f"--valid-pct {used_pct:g} --seed {0 if used_seed is None else used_seed}"
+    if not isinstance(split, dict):
+        return f"validating on {what} (the checkpoint does not record its fit's split)"
+    if split.get("kind") == "pct" and (used_pct, used_seed) == (split["valid_pct"], split["seed"]):
+        return f"validating on the fit's own split ({what}, as the checkpoint records)"
+    if split.get("kind") == "folder" and used_pct is None:
+        return f"validating on the fit's own split ({what})"
+    return f"validating on {what}, as asked: not the fit's own split"
+
+
+def _check_task(file: Path, task: str, data: str | Path) -> None:
+    """A segmentation checkpoint needs a segmentation folder and a classifier class folders: say
+    which is which, rather than blame a missing ``images`` or ``train`` folder."""
+    from learnkit.data.samples import resolve_data
+
+    folder = Path(resolve_data(str(data)))
+    if not folder.is_dir():
+        return  # the data loader says what is wrong with it
+    looks_seg = (folder / "images").is_dir() and (folder / "masks").is_dir()
+    if task == "segmentation" and not looks_seg:
+        raise DataError(
+            f"{file} is a segmentation checkpoint (a U-Net); {data} is not a segmentation folder "
+            "(images/, masks/, codes.txt): give one, or a classification checkpoint"
+        )
+    if task != "segmentation" and looks_seg:
+        raise DataError(
+            f"{file} is a classification checkpoint; {data} is a segmentation folder (images/, "
+            "masks/): give classification data (<class>/ folders), or a U-Net checkpoint"
+        )
+
+
 def _check_classes(file: Path, saved: Sequence[str] | None, found: Sequence[Any] | None) -> None:
+    """The data's classes must be the checkpoint's, in the same order: else exit 3 naming them."""
     if saved is None or found is None:
         return
     found = [str(c) for c in found]
-    if list(saved) != found:
-        raise CheckpointError(
-            f"{file} was trained on {len(saved)} classes ({_short(saved)}); the data has {len(found)} "
-            f"({_short(found)})"
+    if list(saved) == found:
+        return
+    missing = [c for c in saved if c not in found]
+    extra = [c for c in found if c not in saved]
+    if missing or extra:
+        parts = ([f"missing {_short(missing)}"] if missing else []) + (
+            [f"not in the checkpoint: {_short(extra)}"] if extra else []
         )
+        diff = "; ".join(parts)
+    else:
+        diff = "the same names in another order"
+    raise DataError(f"the data's classes differ from those of {file} ({len(saved)}: {_short(saved)}): {diff}")
 
 
 def _short(names: Sequence[str], n: int = 5) -> str:

@@ -86,22 +86,31 @@ def write_sample(name: str, folder: str | Path) -> dict[str, Any]:
     return {"sample": name, "folder": str(out), "images": images}
 
 
-def versions() -> dict[str, Any]:
-    """learnkit, torch, torchvision and Python versions, and the accelerators torch sees."""
-    import torch
+def versions(devices: bool = False) -> dict[str, Any]:
+    """learnkit, torch, torchvision and Python versions (read from the installed packages' metadata,
+    so no torch import: instant); with ``devices``, also the accelerators torch sees (imports torch).
+    """
+    import importlib.metadata
 
-    try:
-        import torchvision
+    def installed(name: str) -> str | None:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
 
-        vision = torchvision.__version__
-    except ImportError:  # pragma: no cover - a dependency, but say so rather than fail
-        vision = None
-    return {
+    found: dict[str, Any] = {
         "learnkit": __version__,
-        "torch": torch.__version__,
-        "torchvision": vision,
+        "torch": installed("torch"),
+        "torchvision": installed("torchvision"),
         "python": platform.python_version(),
-        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
-        "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0,
-        "mps": torch.backends.mps.is_available(),
     }
+    if devices:
+        import torch
+
+        cuda = torch.cuda.is_available()
+        found.update(
+            cuda=torch.version.cuda if cuda else None,
+            cuda_devices=torch.cuda.device_count() if cuda else 0,
+            mps=torch.backends.mps.is_available(),
+        )
+    return found

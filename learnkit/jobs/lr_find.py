@@ -20,20 +20,24 @@ def lr_find(
     num_it: int = 100,
     stop_div: bool = True,
     wd: Any = None,
+    reporter: Any = None,
     **learner_options: Any,
 ) -> dict[str, Any]:
     """LR range test of ``arch`` on ``data``: the suggestions (steep, minimum, valley) and the plot.
 
-    ``suggestion`` is the ``valley`` lr, the one to pass to ``fit-one-cycle --lr``.
+    ``suggestion`` is the ``valley`` lr, the one to pass to ``fit-one-cycle --lr``. ``reporter``
+    (the ``ProgressCallback`` protocol) sees every batch with the current lr and smoothed loss.
     """
     import math
 
+    from learnkit.callbacks.progress import ProgressCallback
     from learnkit.errors import UsageError
 
     if not (math.isfinite(start_lr) and math.isfinite(end_lr) and 0 < start_lr < end_lr):
         raise UsageError(f"need 0 < --start-lr < --end-lr, got {start_lr:g} and {end_lr:g}")
     learn = build_learner(data, arch, **learner_options)
-    res = learn.lr_find(start_lr, end_lr, num_it, stop_div=stop_div, wd=wd)
+    callbacks = [ProgressCallback(reporter)] if reporter is not None else []
+    res = learn.lr_find(start_lr, end_lr, num_it, stop_div=stop_div, wd=wd, callbacks=callbacks)
     rec = learn.recorder
     skip_start = min(10, max(0, len(rec.lr_find_lrs) - 6))
     result = {

@@ -56,6 +56,7 @@ def predict_files(
     out: str | Path | None = None,
     overlay: bool = False,
     stdin: Iterable[str] | None = None,
+    null: bool = False,
 ) -> PredictionRun:
     """Predict the images that ``items`` name with checkpoint ``model``.
 
@@ -69,6 +70,7 @@ def predict_files(
         device: ``auto``, ``cpu``, ``cuda[:i]`` or ``mps``.
         out: segmentation: the folder for the mask PNGs (default ``<path>/predictions``).
         overlay: segmentation: also write the picture with the mask's colours blended in.
+        null: ``-`` reads NUL-separated paths (``find -print0``) instead of lines.
 
     Returns:
         A :class:`PredictionRun`; iterating its ``rows`` runs the model. When the items name no
@@ -86,7 +88,7 @@ def predict_files(
         task = "multi-label"  # rows also carry ``labels``: every class above the threshold
     classes = None if learn.data.classes is None else [str(c) for c in learn.data.classes]
     out_dir = Path(path) / PREDICTIONS if out is None else Path(out)
-    rows = _rows(learn, items, bs, topk, tta, out_dir, overlay, stdin)
+    rows = _rows(learn, items, bs, topk, tta, out_dir, overlay, stdin, null)
     return PredictionRun(task=task, classes=classes, topk=topk, rows=rows)
 
 
@@ -108,12 +110,13 @@ def _rows(
     out_dir: Path,
     overlay: bool,
     stdin: Iterable[str] | None,
+    null: bool = False,
 ) -> Iterator[dict[str, Any]]:
     from learnkit.inference import expand_items, predict_images
 
     masks = _MaskWriter(out_dir, overlay)
     count = 0
-    paths: Iterable[Path] = expand_items(items, stdin)
+    paths: Iterable[Path] = expand_items(items, stdin, null=null)
     skipped: list[Path] = []
     if getattr(learn.data, "task", None) == "segmentation":
         paths = _without_outputs(paths, masks, skipped)

@@ -105,6 +105,7 @@ def _run_locked(config: RunConfig, dev: Any, reporter: Any, command: Sequence[st
             result["best"] = str(best)
         if config_file is not None:
             result["config"] = str(config_file)
+        result["plots"] = save_fit_plots(learn)
         ok = True
         return result
     except RunInterrupted:
@@ -113,6 +114,20 @@ def _run_locked(config: RunConfig, dev: Any, reporter: Any, command: Sequence[st
     finally:
         if joined:
             distributed.shutdown(wait=ok)
+
+
+def save_fit_plots(learn: Any) -> list[str]:
+    """The curves of a finished fit, as ``<path>/plots/*.png`` (rank 0; [] elsewhere): the losses,
+    the lr and momentum, and the metrics (when there are any). Returns their paths."""
+    from learnkit.distributed import is_main
+
+    if not is_main() or not learn.recorder.lrs:
+        return []
+    rec = learn.recorder
+    plots = [rec.plot_losses(), rec.plot_lr(show_moms=True)]
+    if rec.metrics:
+        plots.append(rec.plot_metrics())
+    return [str(p) for p in plots]
 
 
 def build_run_learner(config: RunConfig, device: str) -> Any:

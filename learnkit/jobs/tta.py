@@ -33,6 +33,7 @@ def tta_scores(
     metrics: Sequence[str | Callable] = ("accuracy",),
     valid_pct: float | None = None,
     seed: int | None = None,
+    flip: bool | None = None,
 ) -> dict[str, Any]:
     """Loss and metrics of checkpoint ``model`` on ``data``'s validation set, without and with TTA.
 
@@ -41,6 +42,8 @@ def tta_scores(
             :func:`learnkit.jobs.evaluate.validate` (use the fit's ``valid_pct``/``seed``).
         beta: weight of the plain prediction in the TTA mix (0..1).
         scale: the zoom before the four corner crops (>= 1).
+        flip: also average the flipped crops; ``None`` follows the training: flips only for a
+            model trained with flip augmentation (see :func:`trained_with_flips`).
         metrics: metric names from :mod:`learnkit.metrics`.
 
     Returns:
@@ -54,17 +57,38 @@ def tta_scores(
         data, model, path=path, bs=bs, workers=workers, device=device, metrics=metrics,
         valid_pct=valid_pct, seed=seed,
     )  # fmt: skip
-    report = tta_report(learn, beta=beta, scale=scale)
+    _, meta = evaluate.read_model_metadata(model, path)
+    flip = trained_with_flips(meta) if flip is None else flip
+    report = tta_report(learn, beta=beta, scale=scale, flip=flip)
     plain, tta = _named(report["plain"]), _named(report["tta"])
     return {
+        "split": evaluate.describe_split(meta, valid_pct, seed),
         **tta,
         "plain": plain,
         "tta": tta,
         "items": report["items"],
         "beta": beta,
         "scale": scale,
+        "flip": flip,
         "model": str(resolve_checkpoint(str(model), path)),
     }
+
+
+def trained_with_flips(meta: Mapping[str, Any]) -> bool:
+    """Whether the checkpoint's model was trained with flip augmentation, from the run's config
+    (metadata ``config``): ``flip: false``, or augmentation turned off (``aug``/``augment``
+    ``none``/``false``), means no flips. Without a config, training flipped (the default)."""
+    config = meta.get("config")
+    if not isinstance(config, Mapping):
+        return True
+    sections = [config, *(v for v in config.values() if isinstance(v, Mapping))]
+    for section in sections:
+        for key in ("aug", "augment", "augmentation"):
+            if key in section and section[key] in (False, None, "none", "off", "false"):
+                return False
+        if "flip" in section and isinstance(section["flip"], bool | str):
+            return section["flip"] not in (False, "none", "off", "false", "no")
+    return True
 
 
 def _named(scores: Mapping[str, float]) -> dict[str, float]:

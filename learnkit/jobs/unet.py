@@ -57,6 +57,7 @@ def build_unet_learner(config: RunConfig, device: str = "auto") -> Any:
         metrics=segmentation_metrics(),
         path=config.checkpoint.path,
     )
+    learn.quiet = True  # the command reports through its own reporter, never the default table
     setup.set_precision(learn, r.precision)
     if dev.type == "cuda":
         learn.to_channels_last()

@@ -1,8 +1,8 @@
 """The jobs of ``learnkit zoo list`` and ``learnkit zoo show``: what the registry holds, as plain data.
 
-``zoo list`` builds no model: it shows what each entry's meta says (``params``, ``groups``), so
-it stays fast with a hundred archs. ``zoo show`` builds the one model on torch's ``meta`` device
-(shapes without memory or initialisation); a builder that cannot run there is built for real.
+Listing reads each arch's ``meta`` (no model is built, no torch imported: ``zoo list`` is instant).
+Counting builds models on torch's ``meta`` device (shapes without memory or initialisation); a
+builder that cannot run there is built for real.
 
 Example:
     >>> from learnkit.jobs.zoo import list_archs, show_arch
@@ -41,11 +41,13 @@ def _count(model: Any) -> int | None:
         return None
 
 
-def describe_arch(name: str, build: bool = False) -> dict[str, Any]:
+def describe_arch(name: str, *, build: bool = False) -> dict[str, Any]:
     """One row of ``zoo list``: name, params (with 1000 outputs), layer groups, source, description.
 
-    Without ``build`` ``params`` and ``groups`` come from the entry's meta (None where it does
-    not say); with it the model is built on the meta device and counted (None when it cannot be).
+    ``params`` and ``groups`` come from the arch's ``meta`` (the built-ins declare both, checked
+    against real builds by the zoo tests), so listing builds no model and imports no torch. With
+    ``build`` (or for a value the meta lacks, shown as None otherwise) the model is built on the
+    meta device to count them.
     """
     entry = registry.get(name)
     params, groups = entry.meta.get("params"), entry.meta.get("groups")
@@ -65,9 +67,9 @@ def describe_arch(name: str, build: bool = False) -> dict[str, Any]:
     }
 
 
-def list_archs(pattern: str = "*") -> list[dict[str, Any]]:
+def list_archs(pattern: str = "*", *, build: bool = False) -> list[dict[str, Any]]:
     """A :func:`describe_arch` row for every registered arch matching the fnmatch ``pattern``."""
-    return [describe_arch(name) for name in registry.names(pattern)]
+    return [describe_arch(name, build=build) for name in registry.names(pattern)]
 
 
 def show_arch(name: str, n_out: int = 10, unet: bool = False) -> dict[str, Any]:

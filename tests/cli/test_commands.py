@@ -107,6 +107,9 @@ def test_version():
     assert result.exit_code == 0, result.stderr
     values = json.loads(result.stdout)
     assert values["learnkit"] and values["torch"]
+    assert "cuda_devices" not in values  # devices only with --devices (they need torch imported)
+    result = runner.invoke(app, ["version", "--devices", "--json"])
+    assert result.exit_code == 0 and "cuda_devices" in json.loads(result.stdout)
 
 
 def test_fit_one_cycle_json(image_folder, tmp_path):

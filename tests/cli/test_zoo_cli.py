@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,8 +55,27 @@ def test_zoo_list_json_lines_with_builtins_and_an_entry_point_plugin(tmp_path):
     }
     assert rows["simple_cnn"]["groups"] == 2
     plugin = rows["tinyplug_net"]
-    assert plugin["source"] == "tinyplug" and plugin["params"] is None  # lazy layers: unknown until run
-    assert plugin["groups"] == 1
+    assert plugin["source"] == "tinyplug" and plugin["params"] is None  # no meta: not built to list
+    assert plugin["groups"] is None
+    proc = subprocess.run(
+        [learnkit_exe(), "zoo", "list", "tinyplug*", "--count", "--json"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    counted = json.loads(proc.stdout)
+    assert counted["params"] is None and counted["groups"] == 1  # lazy layers: unknown until run
+
+
+def test_zoo_list_and_version_import_no_torch():
+    code = (
+        "import sys; from learnkit.cli.app import app; "
+        "[app(args=a, standalone_mode=False) for a in (['zoo', 'list', '--json'], ['version'])]; "
+        "print('torch' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "False"
 
 
 @pytest.mark.slow

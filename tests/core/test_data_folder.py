@@ -128,9 +128,52 @@ def test_missing_and_empty_folders_are_data_errors(tmp_path):
 
 def test_all_images_unreadable_is_a_data_error(tmp_path):
     for split in ("train", "valid"):
-        (tmp_path / split / "cat").mkdir(parents=True)
-        (tmp_path / split / "cat" / "a.png").write_bytes(b"")
+        for name in ("cat", "dog"):
+            (tmp_path / split / name).mkdir(parents=True)
+            (tmp_path / split / name / "a.png").write_bytes(b"")
     with pytest.raises(DataError, match="no usable images"):
+        ImageDataBunch.from_folder(tmp_path, device="cpu")
+
+
+def test_one_class_one_folder_too_deep_names_the_fix(tmp_path):
+    class_tree(tmp_path / "outer", {"a": 4, "b": 4})
+    with pytest.raises(DataError, match=r"only one class, 'outer'.*one folder too deep: use .*outer as DATA"):
+        ImageDataBunch.from_folder(tmp_path, valid_pct=0.25, device="cpu")
+    class_tree(tmp_path / "t" / "train" / "outer", {"a": 2, "b": 2})
+    class_tree(tmp_path / "t" / "valid" / "outer", {"a": 1, "b": 1})
+    with pytest.raises(DataError, match=r"only one class, 'outer'.*move the class folders"):
+        ImageDataBunch.from_folder(tmp_path / "t", device="cpu")
+
+
+def test_one_plain_class_is_refused(tmp_path):
+    class_tree(tmp_path / "train", {"cat": 3})
+    class_tree(tmp_path / "valid", {"cat": 1})
+    with pytest.raises(DataError, match=r"only one class, 'cat'.*at least 2"):
+        ImageDataBunch.from_folder(tmp_path, device="cpu")
+
+
+def test_validation_class_unknown_to_training(tmp_path):
+    class_tree(tmp_path / "train", {"cat": 3, "dog": 3})
+    class_tree(tmp_path / "valid", {"cat": 1, "emu": 1})
+    with pytest.raises(DataError, match=r"validation class 'emu' is unknown to training.*does not exist"):
+        ImageDataBunch.from_folder(tmp_path, device="cpu")
+    (tmp_path / "train" / "emu").mkdir()
+    with pytest.raises(DataError, match=r"'emu' is unknown to training.*is empty"):
+        ImageDataBunch.from_folder(tmp_path, device="cpu")
+
+
+def test_class_without_training_images_after_the_split(tmp_path):
+    class_tree(tmp_path, {"cat": 6, "dog": 6, "emu": 1})
+    # find a seed whose split sends the one emu image to validation
+    with pytest.raises(DataError, match=r"class 'emu' has no training images after the split"):
+        for seed in range(50):
+            ImageDataBunch.from_folder(tmp_path, valid_pct=0.5, seed=seed, device="cpu")
+
+
+def test_empty_validation_set(tmp_path):
+    class_tree(tmp_path / "train", {"cat": 3, "dog": 3})
+    (tmp_path / "valid" / "cat").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"validation set .* is empty"):
         ImageDataBunch.from_folder(tmp_path, device="cpu")
 
 

@@ -91,3 +91,21 @@ def test_segmentation_counts_pixels_and_shows_masks(tmp_path):
     assert int(interp.confusion_matrix().sum()) == len(data.valid_ds) * 16 * 16
     assert interp.losses.shape == (len(data.valid_ds),)
     assert_png(learn.show_results(rows=1, name="seg"))
+
+
+def test_segmentation_top_losses_show_image_true_and_predicted_masks(tmp_path):
+    from PIL import Image
+
+    data = SegmentationDataBunch.from_folder(make_seg_folder(tmp_path / "s"), size=16, bs=4, device="cpu")
+    torch.manual_seed(0)
+    interp = Learner(data, tiny_seg(2), path=tmp_path / "run").interpret()
+    png = interp.plot_top_losses(2)
+    assert_png(png)
+    values, indices = interp.top_losses(2)
+    with Image.open(png) as img:
+        assert img.width > 2 * img.height / len(indices)  # 3 panels across, one row per item
+    fig = interp._mask_losses_figure(values.tolist(), indices.tolist(), largest=True)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(titles) == 3 * len(indices)
+    assert titles[0].endswith(": image") and titles[1].startswith("true mask (loss ")
+    assert titles[2].startswith("predicted (") and "true mask / predicted mask" in fig._suptitle.get_text()

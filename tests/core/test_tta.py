@@ -120,7 +120,7 @@ def test_losses_come_from_the_probabilities_never_probabilities_as_logits():
 
 def test_tta_report_gives_both_sides(learn):
     report = tta_report(learn, beta=0.4)
-    assert report["items"] == 9 and set(report) == {"items", "beta", "scale", "plain", "tta"}
+    assert report["items"] == 9 and set(report) == {"items", "beta", "scale", "flip", "plain", "tta"}
     valid_loss, acc = learn.validate()
     assert report["plain"]["loss"] == pytest.approx(valid_loss, rel=1e-5)
     assert report["plain"]["accuracy"] == pytest.approx(acc)
@@ -173,3 +173,12 @@ def test_predict_with_tta_equals_the_tta_row(learn):
         probs = learn.predict(path, tta=True)[2]
         assert torch.allclose(probs, preds[i], atol=1e-6)
         assert rows[i].probability == pytest.approx(float(preds[i].max()), abs=1e-6)
+
+
+def test_without_flips_only_the_four_crops():
+    from learnkit.tta import tta_versions
+
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    assert len(tta_versions(x, 1.25)) == 8
+    crops = tta_versions(x, 1.25, flip=False)
+    assert len(crops) == 4 and all(torch.equal(a, b) for a, b in zip(crops, tta_versions(x, 1.25)[:4]))

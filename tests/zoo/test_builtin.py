@@ -97,3 +97,15 @@ def test_simple_cnn_is_fast_and_small():
     assert _forward(model, 16).shape == (1, 10)
     assert [type(m).__name__ for m in model.body[:3]] == ["Conv2d", "BatchNorm2d", "ReLU"]
     assert model.body[0].stride == (2, 2)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_meta_params_and_groups_match_a_real_build(arch):
+    """zoo list shows the meta's counts without building: they must be the build's."""
+    from learnkit.jobs.zoo import describe_arch
+
+    listed, built = describe_arch(arch), describe_arch(arch, build=True)
+    if listed["params"] is not None:
+        assert listed["params"] == built["params"]
+    if listed["groups"] is not None:
+        assert listed["groups"] == built["groups"]

@@ -1,0 +1,113 @@
+"""A command's ``--help`` that reads well at 80 columns: options in panels, one line each.
+
+Typer's rich help gives each part of an option (long name, short name, negative name, type,
+range) a column of its own, so at 80 columns the description is squeezed into ~17 characters
+and ``fit-one-cycle --help`` runs to 170 lines. Here each option is one cell (``--lr LR``,
+``--freeze/--no-freeze``, ``-q, --quiet``) beside its help, grouped in the panels the option
+definitions name (``rich_help_panel``: Data, Model, Schedule, Checkpoints, Runtime), with no
+``<bool>`` and no ranges (the values are still checked; a bad one says what is allowed).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from rich import box
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+from typer.core import TyperCommand
+
+from .render import make_console
+
+RUNTIME = "Runtime"
+ORDER = ["Arguments", "Data", "Model", "Schedule", "Checkpoints", "Options", RUNTIME]
+_TYPE_METAVARS = {"int": "N", "int range": "N", "float": "X", "float range": "X", "str": "TEXT"}
+
+
+def _metavar(param: Any, ctx: Any) -> str:
+    """What follows the option's name: its metavar, its choices (``fp32|bf16``) or a one-word type."""
+    if getattr(param, "is_flag", False) or getattr(param, "count", False):
+        return ""
+    if param.metavar:
+        return str(param.metavar)
+    shown = str(param.display_type(ctx) or "").strip("<>")
+    return _TYPE_METAVARS.get(shown, shown or "VALUE")
+
+
+def _names(param: Any, ctx: Any) -> str:
+    """``-q, --quiet``, ``--freeze/--no-freeze`` or ``--lr LR``; an argument's metavar."""
+    if param.param_type_name == "argument":
+        return str(param.metavar or param.name.upper())
+    short = [o for o in param.opts if not o.startswith("--")]
+    long = [o for o in param.opts if o.startswith("--")]
+    name = "/".join(long + list(param.secondary_opts))
+    text = ", ".join([*short, name]) if short else name
+    meta = _metavar(param, ctx)
+    return f"{text} {meta}" if meta else text
+
+
+def _default(param: Any, ctx: Any) -> str:
+    """`` [default: X]`` for an option whose default says something, else ``""``."""
+    if param.param_type_name == "argument":
+        return ""  # an argument is required by its place in the usage line
+    if param.required:
+        return " [required]"
+    if getattr(param, "is_flag", False) or not param.show_default:
+        return ""
+    value = param.get_default(ctx, call=False)
+    if value is None or value == "" or callable(value):
+        return ""
+    if isinstance(value, list | tuple):
+        value = ",".join(str(v) for v in value)
+    return f" [default: {value}]"
+
+
+def _panels(command: Any, ctx: Any) -> dict[str, list[Any]]:
+    """The visible parameters by panel, panels in order of first use, Runtime last."""
+    panels: dict[str, list[Any]] = {}
+    for param in command.get_params(ctx):
+        if getattr(param, "hidden", False):
+            continue
+        if param.name in ("install_completion", "show_completion") and ctx.parent is not None:
+            continue  # the root command's business
+        default = "Arguments" if param.param_type_name == "argument" else "Options"
+        panel = RUNTIME if param.name == "help" else getattr(param, "rich_help_panel", None) or default
+        panels.setdefault(panel, []).append(param)
+    known = [name for name in ORDER if name in panels]
+    return {name: panels[name] for name in known + [n for n in panels if n not in ORDER]}
+
+
+def _panel_table(params: list[Any], ctx: Any) -> Table:
+    table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 2, 0, 0), expand=True)
+    table.add_column(no_wrap=True, style="bold cyan")
+    table.add_column(ratio=1)
+    for param in params:
+        help_text = " ".join(str(getattr(param, "help", None) or "").split())
+        table.add_row(_names(param, ctx), Text(help_text + _default(param, ctx)))
+    return table
+
+
+def render_help(command: Any, ctx: Any) -> None:
+    """Print ``command``'s help on stdout: usage, description, then one panel per option group."""
+    console = make_console()
+    usage = " ".join(command.collect_usage_pieces(ctx))
+    parts: list[Any] = [Text(f"Usage: {ctx.command_path} {usage}", style="bold"), Text("")]
+    for paragraph in inspect.cleandoc(command.help or "").split("\n\n"):
+        if paragraph.strip():  # lines of a paragraph are joined: the console wraps them
+            parts += [Text(" ".join(paragraph.split())), Text("")]
+    console.print(Group(*parts), highlight=False)
+    for name, params in _panels(command, ctx).items():
+        console.print(
+            Panel(_panel_table(params, ctx), title=name, title_align="left", box=box.ROUNDED, padding=(0, 1)),
+            highlight=False,
+        )
+
+
+class LearnkitCommand(TyperCommand):
+    """A Typer command whose ``--help`` is :func:`render_help`."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        render_help(self, ctx)
