@@ -189,6 +189,7 @@ class Recorder(LearnerCallback):
 
     def on_train_end(self, state: RunState) -> None:
         self.flush()
+        self._state = None  # add_metrics acts within a fit only; keep no reference to its batches
 
     # --- checkpointing ---
     def state_dict(self) -> dict:

@@ -431,7 +431,11 @@ def _coerce(value: Any, f: dataclasses.Field, key: str) -> Any:
                 raise TypeError
             return value
         if kind.startswith("int"):
-            if isinstance(value, bool) or float(value) != int(value):
+            if isinstance(value, bool):
+                raise TypeError
+            if isinstance(value, int):
+                return value  # exact, however large (a float round trip would change a big seed)
+            if isinstance(value, float) and not value.is_integer():
                 raise TypeError
             return int(value)
         if kind.startswith("float | str") or key in ("schedule.lr", "schedule.wd"):
