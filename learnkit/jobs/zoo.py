@@ -44,10 +44,14 @@ def describe_arch(name: str) -> dict[str, Any]:
     """One row of ``zoo list``: name, params (with 1000 outputs), layer groups, source, description.
 
     ``params`` and ``groups`` are None when the arch cannot be built here (its meta's ``params``
-    is used when it has one).
+    is used when it has one), or when its meta says ``list_build: False`` (a plugin with a
+    thousand archs, like timm's, is listed without building any).
     """
     entry = registry.get(name)
     params, groups = entry.meta.get("params"), None
+    if entry.meta.get("list_build") is False:
+        return {"name": name, "params": params, "groups": None, "source": entry.source,
+                "description": entry.description}  # fmt: skip
     try:
         model = _on_meta(lambda: entry.builder(LIST_N_OUT))
         groups = len(entry.layer_groups(model))
