@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from .export import export
 from .fit import fit
 from .fit_one_cycle import fit_one_cycle
 from .group import LearnkitGroup
@@ -54,6 +55,7 @@ app.command("predict")(predict)
 app.command("tta")(tta)
 app.command("unet")(unet)
 app.command("summary")(summary)
+app.command("export")(export)
 app.command("sample")(sample)
 app.command("version")(version)
 app.add_typer(zoo_app, name="zoo")
