@@ -15,6 +15,7 @@ from .fit_one_cycle import fit_one_cycle
 from .group import LearnkitGroup
 from .lr_find import lr_find
 from .predict import predict
+from .report import report
 from .sample import sample
 from .summary import summary
 from .tta import tta
@@ -56,6 +57,7 @@ app.command("tta")(tta)
 app.command("unet")(unet)
 app.command("summary")(summary)
 app.command("export")(export)
+app.command("report")(report)
 app.command("sample")(sample)
 app.command("version")(version)
 app.add_typer(zoo_app, name="zoo")
