@@ -185,10 +185,9 @@ def arch_entry(
     meta: dict[str, Any] | None = None,
     source: str = "",
 ) -> ArchEntry:
-    """An :class:`ArchEntry` for a family's ``make_entry`` to return (not registered by itself)."""
-    return ArchEntry(
-        name, builder, split, cut, dict(meta or {}), source or getattr(builder, "__module__", "")
-    )
+    """An :class:`ArchEntry` for a family's ``make_entry`` to return (not registered by itself);
+    an empty ``source`` becomes the family's plugin."""
+    return ArchEntry(name, builder, split, cut, dict(meta or {}), source)
 
 
 def _family_of(name: str) -> ArchFamily | None:
