@@ -86,8 +86,10 @@ def write_report(
     if not report.history and report.model is None:
         raise DataError(f"{run} holds neither history.csv nor a checkpoint under models/: not a run folder")
     _history_plots(report)
+    split = _config_split(config) if data is None else {}
     if report.model is not None:
-        _checkpoint_parts(report, data or _config_data(config), bs=bs, device=device, top_k=top_k)
+        data = data or _config_data(config)
+        _checkpoint_parts(report, data, bs=bs, device=device, top_k=top_k, split=split)
     else:
         report.notes.append("no checkpoint under models/: no model summary or interpretation")
     report.file = Path(out) if out is not None else run / REPORT_NAME
@@ -131,6 +133,14 @@ def _config_data(config: dict[str, Any]) -> str | None:
             (value[k] for k in ("source", "path", "data", "root") if isinstance(value.get(k), str)), None
         )
     return value if isinstance(value, str) and value else None
+
+
+def _config_split(config: dict[str, Any]) -> dict[str, Any]:
+    """How the run's config made its validation set (``valid_pct``, ``seed``), to make it again."""
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    runtime = config.get("runtime") if isinstance(config.get("runtime"), dict) else {}
+    split = {"valid_pct": data.get("valid_pct"), "seed": runtime.get("seed", config.get("seed"))}
+    return {k: v for k, v in split.items() if isinstance(v, int | float) and not isinstance(v, bool)}
 
 
 def _read_history(run: Path) -> list[dict[str, str]]:
@@ -232,7 +242,9 @@ def _recorder_state(report: Report) -> dict[str, Any]:
 
 
 # --- the checkpoint: facts, summary, interpretation ---
-def _checkpoint_parts(report: Report, data: str | None, *, bs: int, device: str, top_k: int) -> None:
+def _checkpoint_parts(
+    report: Report, data: str | None, *, bs: int, device: str, top_k: int, split: dict[str, Any]
+) -> None:
     from learnkit.jobs import info
     from learnkit.jobs.evaluate import read_model_metadata
 
@@ -258,15 +270,17 @@ def _checkpoint_parts(report: Report, data: str | None, *, bs: int, device: str,
         return
     report.data = data
     try:
-        _interpretation(report, data, bs=bs, device=device, top_k=top_k)
+        _interpretation(report, data, bs=bs, device=device, top_k=top_k, split=split)
     except (DataError, UsageError, CheckpointError) as exc:
         report.notes.append(f"no interpretation on {data}: {exc}")
 
 
-def _interpretation(report: Report, data: str, *, bs: int, device: str, top_k: int) -> None:
+def _interpretation(
+    report: Report, data: str, *, bs: int, device: str, top_k: int, split: dict[str, Any]
+) -> None:
     from learnkit.jobs.evaluate import checkpoint_learner
 
-    learn = checkpoint_learner(data, report.model, path=report.run, bs=bs, device=device, metrics=())
+    learn = checkpoint_learner(data, report.model, path=report.run, bs=bs, device=device, metrics=(), **split)
     interp = learn.interpret()
     classes = list(interp.classes)
     report.plots["Confusion matrix"] = file_uri(interp.plot_confusion_matrix())
