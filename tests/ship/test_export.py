@@ -72,6 +72,7 @@ def test_pt2_loads_and_runs_any_batch(classifier, tmp_path):
     assert y.shape == (2, 3) and (y - expected).abs().max() < 1e-4
 
 
+@pytest.mark.slow
 def test_segmentation_exports_per_pixel_probabilities(tmp_path):
     """A U-Net over timm's tiny test ResNet (the timm plugin's encoder cut, too)."""
     import onnxruntime as ort
@@ -101,6 +102,7 @@ def test_unknown_format_is_a_usage_error(classifier):
         export_checkpoint("m", path=classifier / "run", fmt="tflite")
 
 
+@pytest.mark.slow
 def test_cli_exit_codes(classifier, tmp_path):
     run = classifier / "run"
     ok = run_learnkit("export", "--model", "m", "--path", str(run), "--format", "onnx", "--json",
@@ -115,6 +117,7 @@ def test_cli_exit_codes(classifier, tmp_path):
     assert bad.returncode == 2 and "onnx, pt2" in bad.stderr
 
 
+@pytest.mark.slow
 def test_missing_export_tools_name_the_extra(classifier, tmp_path):
     """Without onnxruntime (hidden from the import system), exit 2 naming learnkit[export]."""
     hide = tmp_path / "hide"

@@ -71,6 +71,7 @@ def test_report_without_data_says_what_it_left_out(run, tmp_path):
     assert any("no validation data" in n for n in report.notes)
 
 
+@pytest.mark.slow
 def test_report_cli(run, tmp_path):
     proc = run_learnkit("report", str(run / "run"), "--out", str(tmp_path / "r.html"), "--json")
     assert proc.returncode == 0, proc.stderr

@@ -105,6 +105,7 @@ def test_pretrained_reads_the_hugging_face_cache(tmp_path, monkeypatch):
     assert "fc.weight" not in body_state  # the 1000-class head is dropped with the cut
 
 
+@pytest.mark.slow
 def test_missing_pretrained_weights_exit_3_naming_the_folder(tmp_path):
     import os
 
