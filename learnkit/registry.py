@@ -51,7 +51,8 @@ class ArchEntry:
             children before it) or a callable ``cut(model) -> body``; ``None`` for a model that is
             used only as it is.
         meta: ``description`` (one line), ``min_size`` (smallest input side in pixels), ``params``
-            (parameter count with 1000 outputs), anything else a plugin wants to say.
+            (parameter count with 1000 outputs), ``encoder_cut`` (the cut that makes a U-Net
+            encoder of an arch without ``cut``), anything else a plugin wants to say.
         source: the plugin that registered it (its entry-point name) or the builder's module.
     """
 

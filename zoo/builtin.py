@@ -13,7 +13,12 @@ register(
     "simple_cnn",
     simple_cnn,
     split=split_simple_cnn,
-    meta={"description": "tiny conv net: 4 conv-bn-relu stride-2 blocks, pool, linear", "min_size": 16},
+    # no cut: as a classifier it keeps its own head; as a U-Net encoder its conv body serves
+    meta={
+        "description": "tiny conv net: 4 conv-bn-relu stride-2 blocks, pool, linear",
+        "min_size": 16,
+        "encoder_cut": -1,
+    },
 )
 
 _RESNETS = {

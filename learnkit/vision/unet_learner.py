@@ -60,9 +60,14 @@ def unet_spec_for(arch: str, n_out: int, **kwargs: Any) -> dict[str, Any]:
 
 
 def encoder_cut(arch: str, cut: int | Callable[[nn.Module], nn.Module] | None = None) -> Any:
-    """The cut that makes ``arch``'s encoder: ``cut`` if given, else the zoo's; UsageError if neither."""
+    """The cut that makes ``arch``'s encoder: ``cut`` if given, else the zoo's (its ``meta["unet_cut"]``,
+    its ``cut``, or its ``meta["encoder_cut"]`` for an arch that keeps its own head as a classifier);
+    UsageError if none."""
     entry = registry.get(arch)
-    cut = entry.meta.get("unet_cut", entry.cut) if cut is None else cut
+    if cut is None:
+        cut = entry.meta.get("unet_cut", entry.cut)
+    if cut is None:
+        cut = entry.meta.get("encoder_cut")
     if cut is None:
         raise UsageError(f"arch '{arch}' has no cut, so it cannot serve as a U-Net encoder; give cut=")
     return cut

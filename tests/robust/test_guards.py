@@ -12,9 +12,9 @@ from learnkit.callbacks.csv_logger import CSVLogger
 from learnkit.callbacks.terminate_on_nan import TerminateOnNaN, weights_finite
 from learnkit.checkpoint import MODEL_FORMAT, optimizer_path, read_safetensors
 from learnkit.errors import LearnkitError, UsageError
-from learnkit.jobs.train import run_fit
+from learnkit.jobs.fitting import run_fit
+from learnkit.jobs.setup import build_learner
 from learnkit.persist import previous_path
-from learnkit.runner import build_learner
 
 
 class PoisonAt(Callback):
@@ -85,13 +85,15 @@ def test_csv_logger_appends_drops_redone_and_torn_rows(tiny_folder, tmp_path):
     learn.fit(2, 1e-3, callbacks=[CSVLogger(learn)])
     file = tmp_path / "history.csv"
     lines = file.read_text().splitlines()
-    assert lines[0] == "epoch,train_loss,valid_loss,accuracy,time" and len(lines) == 3
+    assert lines[0] == ",".join(learn.recorder.names) == "epoch,train_loss,valid_loss,accuracy,lr,mom,time"
+    assert len(lines) == 3
     file.write_text(file.read_text() + "2,0.5\n")  # a row torn by a crash
     learn.epoch = 1  # as if resumed from the end of epoch 1: epoch index 1 is done again
     learn.fit(1, 1e-3, callbacks=[CSVLogger(learn, append=True)])
     rows = [line.split(",") for line in file.read_text().splitlines()]
     assert [r[0] for r in rows] == ["epoch", "0", "1"]
-    assert all(len(r) == 5 for r in rows) and math.isfinite(float(rows[2][2]))
+    assert all(len(r) == 7 for r in rows) and math.isfinite(float(rows[2][2]))
+    assert float(rows[2][4]) == pytest.approx(1e-3)  # the lr column: a constant-rate fit's lr
 
 
 def test_monitor_saves_best_and_patience_stops(tiny_folder, tmp_path):

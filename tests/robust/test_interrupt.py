@@ -20,8 +20,8 @@ from safetensors.torch import load_file
 from learnkit.callback import Callback
 from learnkit.errors import RunInterrupted
 from learnkit.interrupt import StopOnSignal, catch_signals
-from learnkit.jobs.train import resume_hint, run_fit
-from learnkit.runner import build_learner
+from learnkit.jobs.fitting import resume_hint, run_fit
+from learnkit.jobs.setup import build_learner
 
 from .conftest import cli_env, learnkit_exe, make_folder
 
@@ -109,7 +109,7 @@ def test_a_finished_run_asked_to_resume_says_so_and_trains_nothing(tiny_folder, 
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
-def test_resume_refuses_a_mismatched_run(tiny_folder, tmp_path):
+def test_resume_refuses_a_mismatched_run_and_extends_a_finished_one(tiny_folder, tmp_path):
     from learnkit.errors import UsageError
 
     run_fit(_learner(tiny_folder, tmp_path), 2, 1e-3, schedule="one_cycle")
@@ -117,8 +117,16 @@ def test_resume_refuses_a_mismatched_run(tiny_folder, tmp_path):
         run_fit(_learner(tiny_folder, tmp_path), 1, 1e-3, schedule="one_cycle", resume="last")
     with pytest.raises(UsageError, match="resume it with that"):
         run_fit(_learner(tiny_folder, tmp_path), 3, 1e-3, schedule="fit", resume="last")
-    with pytest.raises(UsageError, match="2-epoch cycle"):
-        run_fit(_learner(tiny_folder, tmp_path), 3, 1e-3, schedule="one_cycle", resume="last")
+    # a finished cycle with more epochs is extended (a new cycle of the extra epochs) ...
+    extended = run_fit(_learner(tiny_folder, tmp_path), 3, 1e-3, schedule="one_cycle", resume="last")
+    assert [row["epoch"] for row in extended["history"]] == [0, 1, 2]
+    # ... but a run stopped inside a cycle can only finish that cycle
+    stopped = _learner(tiny_folder, tmp_path / "mid")
+    stopped.callbacks.append(SignalAt(epoch=1, batch=2))
+    with pytest.raises(RunInterrupted):
+        run_fit(stopped, 2, 1e-3, schedule="one_cycle")
+    with pytest.raises(UsageError, match="cycle ending at epoch 2"):
+        run_fit(_learner(tiny_folder, tmp_path / "mid"), 3, 1e-3, schedule="one_cycle", resume="last")
 
 
 def test_init_from_takes_the_weights_only(tiny_folder, tmp_path):
