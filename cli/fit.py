@@ -6,10 +6,12 @@ from .options import (
     ArchOpt,
     BsOpt,
     CacheOpt,
+    ConfigOpt,
     DataArg,
     DeterministicOpt,
     DeviceOpt,
     EpochsOpt,
+    ExistOkOpt,
     InitFromOpt,
     JsonOpt,
     LrOpt,
@@ -19,6 +21,7 @@ from .options import (
     PatienceOpt,
     PrecisionOpt,
     PretrainedOpt,
+    PrintConfigOpt,
     ResumeOpt,
     SaveBestOpt,
     SeedOpt,
@@ -27,13 +30,13 @@ from .options import (
     WdOpt,
     WorkersOpt,
 )
-from .training import relaunch_if_asked, run_training
+from .training import train_command
 
 
 def fit(
     ctx: typer.Context,
-    data: DataArg,
-    arch: ArchOpt,
+    data: DataArg = None,
+    arch: ArchOpt = None,
     epochs: EpochsOpt = 1,
     lr: LrOpt = "3e-3",
     wd: WdOpt = None,
@@ -48,41 +51,20 @@ def fit(
     cache: CacheOpt = "auto",
     pretrained: PretrainedOpt = None,
     as_json: JsonOpt = False,
-    monitor: MonitorOpt = None,
+    monitor: MonitorOpt = "valid_loss",
     patience: PatienceOpt = None,
     save_best: SaveBestOpt = True,
     resume: ResumeOpt = None,
     init_from: InitFromOpt = None,
+    exist_ok: ExistOkOpt = False,
     deterministic: DeterministicOpt = False,
     nproc: NprocOpt = None,
+    config: ConfigOpt = None,
+    print_config: PrintConfigOpt = False,
 ) -> None:
-    """Train ARCH on DATA for EPOCHS epochs; saves PATH/models/last after every epoch.
+    """Train ARCH on DATA for EPOCHS epochs; saves PATH/models/last after every epoch, best on
+    improvement, PATH/config.yaml and PATH/history.csv.
 
     Ctrl-C stops at the next batch, saves last and exits 130; --resume continues from it.
     """
-    relaunch_if_asked(ctx, nproc)
-    run_training(
-        ctx,
-        as_json=as_json,
-        data=data,
-        arch=arch,
-        epochs=epochs,
-        lr=lr,
-        wd=wd,
-        bs=bs,
-        size=size,
-        seed=seed,
-        path=path,
-        workers=workers,
-        device=device,
-        valid_pct=valid_pct,
-        precision=precision,
-        cache=cache,
-        pretrained=pretrained,
-        monitor=monitor,
-        patience=patience,
-        save_best=save_best,
-        resume=resume,
-        init_from=init_from,
-        deterministic=deterministic,
-    )
+    train_command(ctx, "fit")

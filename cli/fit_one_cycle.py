@@ -8,11 +8,13 @@ from .options import (
     ArchOpt,
     BsOpt,
     CacheOpt,
+    ConfigOpt,
     DataArg,
     DeterministicOpt,
     DeviceOpt,
     DivFactorOpt,
     EpochsOpt,
+    ExistOkOpt,
     FinalDivOpt,
     InitFromOpt,
     JsonOpt,
@@ -25,6 +27,7 @@ from .options import (
     PctStartOpt,
     PrecisionOpt,
     PretrainedOpt,
+    PrintConfigOpt,
     ResumeOpt,
     SaveBestOpt,
     SeedOpt,
@@ -34,13 +37,13 @@ from .options import (
     WorkersOpt,
 )
 from .render import make_console, render_result
-from .training import relaunch_if_asked, run_training
+from .training import build_config, train_command
 
 
 def fit_one_cycle(
     ctx: typer.Context,
-    data: DataArg,
-    arch: ArchOpt,
+    data: DataArg = None,
+    arch: ArchOpt = None,
     epochs: EpochsOpt = 1,
     lr: LrOpt = "3e-3",
     moms: MomsOpt = "0.95,0.85",
@@ -62,32 +65,33 @@ def fit_one_cycle(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the lr/momentum schedule (and plot it) without training.")
     ] = False,
-    monitor: MonitorOpt = None,
+    monitor: MonitorOpt = "valid_loss",
     patience: PatienceOpt = None,
     save_best: SaveBestOpt = True,
     resume: ResumeOpt = None,
     init_from: InitFromOpt = None,
+    exist_ok: ExistOkOpt = False,
     deterministic: DeterministicOpt = False,
     nproc: NprocOpt = None,
+    config: ConfigOpt = None,
+    print_config: PrintConfigOpt = False,
 ) -> None:
-    """Train ARCH on DATA for one cycle of EPOCHS epochs peaking at LR; saves PATH/models/last.
+    """Train ARCH on DATA for one cycle of EPOCHS epochs peaking at LR; saves PATH/models/last after
+    every epoch, best on improvement, PATH/config.yaml and PATH/history.csv.
 
     Ctrl-C stops at the next batch, saves last and exits 130; --resume continues from it.
     """
-    cycle = dict(moms=moms, pct_start=pct_start, div_factor=div_factor, final_div=final_div)
-    learner = dict(
-        bs=bs, size=size, seed=seed, path=path, workers=workers, device=device, valid_pct=valid_pct,
-        precision=precision, cache=cache, pretrained=pretrained,
-    )  # fmt: skip
-    if dry_run:
-        from learnkit.jobs.lr_find import plan_one_cycle
-
-        plan = plan_one_cycle(data, arch, epochs, lr, **cycle, **learner)
-        render_result(plan, make_console(), as_json=as_json)
+    if not dry_run:
+        train_command(ctx, "fit-one-cycle")
         return
-    relaunch_if_asked(ctx, nproc)
-    run_training(
-        ctx, as_json=as_json, data=data, arch=arch, epochs=epochs, lr=lr, wd=wd, schedule="one_cycle",
-        **cycle, **learner, monitor=monitor, patience=patience, save_best=save_best, resume=resume,
-        init_from=init_from, deterministic=deterministic,
+    from learnkit.jobs.config import lr_value
+    from learnkit.jobs.lr_find import plan_one_cycle
+
+    cfg = build_config(ctx, "fit-one-cycle")
+    d, r, sch = cfg.data, cfg.runtime, cfg.schedule
+    plan = plan_one_cycle(
+        d.data, cfg.model.arch, sch.epochs, lr_value(sch.lr), **sch.cycle_kwargs(), bs=d.bs, size=d.size,
+        seed=r.seed, path=cfg.checkpoint.path, workers=r.workers, device=r.device, valid_pct=d.valid_pct,
+        precision=r.precision, cache=d.cache, pretrained=cfg.model.pretrained,
     )  # fmt: skip
+    render_result(plan, make_console(), as_json=as_json)

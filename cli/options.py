@@ -131,14 +131,16 @@ def complete_model(ctx: typer.Context, incomplete: str) -> list[str]:
 
 
 DataArg = Annotated[
-    str,
+    str | None,
     typer.Argument(
         metavar="DATA",
         help="An image folder (train/ and valid/ inside), or a built-in sample: sample:shapes.",
+        show_default=False,
     ),
 ]
 ArchOpt = Annotated[
-    str, typer.Option("--arch", help="Model architecture from the zoo.", autocompletion=complete_arch)
+    str | None,
+    typer.Option("--arch", help="Model architecture from the zoo.", autocompletion=complete_arch),
 ]
 ModelOpt = Annotated[
     str,
@@ -220,7 +222,8 @@ ValidPctOpt = Annotated[
         "--valid-pct",
         parser=_as_typer(parse_fraction),
         metavar="FRACTION",
-        help="Hold out this fraction of DATA/<class>/* for validation (a folder without train/ valid/).",
+        help="Hold out this fraction of DATA for validation (a folder without train/ valid/; "
+        "segmentation: 0.2 when not given).",
     ),
 ]
 MomsOpt = Annotated[
@@ -243,14 +246,31 @@ FinalDivOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
-# --- a training run's checkpoints, resuming and scale (fit, fit-one-cycle) ---
-MonitorOpt = Annotated[
+# --- a training run's config, checkpoints, resuming and scale (fit, fit-one-cycle, unet) ---
+ConfigOpt = Annotated[
     str | None,
+    typer.Option(
+        "--config",
+        metavar="FILE",
+        help="Read the run's options from a YAML file (a run's PATH/config.yaml replays it); options "
+        "given on the command line override it.",
+    ),
+]
+PrintConfigOpt = Annotated[
+    bool,
+    typer.Option("--print-config", help="Print the effective config as YAML and exit without training."),
+]
+ExistOkOpt = Annotated[
+    bool,
+    typer.Option("--exist-ok", help="Replace the run already in PATH (else a fit there is refused)."),
+]
+MonitorOpt = Annotated[
+    str,
     typer.Option(
         "--monitor",
         metavar="NAME",
-        help="Track NAME (valid_loss, train_loss or a metric such as accuracy): save PATH/models/best "
-        "whenever it improves.",
+        help="What PATH/models/best (and --patience) follows: valid_loss, train_loss or a metric "
+        "(accuracy; dice, iou, pixel_accuracy for unet).",
     ),
 ]
 PatienceOpt = Annotated[
@@ -263,7 +283,9 @@ PatienceOpt = Annotated[
 ]
 SaveBestOpt = Annotated[
     bool,
-    typer.Option("--save-best/--no-save-best", help="With --monitor, keep PATH/models/best."),
+    typer.Option(
+        "--save-best/--no-save-best", help="Keep PATH/models/best, the weights of --monitor's best epoch."
+    ),
 ]
 ResumeOpt = Annotated[
     str | None,
@@ -271,8 +293,9 @@ ResumeOpt = Annotated[
         "--resume",
         metavar="[NAME]",
         help="Continue the run saved in checkpoint NAME (default last) exactly where it stopped: weights, "
-        "optimizer, schedule position, RNG and history. --epochs is the run's total; a finished run "
-        "says so and exits 0.",
+        "optimizer, schedule position, RNG and history, with the run's saved config (options given "
+        "here must agree with it). --epochs is the run's total; a finished run says so and exits 0, "
+        "or with a larger --epochs trains the extra epochs (1cycle: a new cycle of them).",
     ),
 ]
 InitFromOpt = Annotated[

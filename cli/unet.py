@@ -4,26 +4,38 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from .context import global_options
 from .options import (
     ArchOpt,
+    BsOpt,
+    CacheOpt,
+    ConfigOpt,
+    DeterministicOpt,
     DeviceOpt,
     DivFactorOpt,
     EpochsOpt,
+    ExistOkOpt,
     FinalDivOpt,
+    InitFromOpt,
     JsonOpt,
     LrOpt,
     MomsOpt,
+    MonitorOpt,
+    NprocOpt,
     PathOpt,
+    PatienceOpt,
     PctStartOpt,
     PrecisionOpt,
     PretrainedOpt,
+    PrintConfigOpt,
+    ResumeOpt,
+    SaveBestOpt,
     SeedOpt,
+    SizeOpt,
+    ValidPctOpt,
     WdOpt,
     WorkersOpt,
 )
-from .progress import make_reporter
-from .render import make_console, render_result, render_rows
+from .training import train_command
 
 # the job's measured defaults (learnkit.jobs.unet.DEFAULTS), repeated here so --help imports no torch
 DEFAULT_LR, DEFAULT_BS, DEFAULT_SIZE, DEFAULT_EPOCHS = "1e-3", 8, 64, 3
@@ -44,18 +56,19 @@ def parse_y_range(text: Any) -> tuple[float, float] | None:
 
 
 SegDataArg = Annotated[
-    str,
+    str | None,
     typer.Argument(
         metavar="DATA",
         help="A segmentation folder (images/, masks/ with the same names, codes.txt), or sample:shapes-seg.",
+        show_default=False,
     ),
 ]
 
 
 def unet(
     ctx: typer.Context,
-    data: SegDataArg,
-    arch: ArchOpt,
+    data: SegDataArg = None,
+    arch: ArchOpt = None,
     epochs: EpochsOpt = DEFAULT_EPOCHS,
     lr: LrOpt = DEFAULT_LR,
     moms: MomsOpt = "0.95,0.85",
@@ -63,22 +76,27 @@ def unet(
     div_factor: DivFactorOpt = 25.0,
     final_div: FinalDivOpt = None,
     wd: WdOpt = None,
-    bs: Annotated[int, typer.Option("--bs", min=1, help="Batch size.")] = DEFAULT_BS,
-    size: Annotated[
-        int, typer.Option("--size", min=8, help="Images and masks are resized to SIZE x SIZE.")
-    ] = DEFAULT_SIZE,
+    bs: BsOpt = DEFAULT_BS,
+    size: SizeOpt = DEFAULT_SIZE,
     seed: SeedOpt = None,
     path: PathOpt = ".",
-    workers: WorkersOpt = 0,
+    workers: WorkersOpt = None,
     device: DeviceOpt = "auto",
-    valid_pct: Annotated[
-        float | None,
-        typer.Option(
-            "--valid-pct", min=0.0, max=1.0, help="Share of the images held out for validation (0.2)."
-        ),
-    ] = None,
+    valid_pct: ValidPctOpt = None,
     precision: PrecisionOpt = "fp32",
+    cache: CacheOpt = "auto",
     pretrained: PretrainedOpt = None,
+    as_json: JsonOpt = False,
+    monitor: MonitorOpt = "valid_loss",
+    patience: PatienceOpt = None,
+    save_best: SaveBestOpt = True,
+    resume: ResumeOpt = None,
+    init_from: InitFromOpt = None,
+    exist_ok: ExistOkOpt = False,
+    deterministic: DeterministicOpt = False,
+    nproc: NprocOpt = None,
+    config: ConfigOpt = None,
+    print_config: PrintConfigOpt = False,
     self_attention: Annotated[
         bool, typer.Option("--self-attention", help="A self-attention layer in the decoder.")
     ] = False,
@@ -103,59 +121,10 @@ def unet(
             "--y-range", parser=parse_y_range, metavar="LO,HI", help="Squeeze the outputs into (LO, HI)."
         ),
     ] = None,
-    monitor: Annotated[
-        str | None,
-        typer.Option(
-            "--monitor", help="Also keep PATH/models/best: dice, iou, pixel_accuracy or valid_loss."
-        ),
-    ] = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Train a U-Net over ARCH on DATA for one cycle of EPOCHS epochs; reports dice and IoU per epoch.
 
-    Saves PATH/models/last after every epoch (and PATH/models/best with --monitor).
+    Saves PATH/models/last after every epoch, best on improvement (valid_loss, or --monitor dice,
+    iou, pixel_accuracy), PATH/config.yaml and PATH/history.csv; --resume continues a run.
     """
-    from learnkit.jobs.unet import train_unet
-
-    if valid_pct is not None and not 0 < valid_pct < 1:
-        raise typer.BadParameter("must be between 0 and 1", param_hint="--valid-pct")
-    reporter = make_reporter(global_options(ctx), as_json=as_json)
-    result = train_unet(
-        data,
-        arch,
-        epochs,
-        lr,
-        wd=wd,
-        bs=bs,
-        size=size,
-        seed=seed,
-        path=path,
-        workers=workers,
-        device=device,
-        valid_pct=valid_pct,
-        pretrained=pretrained,
-        precision=precision,
-        blur=blur,
-        blur_final=blur_final,
-        self_attention=self_attention,
-        bottle=bottle,
-        last_cross=last_cross,
-        norm_type=None if norm_type == "none" else norm_type,
-        y_range=y_range,
-        monitor=monitor,
-        reporter=reporter,
-        moms=moms,
-        pct_start=pct_start,
-        div_factor=div_factor,
-        final_div=final_div,
-    )
-    console = make_console()
-    if as_json:
-        render_result(result, console, as_json=True)
-        return
-    per_class = [
-        {"class": name, "dice": result["dice_per_class"].get(name), "iou": result["iou_per_class"].get(name)}
-        for name in result["classes"]
-    ]
-    render_rows(per_class, console, columns=["class", "dice", "iou"])
-    render_result(result, console, skip=("history", "dice_per_class", "iou_per_class", "classes"))
+    train_command(ctx, "unet")

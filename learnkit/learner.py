@@ -112,6 +112,7 @@ class Learner:
         self.true_wd, self.bn_wd, self.wd, self.train_bn = true_wd, bn_wd, wd, train_bn
         self.path, self.model_dir = Path(path), Path(model_dir)
         self.callbacks = list(callbacks)
+        self.run_metadata: dict = {}  # more model-file metadata for every save (a job puts its config here)
         self.layer_groups = list(layer_groups) if layer_groups else [self.model]
         self.model_spec = model_spec
         self.opt: OptimWrapper | None = None
@@ -366,11 +367,14 @@ class Learner:
         return model_summary(self, n)
 
     # --- checkpoints ---
-    def save(self, name: str | Path, with_opt: bool = True) -> Path:
-        """Save to ``path/model_dir/name.safetensors`` (+ ``name.opt.safetensors``); atomic."""
+    def save(self, name: str | Path, with_opt: bool = True, metadata: dict | None = None) -> Path:
+        """Save to ``path/model_dir/name.safetensors`` (+ ``name.opt.safetensors``); atomic.
+
+        ``metadata``: more JSON-able keys for the model file (besides ``run_metadata``'s).
+        """
         from learnkit.persist import save_learner
 
-        return save_learner(self, name, with_opt)
+        return save_learner(self, name, with_opt, metadata)
 
     def load(self, name: str | Path, strict: bool = True, with_opt: bool | None = None) -> Learner:
         """Load weights (and, if present or asked, optimizer state and the run's position)."""

@@ -89,12 +89,17 @@ def _stateful_callbacks(learn: Any) -> dict:
     return {getattr(cb, "cb_name", type(cb).__name__): cb for cb in cbs if hasattr(cb, "state_dict")}
 
 
-def save_learner(learn: Any, name: str | Path, with_opt: bool = True) -> Path:
-    """Write the learner's checkpoint (and optimizer file); returns the model file's path."""
+def save_learner(learn: Any, name: str | Path, with_opt: bool = True, metadata: dict | None = None) -> Path:
+    """Write the learner's checkpoint (and optimizer file); returns the model file's path.
+
+    The model file's metadata: :func:`model_metadata`, the learner's ``run_metadata`` (a training
+    job puts the run's ``config`` there) and ``metadata``.
+    """
     path = resolve_checkpoint(str(name), learn.path, learn.model_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     step = f"{learn.epoch}.{learn.iteration}.{learn.batch}-{uuid.uuid4().hex[:12]}"
-    meta = model_metadata(learn) | {"step": step}
+    extra = {**(getattr(learn, "run_metadata", None) or {}), **(metadata or {})}
+    meta = model_metadata(learn) | extra | {"step": step}
     files = []
     if with_opt and learn.opt is not None:
         names = optimizer_param_names(learn.opt, learn.model)

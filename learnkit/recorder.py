@@ -46,7 +46,8 @@ class Recorder(LearnerCallback):
         group_lrs: the learning rate of every layer group, every batch.
         val_losses, metrics: per epoch; ``metrics_names`` names the columns of ``metrics``.
         nb_batches: batches trained in each epoch.
-        history: one dict per epoch: epoch, train_loss, valid_loss, each metric, time (seconds).
+        history: one dict per epoch, keyed by :attr:`names`: epoch, train_loss, valid_loss, each
+            metric, lr and mom (of the epoch's last training batch), time (seconds).
         schedule: the lr schedule of the latest fit (cleared as a fit begins, set by a scheduler
             such as 1cycle's; kept in checkpoints, so that a resumed run continues it), or None.
         lr_find_lrs, lr_find_losses: the last LR range test's lrs and smoothed losses (what
@@ -81,7 +82,8 @@ class Recorder(LearnerCallback):
 
     @property
     def names(self) -> list[str]:
-        return ["epoch", "train_loss", "valid_loss", *self.metrics_names, "time"]
+        """The columns of a ``history`` row, in order (``history.csv``'s header, the epoch table's)."""
+        return ["epoch", "train_loss", "valid_loss", *self.metrics_names, "lr", "mom", "time"]
 
     def on_train_begin(self, state: RunState) -> None:
         self.metrics_names = list(state.metrics_names)
@@ -118,6 +120,10 @@ class Recorder(LearnerCallback):
         row = {"epoch": state.epoch, "train_loss": self.smoother.smooth, "valid_loss": valid_loss}
         values = metrics[1:] if metrics else [None] * len(self.metrics_names)
         row.update(zip(self.metrics_names, values))
+        # the last group's lr and the momentum of the epoch's last training batch
+        trained = self._epoch_batches > 0 and self.lrs
+        row["lr"] = float(self.lrs[-1]) if trained else None
+        row["mom"] = float(self.moms[-1]) if trained else None
         row["time"] = time.perf_counter() - self._start
         if valid_loss is not None:
             self.val_losses.append(valid_loss)

@@ -13,6 +13,7 @@ register(
     "simple_cnn",
     simple_cnn,
     split=split_simple_cnn,
+    cut=-1,  # drop the head: the conv body serves as a U-Net encoder
     meta={"description": "tiny conv net: 4 conv-bn-relu stride-2 blocks, pool, linear", "min_size": 16},
 )
 

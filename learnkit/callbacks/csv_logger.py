@@ -1,6 +1,7 @@
 """Write each epoch's history row to a CSV file as the fit goes: ``<learn.path>/history.csv``.
 
-One row per epoch (epoch, train_loss, valid_loss, each metric, time), written and flushed to disk
+One row per epoch (the Recorder's ``names``: epoch, train_loss, valid_loss, each metric, lr,
+mom, time), written and flushed to disk
 at the epoch's end, so the file is current even if the process is killed. With ``append=True`` (a
 resumed run) the rows go after the existing ones and the header is not repeated; rows of epochs the
 run is about to do again (written after the checkpoint it resumes from) are dropped first, so the
@@ -9,7 +10,7 @@ file never holds an epoch twice. Only rank 0 writes in a multi-process run.
 Example:
     >>> learn.fit(3, 1e-3, callbacks=[CSVLogger(learn)])  # writes ./history.csv
     >>> open("history.csv").readline()
-    'epoch,train_loss,valid_loss,accuracy,time\\n'
+    'epoch,train_loss,valid_loss,accuracy,lr,mom,time\\n'
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class CSVLogger(LearnerCallback):
         return Path(self.learn.path) / f"{self.filename}.csv"
 
     def on_train_begin(self, state: RunState) -> None:
-        self.columns = ["epoch", "train_loss", "valid_loss", *state.metrics_names, "time"]
+        self.columns = list(self.learn.recorder.names)  # the Recorder's row, column for column
         if not is_main():
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ class ProgressCallback(Callback):
     def on_train_begin(self, state: RunState) -> None:
         self._main = is_main()  # asked once a fit, not once a batch
         if self._main:
-            names = ["epoch", "train_loss", "valid_loss", *state.metrics_names, "time"]
+            names = state.learn.recorder.names  # the history row's columns (set by the Recorder, first)
             # epochs count from the run's start: a resumed run shows "epoch 4/10", not "4/7"
             self.reporter.fit_start(state.start_epoch + state.n_epochs, names)
 

@@ -60,6 +60,9 @@ class TrackerCallback(LearnerCallback):
 class SaveModelCallback(TrackerCallback):
     """Save the model after an epoch: ``every='epoch'``, or on ``'improvement'`` of ``monitor``.
 
+    A checkpoint saved on improvement carries the metadata key ``best``:
+    ``{"epoch": ..., "monitor": ..., "value": ...}``.
+
     Args:
         name: the checkpoint name (``path/model_dir/name.safetensors``).
         with_opt: also save the optimizer state (what ``--resume`` needs).
@@ -97,7 +100,9 @@ class SaveModelCallback(TrackerCallback):
         if value is not None and not math.isnan(value) and self.improved(value):
             self.best = value
             if is_main():
-                self.learn.save(self.name, with_opt=self.with_opt)
+                # the checkpoint says what made it best (history.csv's epoch numbering)
+                best = {"epoch": int(state.epoch), "monitor": self.monitor, "value": float(value)}
+                self.learn.save(self.name, with_opt=self.with_opt, metadata={"best": best})
 
 
 class EarlyStoppingCallback(TrackerCallback):

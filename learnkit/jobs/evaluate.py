@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from learnkit import runner
 from learnkit.errors import CheckpointError
+from learnkit.jobs import setup
 
 
 def read_model_metadata(model: str | Path, path: str | Path = ".") -> tuple[Path, dict[str, Any]]:
@@ -64,14 +64,14 @@ def checkpoint_learner(
     from learnkit.inference import load_learner
 
     file, meta = read_model_metadata(model, path)
-    dev = runner.resolve_device(device)
-    bunch = runner.load_data(
+    dev = setup.resolve_device(device)
+    bunch = setup.load_data(
         data, bs=bs, size=int(meta.get("size") or 64), seed=seed, workers=workers, device=dev,
         valid_pct=valid_pct, normalize=meta.get("norm_stats") is not None,
         task=meta.get("task") or "classification",
     )  # fmt: skip
     _check_classes(file, meta.get("classes"), bunch.classes)
-    metric_fns = runner.resolve_metrics(metrics, task=meta.get("task") or "classification")
+    metric_fns = setup.resolve_metrics(metrics, task=meta.get("task") or "classification")
     return load_learner(file, path=path, data=bunch, metrics=metric_fns)
 
 

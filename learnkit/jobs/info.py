@@ -7,8 +7,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from learnkit import runner
 from learnkit.errors import UsageError
+from learnkit.jobs import setup
 from learnkit.jobs.evaluate import read_model_metadata
 from learnkit.version import __version__
 
@@ -24,7 +24,8 @@ def summary(
     """The layer table of ``arch`` (built for ``n_out`` outputs) or of checkpoint ``model``.
 
     Returns ``text`` (the table), ``layers`` (one dict per layer), the parameter counts and the
-    layer groups.
+    layer groups; for a ``best`` checkpoint also ``epoch``, ``monitor`` and ``value`` (what made it
+    best).
     """
     import torch
 
@@ -33,8 +34,9 @@ def summary(
 
     if (arch is None) == (model is None):
         raise UsageError("give exactly one of --arch or --model")
+    meta: dict[str, Any] = {}
     if arch is not None:
-        runner._check_arch(arch, size)
+        setup.check_arch(arch, size)
         spec, source = model_spec_for(arch, n_out), arch
     else:
         file, meta = read_model_metadata(model, path)
@@ -42,7 +44,10 @@ def summary(
     net, groups = build_model(spec)
     view = _SummaryView(net, groups, size)
     total = sum(p.numel() for p in net.parameters())
+    best = meta.get("best") if model is not None else None
+    made_best = {k: best.get(k) for k in ("epoch", "monitor", "value")} if isinstance(best, dict) else {}
     return {
+        **made_best,
         "model": source,
         "arch": spec.get("arch"),
         "n_out": spec.get("n_out"),

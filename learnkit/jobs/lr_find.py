@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from learnkit.runner import build_learner
+from learnkit.jobs.setup import build_learner
 
 
 def lr_find(

@@ -75,7 +75,7 @@ def predict_files(
         CheckpointError: no such checkpoint, or one that cannot rebuild its model.
     """
     from learnkit.inference import load_learner
-    from learnkit.runner import resolve_device
+    from learnkit.jobs.setup import resolve_device
 
     learn = load_learner(model, path=path, device=resolve_device(device))
     task = getattr(learn.data, "task", None) or "classification"

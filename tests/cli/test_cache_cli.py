@@ -1,13 +1,14 @@
-"""``--cache``, ``--workers`` and ``--precision`` reach the library from ``fit`` and ``fit-one-cycle``."""
+"""``--cache``, ``--workers`` and ``--precision`` reach the library from ``fit``, ``fit-one-cycle``
+and ``unet``."""
 
 import json
 
 import pytest
 from typer.testing import CliRunner
 
-from learnkit import runner as runner_module
 from learnkit.checkpoint import read_safetensors
 from learnkit.cli.app import app
+from learnkit.jobs import setup as jobs_setup
 
 cli = CliRunner(env={"CI": "1"})
 TINY = ["--arch", "simple_cnn", "--epochs", "1", "--size", "16", "--bs", "8", "--seed", "0"]
@@ -16,15 +17,15 @@ TINY += ["--device", "cpu"]
 
 @pytest.fixture
 def data_calls(monkeypatch) -> list[dict]:
-    """The keyword arguments of every ``runner.load_data`` call (which then runs as usual)."""
+    """The keyword arguments of every ``learnkit.jobs.setup.load_data`` call (which then runs as usual)."""
     calls: list[dict] = []
-    original = runner_module.load_data
+    original = jobs_setup.load_data
 
     def recording(*args, **kwargs):
         calls.append(kwargs)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(runner_module, "load_data", recording)
+    monkeypatch.setattr(jobs_setup, "load_data", recording)
     return calls
 
 
@@ -56,3 +57,23 @@ def test_explicit_workers_are_passed_on(tmp_path, image_folder, data_calls):
 def test_bad_values_are_usage_errors(image_folder, bad):
     result = cli.invoke(app, ["fit", str(image_folder), *TINY, *bad])
     assert result.exit_code == 2
+
+
+def test_unet_takes_the_cache_and_workers_options(tmp_path, data_calls):
+    args = [
+        "unet",
+        "sample:shapes-seg",
+        "--arch",
+        "simple_cnn",
+        "--size",
+        "16",
+        "--epochs",
+        "1",
+        "--seed",
+        "0",
+    ]
+    args += ["--device", "cpu", "--cache", "none", "--workers", "0", "--path", str(tmp_path), "--json"]
+    result = cli.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    assert data_calls[-1]["cache"] == "none" and data_calls[-1]["workers"] == 0
+    assert data_calls[-1]["task"] == "segmentation"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from .conftest import run_learnkit
@@ -67,8 +68,22 @@ def test_validate_reports_pixel_metrics_for_a_segmentation_checkpoint(unet_run):
     assert result["pixel_accuracy"] == pytest.approx(unet_run["result"]["pixel_accuracy"], abs=1e-6)
 
 
-def test_unet_rejects_an_arch_without_a_cut_and_a_bad_y_range(tmp_path):
+def test_unet_rejects_a_bad_y_range():
     proc = run_learnkit("unet", "sample:shapes-seg", "--arch", "resnet18", "--y-range", "2,1")
     assert proc.returncode == 2 and "error:" in proc.stderr and "Traceback" not in proc.stderr
-    proc = run_learnkit("unet", "sample:shapes-seg", "--arch", "simple_cnn", "--path", str(tmp_path))
-    assert proc.returncode == 2 and "cannot serve" in proc.stderr
+
+
+def test_unet_refuses_an_arch_without_a_cut_and_writes_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from learnkit import registry
+    from learnkit.cli.app import app
+
+    registry.register("no_cut_net", lambda n_out, **kwargs: torch.nn.Conv2d(3, n_out, 1))
+    try:
+        args = ["unet", "sample:shapes-seg", "--arch", "no_cut_net", "--path", str(tmp_path / "run")]
+        result = CliRunner().invoke(app, args)
+    finally:
+        registry._reset()
+    assert result.exit_code == 2 and "cannot serve" in result.stderr
+    assert not (tmp_path / "run").exists()

@@ -202,11 +202,11 @@ def test_bf16_and_channels_last_on_cuda():
 
 @pytest.mark.gpu
 def test_the_command_line_learner_is_channels_last_on_cuda(tmp_path):
-    from learnkit import runner
+    from learnkit.jobs import setup
     from tests.cli.conftest import make_image_folder
 
     folder = make_image_folder(tmp_path / "data")
-    learn = runner.build_learner(folder, "simple_cnn", size=32, bs=8, device="cuda", precision="fp16")
+    learn = setup.build_learner(folder, "simple_cnn", size=32, bs=8, device="cuda", precision="fp16")
     conv = next(m for m in learn.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert isinstance(learn.precision, FP16)

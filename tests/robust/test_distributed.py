@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from learnkit import runner
 from learnkit.jobs import evaluate
+from learnkit.jobs.config import RunConfig
+from learnkit.jobs.train import run
 from learnkit.launch import normalize_args, torchrun_command, without_nproc
 
 from .conftest import cli_env, learnkit_exe
@@ -35,9 +36,11 @@ def _torchrun() -> list[str]:
 @pytest.mark.slow
 def test_two_gloo_processes_train_like_one_and_reduce_metrics_exactly(tmp_path):
     torch.set_num_threads(1)
-    single = runner.train(
-        "sample:shapes", "simple_cnn", 5, 3e-3, schedule="one_cycle", bs=64, seed=0, device="cpu",
-        path=tmp_path / "one",
+    single = run(
+        RunConfig.from_flat(
+            "fit-one-cycle", data="sample:shapes", arch="simple_cnn", epochs=5, lr=3e-3, bs=64, seed=0,
+            device="cpu", path=str(tmp_path / "one"),
+        )
     )  # fmt: skip
     ddp = str(tmp_path / "ddp")
     args = [*_torchrun(), "--standalone", "--nproc-per-node", "2", "-m", "learnkit", "fit-one-cycle",
@@ -48,6 +51,8 @@ def test_two_gloo_processes_train_like_one_and_reduce_metrics_exactly(tmp_path):
     assert result["accuracy"] > 0.6 and single["accuracy"] > 0.6
     assert abs(result["accuracy"] - single["accuracy"]) <= 0.15, (result["accuracy"], single["accuracy"])
     assert sorted(p.name for p in (tmp_path / "ddp" / "models").iterdir()) == [
+        "best.opt.safetensors",
+        "best.safetensors",
         "last.opt.safetensors",
         "last.safetensors",
     ]

@@ -12,9 +12,9 @@ from learnkit.callbacks.csv_logger import CSVLogger
 from learnkit.callbacks.terminate_on_nan import TerminateOnNaN, weights_finite
 from learnkit.checkpoint import MODEL_FORMAT, optimizer_path, read_safetensors
 from learnkit.errors import LearnkitError, UsageError
-from learnkit.jobs.train import run_fit
+from learnkit.jobs.fitting import run_fit
+from learnkit.jobs.setup import build_learner
 from learnkit.persist import previous_path
-from learnkit.runner import build_learner
 
 
 class PoisonAt(Callback):

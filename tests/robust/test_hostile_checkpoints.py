@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 
 from learnkit.checkpoint import read_safetensors
 from learnkit.cli.app import app
-from learnkit.jobs.train import run_fit
-from learnkit.runner import build_learner
+from learnkit.jobs.fitting import run_fit
+from learnkit.jobs.setup import build_learner
 
 from .conftest import one_error_line, run_cli
 

@@ -20,8 +20,8 @@ from safetensors.torch import load_file
 from learnkit.callback import Callback
 from learnkit.errors import RunInterrupted
 from learnkit.interrupt import StopOnSignal, catch_signals
-from learnkit.jobs.train import resume_hint, run_fit
-from learnkit.runner import build_learner
+from learnkit.jobs.fitting import resume_hint, run_fit
+from learnkit.jobs.setup import build_learner
 
 from .conftest import cli_env, learnkit_exe, make_folder
 

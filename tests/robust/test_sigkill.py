@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 
 from learnkit.checkpoint import MODEL_FORMAT, OPT_FORMAT, read_safetensors, stale_temp_files
-from learnkit.runner import build_learner
+from learnkit.jobs.setup import build_learner
 
 TRIES = 20
 PRELOAD = [
     "torch",
     "torch._dynamo",
-    "learnkit.runner",
+    "learnkit.jobs.setup",
     "learnkit.jobs.train",
     "learnkit.vision.cnn",
     "learnkit.zoo.builtin",
@@ -34,14 +34,16 @@ def _fit_forever(folder: str, path: str, resume: bool) -> None:
 
     import torch
 
-    from learnkit import runner
+    from learnkit.jobs.config import RunConfig
+    from learnkit.jobs.train import run
 
     torch.set_num_threads(1)  # two cores shared with the test process: threads would only contend
     warnings.simplefilter("ignore")
-    runner.train(
-        folder, "simple_cnn", epochs=10_000, lr=1e-3, bs=4, size=16, seed=0, path=path, device="cpu",
-        monitor="valid_loss", resume="last" if resume else None,
+    config = RunConfig.from_flat(
+        "fit", data=folder, arch="simple_cnn", epochs=10_000, lr=1e-3, bs=4, size=16, seed=0, path=path,
+        device="cpu", monitor="valid_loss", resume="last" if resume else None, exist_ok=True,
     )  # fmt: skip
+    run(config)
 
 
 def _check_all_load(models: Path, learn) -> list[str]:

@@ -1,11 +1,9 @@
-"""The jobs the command line runs: options in, plain result dicts out.
+"""Options to library objects, for every job: device, seed, metrics, data, the Learner of a run.
 
-Each function here is what one command does, written against the library's public pieces and free
-of typer and rich, so it is as usable from a notebook or a script as from ``learnkit``::
+Written against the library's public pieces and free of typer and rich::
 
-    from learnkit import runner
-    result = runner.train("sample:shapes", "simple_cnn", epochs=3, lr=1e-3, seed=0, path="run")
-    # the other commands' jobs are in learnkit.jobs (evaluate, info, lr_find, predict, tta, unet, zoo)
+    from learnkit.jobs.setup import build_learner
+    learn = build_learner("sample:shapes", "simple_cnn", bs=32, size=32, seed=0)
 
 Errors a user can cause are :mod:`learnkit.errors` exceptions (exit codes 2/3/4 in the CLI).
 """
@@ -18,10 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from learnkit import registry
-from learnkit.errors import RunInterrupted, UsageError
-
-LAST = "last"  # the checkpoint every fit* keeps, written after each epoch
-SCHEDULES = ("fit", "one_cycle")
+from learnkit.errors import UsageError
 
 
 # --- options -> library objects ---
@@ -144,114 +139,12 @@ def load_data(
     )
 
 
-def _check_arch(arch: str, size: int) -> Any:
+def check_arch(arch: str, size: int) -> Any:
     """The zoo entry of ``arch`` (a UsageError with close names if unknown), checked against ``size``."""
     entry = registry.get(arch)
     if size < entry.min_size:
         raise UsageError(f"arch '{arch}' needs images of at least {entry.min_size} pixels; --size is {size}")
     return entry
-
-
-# --- jobs ---
-def train(
-    data: str | Path,
-    arch: str,
-    epochs: int,
-    lr: Any = 3e-3,
-    wd: Any = None,
-    *,
-    schedule: str = "fit",
-    bs: int = 64,
-    size: int = 64,
-    seed: int | None = None,
-    path: str | Path = ".",
-    workers: int | None = 0,
-    device: str = "auto",
-    metrics: Sequence[str | Callable] = ("accuracy",),
-    reporter: Any = None,
-    valid_pct: float | None = None,
-    pretrained: str | Path | None = None,
-    precision: str = "fp32",
-    cache: str = "auto",
-    monitor: str | None = None,
-    patience: int | None = None,
-    save_best: bool = True,
-    resume: str | None = None,
-    init_from: str | None = None,
-    deterministic: bool = False,
-    command: Sequence[str] | None = None,
-    **schedule_kwargs: Any,
-) -> dict[str, Any]:
-    """Train ``arch`` on ``data`` for ``epochs`` epochs; ``last`` is saved after every epoch.
-
-    Args:
-        data: an image folder or a built-in sample (``sample:shapes``).
-        arch: a zoo name (``learnkit.registry.names()``).
-        lr, wd: a float, a per-group sequence or a slice (``wd=None``: the Learner's default).
-        schedule: ``fit`` (constant rate) or ``one_cycle`` (``schedule_kwargs`` go to it).
-        reporter: an object with the ``ProgressCallback`` reporter methods, or None.
-        pretrained: a local state-dict file to start from (the body is then frozen).
-        precision: ``fp32``, ``bf16`` or ``fp16`` (mixed precision, fp32 master weights).
-        cache, workers: decoded images in RAM (``auto``, ``ram``, ``none``) and loader worker
-            processes (``None``: none with the RAM cache, else up to 4); see :func:`load_data`.
-        monitor, patience, save_best: ``best`` is saved when ``monitor`` (``valid_loss``,
-            ``train_loss`` or a metric) improves; ``patience`` epochs without improvement stop the run.
-        resume: continue the run saved in this checkpoint exactly (``epochs`` is the run's total).
-        init_from: start a new run from this checkpoint's weights only.
-        deterministic: use torch's deterministic algorithms (with ``seed``: repeatable weights).
-        command: the command line, for the resume hint printed when the run is interrupted.
-
-    Under ``torchrun`` the process group is joined from the environment (gloo on CPUs, NCCL on
-    GPUs), batches run through DistributedDataParallel, and only rank 0 writes files. See
-    :mod:`learnkit.jobs.train` for checkpoints, resuming and interruption (exit 130).
-
-    Returns:
-        The final epoch's ``train_loss``, ``valid_loss`` and metrics as top-level keys, plus
-        ``epochs``, ``history`` (one row per epoch) and ``checkpoint`` (the ``last`` file); a
-        resumed run adds ``resumed_from``, and one with nothing left to train a ``note``.
-    """
-    from learnkit import distributed
-    from learnkit.jobs.train import deterministic_mode, run_fit
-
-    if schedule not in SCHEDULES:
-        raise UsageError(f"unknown schedule {schedule!r}: use {' or '.join(SCHEDULES)}")
-    if schedule_kwargs and schedule != "one_cycle":
-        raise UsageError(f"options {', '.join(sorted(schedule_kwargs))} need schedule 'one_cycle'")
-    if resume is not None and init_from is not None:
-        raise UsageError("give --resume or --init-from, not both")
-    dev = distributed.local_device(resolve_device(device))
-    joined = distributed.init_from_env(dev)
-    ok = False
-    try:
-        with deterministic_mode(deterministic):
-            learn = build_learner(
-                data,
-                arch,
-                bs=bs,
-                size=size,
-                seed=seed,
-                path=path,
-                workers=workers,
-                device=str(dev),
-                metrics=metrics,
-                valid_pct=valid_pct,
-                pretrained=pretrained,
-                precision=precision,
-                cache=cache,
-            )
-            result = run_fit(
-                learn, epochs, lr, wd, schedule=schedule, reporter=reporter, monitor=monitor,
-                patience=patience, save_best=save_best, resume=resume, init_from=init_from,
-                command=command, **schedule_kwargs,
-            )  # fmt: skip
-        ok = True
-        return result
-    except RunInterrupted:
-        ok = True  # every rank stopped at the same batch and rank 0 has saved: leave together
-        raise
-    finally:
-        if joined:
-            distributed.shutdown(wait=ok)
 
 
 def build_learner(
@@ -276,7 +169,7 @@ def build_learner(
     """
     from learnkit.vision.cnn import cnn_learner
 
-    _check_arch(arch, size)
+    check_arch(arch, size)
     metric_fns = resolve_metrics(metrics)
     dev = resolve_device(device)
     seed_everything(seed)
@@ -296,11 +189,3 @@ def set_precision(learn: Any, precision: str) -> None:
     if switch is None:
         raise UsageError(f"unknown precision {precision!r}: use fp32, bf16 or fp16")
     switch()
-
-
-def fit_result(learn: Any, epochs: int) -> dict[str, Any]:
-    """A fit's result: the last history row's values on top, the whole history beside them."""
-    history = [dict(row) for row in learn.recorder.history]
-    final = {k: v for k, v in (history[-1] if history else {}).items() if k not in ("epoch", "time")}
-    checkpoint = Path(learn.path) / learn.model_dir / f"{LAST}.safetensors"
-    return {**final, "epochs": epochs, "history": history, "checkpoint": str(checkpoint)}
