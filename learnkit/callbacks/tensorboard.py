@@ -87,9 +87,10 @@ class TensorBoardLogger(LearnerCallback):
         for key, value in row.items():
             if key not in ("epoch", "time") and isinstance(value, int | float):
                 self.writer.add_scalar(f"epoch/{key}", float(value), epoch)
-        if recorder.lrs:
+        # the epoch's last lr and momentum, unless the Recorder's row already holds them
+        if recorder.lrs and "lr" not in row:
             self.writer.add_scalar("epoch/lr", float(recorder.lrs[-1]), epoch)
-        if recorder.moms and recorder.moms[-1] is not None:
+        if recorder.moms and recorder.moms[-1] is not None and "mom" not in row:
             self.writer.add_scalar("epoch/mom", float(recorder.moms[-1]), epoch)
         self.writer.flush()
 
