@@ -281,6 +281,27 @@ PatienceOpt = Annotated[
         help="Stop when --monitor (default valid_loss) has not improved for PATIENCE epochs.",
     ),
 ]
+
+
+def complete_logger(incomplete: str) -> list[str]:
+    """The logger names (learnkit.loggers entry points) that start with ``incomplete`` (no torch)."""
+    from learnkit.loggers import names
+
+    return [name for name in names() if name.startswith(incomplete)]
+
+
+LoggerOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--logger",
+        metavar="NAME",
+        help="Also log to NAME (repeatable): tensorboard (event files under PATH/tensorboard; "
+        "learnkit[tensorboard]) or an installed learnkit.loggers plug-in; csv (PATH/history.csv) is "
+        "always written.",
+        autocompletion=complete_logger,
+        show_default=False,
+    ),
+]
 SaveBestOpt = Annotated[
     bool,
     typer.Option(

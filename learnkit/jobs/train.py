@@ -80,6 +80,7 @@ def run(config: RunConfig, *, reporter: Any = None, command: Sequence[str] | Non
                 save_best=config.checkpoint.save_best,
                 resume=config.checkpoint.resume,
                 init_from=config.checkpoint.init_from,
+                loggers=config.checkpoint.loggers,
                 command=command,
                 **(s.cycle_kwargs() if s.kind == "one_cycle" else {}),
             )

@@ -54,3 +54,22 @@ def test_tensorboard_logs_steps_and_epochs(tmp_path):
     history = learn.recorder.history
     assert [v for _, v in scalars["epoch/valid_loss"]] == pytest.approx([r["valid_loss"] for r in history])
     assert (tmp_path / "history.csv").read_text().count("\n") == 3
+
+
+def test_logger_option_goes_through_the_run_config(tmp_path):
+    """``--logger tensorboard`` on the installed command: event files, and config.yaml records it."""
+    from tests.cli.conftest import make_image_folder, run_learnkit
+
+    data = make_image_folder(tmp_path / "d")
+    run = tmp_path / "run"
+    proc = run_learnkit(
+        "fit", str(data), "--arch", "simple_cnn", "--size", "16", "--bs", "8", "--epochs", "1",
+        "--seed", "0", "--path", str(run), "--logger", "tensorboard",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert list((run / "tensorboard").glob("events.out.tfevents*"))
+    assert (run / "history.csv").is_file()  # csv is always kept
+    assert "- tensorboard" in (run / "config.yaml").read_text()
+    bad = run_learnkit("fit", str(data), "--arch", "simple_cnn", "--path", str(tmp_path / "r2"),
+                       "--logger", "tensorbord")  # fmt: skip
+    assert bad.returncode == 2 and "did you mean tensorboard" in bad.stderr
