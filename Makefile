@@ -5,10 +5,11 @@ BIN := $(VENV)/bin
 
 .PHONY: install demo test test-fast lint bench completions
 
-$(BIN)/learnkit: pyproject.toml
+# -c constraints.txt: the tested torch/torchvision and tools; pyproject itself states ranges.
+$(BIN)/learnkit: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[test]"
 	touch $@
 
 install: $(BIN)/learnkit

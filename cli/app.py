@@ -8,12 +8,14 @@ instant.
 import typer
 
 from .context import DebugOpt, QuietOpt
+from .export import export
 from .fit import fit
 from .fit_one_cycle import fit_one_cycle
 from .group import LearnkitGroup
 from .helpfmt import LearnkitCommand
 from .lr_find import lr_find
 from .predict import predict
+from .report import report
 from .sample import sample
 from .summary import summary
 from .tta import tta
@@ -52,6 +54,8 @@ app.command("predict", cls=LearnkitCommand)(predict)
 app.command("tta", cls=LearnkitCommand)(tta)
 app.command("unet", cls=LearnkitCommand)(unet)
 app.command("summary", cls=LearnkitCommand)(summary)
+app.command("export", cls=LearnkitCommand)(export)
+app.command("report", cls=LearnkitCommand)(report)
 app.command("sample", cls=LearnkitCommand)(sample)
 app.command("version", cls=LearnkitCommand)(version)
 app.add_typer(zoo_app, name="zoo")

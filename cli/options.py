@@ -323,6 +323,27 @@ PatienceOpt = Annotated[
         rich_help_panel=CHECKPOINTS,
     ),
 ]
+
+
+def complete_logger(incomplete: str) -> list[str]:
+    """The logger names (learnkit.loggers entry points) that start with ``incomplete`` (no torch)."""
+    from learnkit.loggers import names
+
+    return [name for name in names() if name.startswith(incomplete)]
+
+
+LoggerOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--logger",
+        metavar="NAME",
+        help="Also log to NAME (repeatable): tensorboard (event files under PATH/tensorboard; "
+        "learnkit[tensorboard]) or an installed learnkit.loggers plug-in; csv (PATH/history.csv) is "
+        "always written.",
+        autocompletion=complete_logger,
+        show_default=False,
+    ),
+]
 SaveBestOpt = Annotated[
     bool,
     typer.Option("--save-best/--no-save-best", help="Keep models/best.", rich_help_panel=CHECKPOINTS),

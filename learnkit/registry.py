@@ -82,7 +82,34 @@ class ArchEntry:
         return [g if isinstance(g, nn.Module) else nn.Sequential(*g) for g in groups]
 
 
+@dataclass(frozen=True)
+class ArchFamily:
+    """Archs registered lazily under a name prefix (``timm/``), for plugins with many of them.
+
+    Args:
+        prefix: every name of the family starts with it.
+        list_names: ``list_names() -> [name, ...]`` (full names, with the prefix); called only
+            when a lookup or a pattern reaches into the family, so listing other archs stays cheap.
+        make_entry: ``make_entry(name) -> ArchEntry | None`` (None: no such arch); called on the
+            first :func:`get` of a name, whose entry is then kept.
+        source: the plugin that registered it.
+    """
+
+    prefix: str
+    list_names: Callable[[], Sequence[str]]
+    make_entry: Callable[[str], ArchEntry | None]
+    source: str = ""
+
+    def reached_by(self, pattern: str) -> bool:
+        """True when the fnmatch ``pattern`` names this family: its fixed head (the text before
+        the first wildcard) is not empty and agrees with the prefix (``timm/*``, ``tim*``).
+        A bare ``*`` lists the eager archs only, so ``zoo list`` and completion stay fast."""
+        head = pattern.split("*")[0].split("?")[0].split("[")[0]
+        return bool(head) and (head.startswith(self.prefix) or self.prefix.startswith(head))
+
+
 _entries: dict[str, ArchEntry] = {}
+_families: dict[str, ArchFamily] = {}
 _plugin_errors: dict[str, str] = {}
 _plugin_modules: list[str] = []  # modules imported as plugins, so _reset can import them afresh
 _plugins_loaded = False
@@ -128,21 +155,85 @@ def register(
     return builder
 
 
+def register_family(
+    prefix: str,
+    list_names: Callable[[], Sequence[str]],
+    make_entry: Callable[[str], ArchEntry | None],
+) -> None:
+    """Register a lazy family of archs under ``prefix`` (see :class:`ArchFamily`).
+
+    A prefix that is already taken, or that an eager arch's name starts with, raises
+    :class:`UsageError`. Example (the timm plugin)::
+
+        register_family("timm/", list_timm_names, timm_entry)
+    """
+    if not isinstance(prefix, str) or not prefix or any(c in prefix for c in "*?[ "):
+        raise UsageError(f"a family prefix must be a non-empty name start, not {prefix!r}")
+    with _lock:
+        if _staging is None:
+            _load_plugins()
+        if prefix in _families:
+            raise UsageError(f"arch family '{prefix}' is already registered (by {_families[prefix].source})")
+        family = ArchFamily(prefix, list_names, make_entry, _loading_plugin or "?")
+        _families[prefix] = family
+
+
+def arch_entry(
+    name: str,
+    builder: Callable[..., Any],
+    *,
+    split: Callable[[Any], Sequence[Any]] | None = None,
+    cut: int | Callable[[Any], Any] | None = None,
+    meta: dict[str, Any] | None = None,
+    source: str = "",
+) -> ArchEntry:
+    """An :class:`ArchEntry` for a family's ``make_entry`` to return (not registered by itself);
+    an empty ``source`` becomes the family's plugin."""
+    return ArchEntry(name, builder, split, cut, dict(meta or {}), source)
+
+
+def _family_of(name: str) -> ArchFamily | None:
+    return next((f for p, f in _families.items() if name.startswith(p)), None)
+
+
+def _family_entry(name: str) -> ArchEntry | None:
+    family = _family_of(name)
+    if family is None:
+        return None
+    entry = family.make_entry(name)
+    if entry is None:
+        return None
+    if not entry.source:
+        entry = ArchEntry(entry.name, entry.builder, entry.split, entry.cut, entry.meta, family.source)
+    with _lock:
+        return _entries.setdefault(name, entry)
+
+
 def get(name: str) -> ArchEntry:
     """The entry of ``name``; an unknown name raises :class:`UsageError` with the close names."""
     _load_plugins()
-    entry = _entries.get(name)
+    entry = _entries.get(name) or _family_entry(str(name))
     if entry is None:
-        close = difflib.get_close_matches(str(name), list(_entries), n=3, cutoff=0.6)
+        family = _family_of(str(name))
+        pool = list(family.list_names()) if family is not None else list(_entries)
+        close = difflib.get_close_matches(str(name), pool, n=3, cutoff=0.6)
         hint = f"did you mean: {', '.join(close)}?" if close else "see `learnkit zoo list`"
         raise UsageError(f"unknown arch '{name}'; {hint}")
     return entry
 
 
 def names(pattern: str = "*") -> list[str]:
-    """The registered arch names matching the fnmatch ``pattern``, sorted."""
+    """The registered arch names matching the fnmatch ``pattern``, sorted.
+
+    A lazy family's names (see :func:`register_family`) are included when the pattern names the
+    family (``timm/*``), not for a bare ``*``.
+    """
     _load_plugins()
-    return sorted(fnmatch.filter(_entries, pattern))
+    found = set(fnmatch.filter(_entries, pattern))
+    for family in list(_families.values()):
+        if family.reached_by(pattern):
+            found.update(fnmatch.filter(family.list_names(), pattern))
+    return sorted(found)
 
 
 def create(name: str, n_out: int, pretrained: str | Path | None = None, **kwargs: Any) -> Any:
@@ -157,11 +248,30 @@ def create(name: str, n_out: int, pretrained: str | Path | None = None, **kwargs
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     _check_kwargs(entry, kwargs)
     model = entry.builder(n_out, **kwargs)
+    pretrained = pretrained_file(entry, pretrained)
     if pretrained is not None:
         from learnkit.checkpoint import load_weights, read_state_dict
 
         load_weights(model, read_state_dict(pretrained), where=str(pretrained))
     return model
+
+
+def pretrained_file(entry: ArchEntry, pretrained: str | Path | None) -> Path | None:
+    """The local weights file ``pretrained`` stands for, for arch ``entry``.
+
+    A path is itself. A bare word (no path separator, no file of that name) goes to the entry's
+    ``meta["weights"]`` resolver when it has one: ``weights(word) -> Path`` finds the arch's
+    published weights in a local cache (the timm plugin reads the Hugging Face cache) and raises
+    :class:`~learnkit.errors.DataError` naming the missing file and its folder.
+    """
+    if pretrained is None:
+        return None
+    resolver = entry.meta.get("weights")
+    text = str(pretrained)
+    is_word = "/" not in text and "\\" not in text and "." not in text and not Path(text).exists()
+    if callable(resolver) and is_word:
+        return Path(resolver(text))
+    return Path(text)
 
 
 def plugin_errors() -> dict[str, str]:
@@ -215,6 +325,8 @@ def _load_one(plugin: str, module: str, load: Callable[[], Any]) -> None:
     except Exception as exc:  # a broken plugin must never take the others down
         message = f"{type(exc).__name__}: {exc}".splitlines()[0]
         _plugin_errors[plugin] = message
+        for prefix in [p for p, f in _families.items() if f.source == plugin]:
+            del _families[prefix]  # a family of a plugin that failed half-way goes too
         warnings.warn(f"learnkit.zoo plugin '{plugin}' skipped: {message}", RuntimeWarning, stacklevel=4)
     else:
         _entries.update(_staging)
@@ -248,6 +360,7 @@ def _reset() -> None:
     global _plugins_loaded
     with _lock:
         _entries.clear()
+        _families.clear()
         _plugin_errors.clear()
         for module in _plugin_modules:
             sys.modules.pop(module, None)  # so importing it registers its archs again

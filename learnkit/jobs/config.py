@@ -117,6 +117,7 @@ class CheckpointConfig:
     resume: str | None = None  # continue the run saved in this checkpoint (weights, optimizer, RNG...)
     init_from: str | None = None  # start a new run from this checkpoint's weights only
     exist_ok: bool = False  # replace a run already in path (else a fit there is refused)
+    loggers: tuple[str, ...] = ("csv",)  # trackers (learnkit.loggers): csv is history.csv, always kept
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ RESUME_FREE = {
     "checkpoint.init_from",
     "checkpoint.exist_ok",
     "checkpoint.patience",
+    "checkpoint.loggers",
     "runtime.device",
     "runtime.workers",
     "runtime.nproc",
@@ -267,6 +269,9 @@ class RunConfig:
         if self.checkpoint.resume is not None and self.checkpoint.init_from is not None:
             raise UsageError("give --resume or --init-from, not both")
         self.data.augment().settings()  # knob values in range
+        from learnkit.loggers import check_names
+
+        check_names(self.checkpoint.loggers)
         lr_value(self.schedule.lr, "schedule.lr")
         if self.schedule.wd is not None:
             lr_value(self.schedule.wd, "schedule.wd", allow_zero=True)
@@ -444,6 +449,11 @@ def _coerce(value: Any, f: dataclasses.Field, key: str) -> Any:
             if isinstance(value, bool):
                 raise TypeError
             return float(value)
+        if kind.startswith("tuple[str"):
+            names = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+            if not all(isinstance(n, str) for n in names):
+                raise TypeError
+            return tuple(dict.fromkeys(["csv", *names]))  # history.csv is the run folder's record
         if kind.startswith("tuple"):
             if isinstance(value, str):
                 value = value.replace(":", ",").split(",")

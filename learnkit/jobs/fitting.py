@@ -93,13 +93,14 @@ def tracking_callbacks(
     save_best: bool = True,
     append_csv: bool = False,
     check_nan_every: int | None = 50,
+    loggers: Sequence[str] = ("csv",),
 ) -> list[Any]:
     """The callbacks whose state a checkpoint keeps: ``last`` every epoch, ``best`` on improvement of
     ``monitor`` (None: ``valid_loss``), early stopping after ``patience`` epochs without improvement,
-    the NaN guard and ``history.csv``."""
-    from learnkit.callbacks.csv_logger import CSVLogger
+    the NaN guard, and the ``loggers`` (:mod:`learnkit.loggers`; ``csv`` is ``history.csv``)."""
     from learnkit.callbacks.terminate_on_nan import TerminateOnNaN
     from learnkit.callbacks.tracking import EarlyStoppingCallback, SaveModelCallback
+    from learnkit.loggers import create_loggers
 
     if patience is not None and patience < 0:
         raise UsageError(f"--patience must be >= 0, got {patience}")
@@ -107,7 +108,7 @@ def tracking_callbacks(
     check_monitor(learn, monitor)
     callbacks: list[Any] = [
         TerminateOnNaN(learn, check_every=check_nan_every),
-        CSVLogger(learn, append=append_csv),
+        *create_loggers(loggers, learn, append=append_csv),
         SaveModelCallback(learn, every="epoch", name=LAST, rolling=True),
     ]
     if save_best:
@@ -134,6 +135,7 @@ def run_fit(
     init_from: str | None = None,
     command: Sequence[str] | None = None,
     check_nan_every: int | None = 50,
+    loggers: Sequence[str] = ("csv",),
     **schedule_kwargs: Any,
 ) -> dict[str, Any]:
     """Train ``learn`` for a run of ``epochs`` epochs (see the module docstring).
@@ -152,6 +154,8 @@ def run_fit(
         init_from: start a new run from this checkpoint's weights only.
         command: the command line that started the run, for the resume hint of an interruption.
         check_nan_every: how often (batches) the NaN guard synchronises to look at the loss.
+        loggers: the trackers' names (``csv``, ``tensorboard`` or a plug-in's, see
+            :mod:`learnkit.loggers`).
 
     Raises:
         RunInterrupted: SIGINT/SIGTERM stopped the fit (``last`` was written first).
@@ -166,6 +170,7 @@ def run_fit(
         save_best=save_best,
         append_csv=resume is not None,
         check_nan_every=check_nan_every,
+        loggers=loggers,
     )
     _remove_stale_temp_files(learn)
     learn.callbacks.extend(callbacks)  # kept in checkpoints, so a resumed run restores their state

@@ -93,6 +93,7 @@ def _run_locked(config: RunConfig, dev: Any, reporter: Any, command: Sequence[st
                 save_best=config.checkpoint.save_best,
                 resume=config.checkpoint.resume,
                 init_from=config.checkpoint.init_from,
+                loggers=config.checkpoint.loggers,
                 command=command,
                 **(s.cycle_kwargs() if s.kind == "one_cycle" else {}),
             )

@@ -127,15 +127,18 @@ def build_cnn(
     if cut is None:
         raise UsageError(f"arch '{arch}' has no cut point for a new head; use it as a plain model")
     full = registry.create(arch, n_out, **arch_kwargs)
+    before_cut = full.state_dict(keep_vars=True)  # a cut may drop the head from ``full`` (timm)
     body = create_body(full, cut)
+    pretrained = registry.pretrained_file(entry, pretrained)
     if pretrained is not None:
         from learnkit.checkpoint import load_weights, read_state_dict
 
-        load_weights(full, read_state_dict(pretrained), where=str(pretrained), skip=_keys_outside(full, body))
+        skip = _keys_outside(before_cut, body)
+        load_weights(full, read_state_dict(pretrained), where=str(pretrained), skip=skip)
     nf = num_features_model(body, size=max(64, entry.min_size))
     head = create_head(nf * (2 if concat_pool else 1), n_out, lin_ftrs, ps, concat_pool, bn_final)
     _init_linear(head)
-    body_ids = {id(m) for m in body.modules()}
+    body_ids = {id(m) for m in body.modules()} | {id(p) for p in body.parameters()}
     body_groups = [
         nn.Sequential(*g) for g in (_within(group, body_ids) for group in entry.layer_groups(full)) if g
     ]
@@ -211,17 +214,26 @@ def cnn_learner(
 create_cnn = cnn_learner
 
 
-def _keys_outside(full: nn.Module, body: nn.Module) -> list[str]:
-    """The state-dict keys of ``full`` that are not in ``body``: the head that is replaced."""
+def _keys_outside(full_state: dict[str, torch.Tensor], body: nn.Module) -> list[str]:
+    """The keys of ``full_state`` (the whole arch's ``state_dict(keep_vars=True)``, taken before
+    the cut) whose tensors are not in ``body``: the head that is replaced."""
     kept = {id(t) for t in body.state_dict(keep_vars=True).values()}
-    return [k for k, t in full.state_dict(keep_vars=True).items() if id(t) not in kept]
+    return [k for k, t in full_state.items() if id(t) not in kept]
 
 
 def _within(module: nn.Module, keep: set[int]) -> list[nn.Module]:
-    """The largest submodules of ``module`` whose ids are in ``keep``."""
+    """The largest submodules of ``module`` whose ids are in ``keep``.
+
+    A childless module outside ``keep`` whose parameters all belong to modules in ``keep`` (a
+    split's holder of a model's own parameters, like a ViT's position embedding) is kept too.
+    """
     if id(module) in keep:
         return [module]
-    return [m for child in module.children() for m in _within(child, keep)]
+    children = list(module.children())
+    params = list(module.parameters(recurse=False))
+    if not children and params and all(id(p) in keep for p in params):
+        return [module]
+    return [m for child in children for m in _within(child, keep)]
 
 
 def _init_linear(head: nn.Module) -> None:

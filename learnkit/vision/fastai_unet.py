@@ -12,7 +12,8 @@ only: fastai v1 used the old hooks (``weight_g``/``weight_v``, ``weight_orig``/`
 
 Example:
     >>> net, _ = build_unet("resnet34", n_out=4, img_size=256)  # doctest: +SKIP
-    >>> load_fastai_unet_state(net, torch.load("fastai_unet.pth", weights_only=True)["model"])  # doctest: +SKIP
+    >>> state = torch.load("fastai_unet.pth", weights_only=True)["model"]  # doctest: +SKIP
+    >>> load_fastai_unet_state(net, state)  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -60,11 +60,14 @@ def unet_spec_for(arch: str, n_out: int, **kwargs: Any) -> dict[str, Any]:
 
 
 def encoder_cut(arch: str, cut: int | Callable[[nn.Module], nn.Module] | None = None) -> Any:
-    """The cut that makes ``arch``'s encoder: ``cut`` if given, else the zoo's (its ``cut``, or its
-    ``meta["encoder_cut"]`` for an arch that keeps its own head as a classifier); UsageError if none."""
+    """The cut that makes ``arch``'s encoder: ``cut`` if given, else the zoo's (its ``meta["unet_cut"]``,
+    its ``cut``, or its ``meta["encoder_cut"]`` for an arch that keeps its own head as a classifier);
+    UsageError if none."""
     entry = registry.get(arch)
     if cut is None:
-        cut = entry.cut if entry.cut is not None else entry.meta.get("encoder_cut")
+        cut = entry.meta.get("unet_cut", entry.cut)
+    if cut is None:
+        cut = entry.meta.get("encoder_cut")
     if cut is None:
         raise UsageError(f"arch '{arch}' has no cut, so it cannot serve as a U-Net encoder; give cut=")
     return cut
@@ -103,13 +106,14 @@ def build_unet(
     entry = registry.get(arch)
     cut = encoder_cut(arch, cut)
     full = registry.create(arch, n_out, **arch_kwargs)
+    before_cut = full.state_dict(keep_vars=True)  # a cut may drop the head from ``full`` (timm)
     encoder = create_body(full, cut)
+    pretrained = registry.pretrained_file(entry, pretrained)
     if pretrained is not None:
         from learnkit.checkpoint import load_weights, read_state_dict
 
-        load_weights(
-            full, read_state_dict(pretrained), where=str(pretrained), skip=_keys_outside(full, encoder)
-        )
+        skip = _keys_outside(before_cut, encoder)
+        load_weights(full, read_state_dict(pretrained), where=str(pretrained), skip=skip)
     size = img_size if img_size is not None else max(128, entry.min_size)
     unet = DynamicUnet(
         encoder,
@@ -123,7 +127,7 @@ def build_unet(
         bottle=bottle,
         norm_type=norm_type,
     )
-    encoder_ids = {id(m) for m in encoder.modules()}
+    encoder_ids = {id(m) for m in encoder.modules()} | {id(p) for p in encoder.parameters()}
     body_groups = [
         nn.Sequential(*g) for g in (_within(group, encoder_ids) for group in entry.layer_groups(full)) if g
     ]

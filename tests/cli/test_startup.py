@@ -45,6 +45,8 @@ def _probe(*args: str, env: dict[str, str] | None = None) -> tuple[str, str]:
         ["predict", "--help"],
         ["tta", "--help"],
         ["summary", "--help"],
+        ["export", "--help"],
+        ["report", "--help"],
     ],
 )
 def test_help_imports_no_torch(args):
