@@ -102,8 +102,5 @@ def fit(
     config: ConfigOpt = None,
     print_config: PrintConfigOpt = False,
 ) -> None:
-    """Train ARCH on DATA for EPOCHS epochs at a constant LR; keeps PATH/models/last and best.
-
-    Ctrl-C saves last and exits 130; --resume continues.
-    """
+    """Train ARCH on DATA at a constant LR; keeps PATH/models/last and best (Ctrl-C: saves, exit 130)."""
     train_command(ctx, "fit")

@@ -120,10 +120,7 @@ def fit_one_cycle(
     config: ConfigOpt = None,
     print_config: PrintConfigOpt = False,
 ) -> None:
-    """Train ARCH on DATA for one 1cycle of EPOCHS epochs; keeps PATH/models/last and best.
-
-    Ctrl-C saves last and exits 130; --resume continues.
-    """
+    """Train ARCH on DATA with 1cycle; keeps PATH/models/last and best (Ctrl-C: saves, exit 130)."""
     if not dry_run:
         train_command(ctx, "fit-one-cycle")
         return

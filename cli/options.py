@@ -310,7 +310,7 @@ MonitorOpt = Annotated[
     typer.Option(
         "--monitor",
         metavar="NAME",
-        help="Keep models/best by NAME (a metric).",
+        help="Keep models/best by NAME.",
         rich_help_panel=CHECKPOINTS,
     ),
 ]
@@ -337,9 +337,8 @@ LoggerOpt = Annotated[
     typer.Option(
         "--logger",
         metavar="NAME",
-        help="Also log to NAME (repeatable): tensorboard (event files under PATH/tensorboard; "
-        "learnkit[tensorboard]) or an installed learnkit.loggers plug-in; csv (PATH/history.csv) is "
-        "always written.",
+        help="Also log to tensorboard or a plug-in.",
+        rich_help_panel=CHECKPOINTS,
         autocompletion=complete_logger,
         show_default=False,
     ),

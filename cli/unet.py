@@ -80,7 +80,7 @@ SegDataArg = Annotated[
     str | None,
     typer.Argument(
         metavar="DATA",
-        help="Folder of images/, masks/, codes.txt, or sample:shapes-seg.",
+        help="Segmentation folder or sample:shapes-seg.",
         rich_help_panel="Data",
         show_default=False,
     ),
@@ -139,25 +139,46 @@ def unet(
     config: ConfigOpt = None,
     print_config: PrintConfigOpt = False,
     self_attention: Annotated[
-        bool, typer.Option("--self-attention", help="A self-attention layer in the decoder.")
+        bool,
+        typer.Option(
+            "--self-attention", rich_help_panel="Model", help="A self-attention layer in the decoder."
+        ),
     ] = False,
-    blur: Annotated[bool, typer.Option("--blur", help="Blur after each pixel-shuffle upsampling.")] = False,
+    blur: Annotated[
+        bool,
+        typer.Option("--blur", rich_help_panel="Model", help="Blur after each pixel-shuffle upsampling."),
+    ] = False,
     blur_final: Annotated[
-        bool, typer.Option("--blur-final/--no-blur-final", help="With --blur, blur the last upsamplings too.")
+        bool,
+        typer.Option(
+            "--blur-final/--no-blur-final",
+            rich_help_panel="Model",
+            help="With --blur, blur the last upsamplings too.",
+        ),
     ] = True,
-    bottle: Annotated[bool, typer.Option("--bottle", help="A bottleneck in the last res block.")] = False,
+    bottle: Annotated[
+        bool, typer.Option("--bottle", rich_help_panel="Model", help="A bottleneck in the last res block.")
+    ] = False,
     last_cross: Annotated[
         bool,
-        typer.Option("--last-cross/--no-last-cross", help="Feed the input image to the last res block."),
+        typer.Option(
+            "--last-cross/--no-last-cross",
+            rich_help_panel="Model",
+            help="Feed the input image to the last res block.",
+        ),
     ] = True,
     norm_type: Annotated[
         Literal["none", "batch", "weight"],
-        typer.Option("--norm-type", help="Normalisation of the decoder's convs."),
+        typer.Option("--norm-type", rich_help_panel="Model", help="Decoder conv norm."),
     ] = "none",
     y_range: Annotated[
         Any,
         typer.Option(
-            "--y-range", parser=parse_y_range, metavar="LO,HI", help="Squeeze the outputs into (LO, HI)."
+            "--y-range",
+            rich_help_panel="Model",
+            parser=parse_y_range,
+            metavar="LO,HI",
+            help="Squeeze the outputs into (LO, HI).",
         ),
     ] = None,
 ) -> None:

@@ -84,7 +84,13 @@ def test_zoo_list_pattern_and_plain_text():
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["name", "params", "groups", "source", "description"]
-    assert [line.split()[0] for line in lines[1:]] == ["resnet18", "resnet34", "resnet50"]
+    assert [line.split()[0] for line in lines[1:]] == [
+        "resnet101",
+        "resnet152",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+    ]
 
 
 @pytest.mark.slow

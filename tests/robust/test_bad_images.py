@@ -88,10 +88,11 @@ def test_predict_gives_each_bad_file_an_error_row_and_exits_3(dirty_folder, tmp_
 
 def test_a_folder_of_only_bad_images_is_a_data_error(tmp_path):
     for split in ("train", "valid"):
-        folder = tmp_path / "bad" / split / "reds"
-        folder.mkdir(parents=True)
-        for name, content in BAD.items():
-            (folder / name).write_bytes(content)
+        for colour in ("reds", "blues"):  # two classes: the refusal is about the images, not the layout
+            folder = tmp_path / "bad" / split / colour
+            folder.mkdir(parents=True)
+            for name, content in BAD.items():
+                (folder / name).write_bytes(content)
     args = ["fit", str(tmp_path / "bad"), "--arch", "simple_cnn", "--size", "16", "--device", "cpu",
             "--path", str(tmp_path / "run")]  # fmt: skip
     result = runner.invoke(app, args)
