@@ -7,6 +7,9 @@
   A second fit on the same folder is refused at once, naming the holder's pid (written into the
   file). The OS releases the lock when the process ends, however it ends: no stale lock survives
   a crash or a SIGKILL.
+- :func:`claim_folder` does both for a run, and undoes them when the run fails before it wrote
+  anything: the folders the check created (if still empty) and the lock file it created go, so a
+  refused run leaves no files. Nothing that existed before, or that the run wrote, is removed.
 
 Example:
     >>> with run_folder_lock("run1"):  # doctest: +SKIP
@@ -85,29 +88,43 @@ def _holder(fd: int) -> str:
 
 
 @contextmanager
-def run_folder_lock(path: str | Path) -> Iterator[Path]:
+def run_folder_lock(path: str | Path, *, remove_on_error: bool = False) -> Iterator[Path]:
     """Hold the run folder's lock for the block; raise :class:`UsageError` (exit 2) at once when
-    another process holds it. Yields the lock file's path."""
+    another process holds it. Yields the lock file's path.
+
+    ``remove_on_error``: when the block raises, remove the lock file if this call created it
+    (done while the lock is still held).
+    """
     import fcntl
 
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK_NAME
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(lock, flags, 0o644)
-    except OSError as exc:
-        raise UsageError(
-            f"cannot lock the run folder {folder}: {os.strerror(exc.errno or errno.EIO)}"
-        ) from None
-    try:
+    while True:
+        created = not os.path.lexists(lock)
+        try:
+            fd = os.open(lock, flags, 0o644)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot lock the run folder {folder}: {os.strerror(exc.errno or errno.EIO)}"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
             raise UsageError(
-                f"run folder {folder} is in use by another learnkit run (pid {_holder(fd)}); wait for it "
+                f"run folder {folder} is in use by another learnkit run (pid {holder}); wait for it "
                 "to end or choose another --path"
             ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        if _same_file(fd, lock):
+            break
+        os.close(fd)  # a failed run removed this file after we opened it: lock the one there now
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         key = folder.resolve()
@@ -115,11 +132,60 @@ def run_folder_lock(path: str | Path) -> Iterator[Path]:
         _fds.add(fd)
         try:
             yield lock
+        except BaseException:
+            if remove_on_error and created:
+                try:
+                    lock.unlink()  # still held: no other run can have locked this file
+                except OSError:
+                    pass
+            raise
         finally:
             _held.discard(key)
     finally:
         _fds.discard(fd)
         os.close(fd)  # releases the lock (the OS does the same if the process dies)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """True when ``path`` is still the file open as ``fd`` (not removed or replaced since)."""
+    try:
+        a, b = os.fstat(fd), os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    for f in (folder, *folder.parents):
+        if os.path.lexists(f):
+            break
+        missing.append(f)
+    return missing
+
+
+@contextmanager
+def claim_folder(
+    path: str | Path, model_dir: str | Path = "models", names: tuple[str, ...] = ()
+) -> Iterator[Path]:
+    """:func:`check_run_folder`, then :func:`run_folder_lock` for the block. When the check or the
+    block raises, what they created is removed: the lock file, and the folders (``path``, its
+    ``model_dir``, missing parents) that did not exist before and are still empty."""
+    folder = Path(path)
+    created = [*_missing_folders(folder / model_dir)]
+    created += [f for f in _missing_folders(folder) if f not in created]
+    try:
+        check_run_folder(folder, model_dir, names=names)
+        with run_folder_lock(folder, remove_on_error=True) as lock:
+            yield lock
+    except BaseException:
+        for f in sorted(created, key=lambda p: len(p.parts), reverse=True):
+            try:
+                f.rmdir()  # only when empty: never what the run wrote
+            except OSError:
+                pass
+        raise
 
 
 def holds_lock(path: str | Path) -> bool:

@@ -203,16 +203,16 @@ def check_arch(arch: str, size: int) -> Any:
 
 
 def run_folder(path: str | Path) -> Any:
-    """Rank 0 checks the run folder and holds its lock for the whole fit (see :mod:`learnkit.run_lock`)."""
+    """Rank 0 checks the run folder and holds its lock for the whole fit (see :mod:`learnkit.run_lock`);
+    a run that fails before writing anything leaves no folder or lock file behind."""
     from contextlib import nullcontext
 
     from learnkit.distributed import env_rank
-    from learnkit.run_lock import check_run_folder, run_folder_lock
+    from learnkit.run_lock import claim_folder
 
     if env_rank() != 0:
         return nullcontext()
-    check_run_folder(path, "models", names=("last", "best"))
-    return run_folder_lock(path)
+    return claim_folder(path, "models", names=("last", "best"))
 
 
 ACTIVATION_FACTOR = 16

@@ -143,9 +143,9 @@ def test_sigterm_during_start_up_ends_with_one_line_and_130(tmp_path, delay):
 
 
 def test_a_double_ctrl_c_ends_with_one_line_and_no_traceback(tiny_folder, tmp_path):
-    for _ in range(3):
+    for i in range(3):  # a folder per run: the interrupted run's folder holds a run (a new one: exit 2)
         args = ["fit", str(tiny_folder), "--arch", "simple_cnn", "--size", "16", "--epochs", "50"]
-        proc = _start(tmp_path, *args, "--path", "r", "--device", "cpu")
+        proc = _start(tmp_path, *args, "--path", f"r{i}", "--device", "cpu")
         line = proc.stderr.readline()  # the first epoch line: training is under way
         assert line, "the fit printed nothing"
         proc.send_signal(signal.SIGINT)
