@@ -56,9 +56,31 @@ def imagenet_weights_file(arch: str) -> Path:
 
 
 def resolve_pretrained(pretrained: str | Path | None, arch: str) -> Path | None:
-    """A weights file for ``--pretrained``: a name (``imagenet``) looked up in the cache, or a path."""
+    """A weights file for ``--pretrained``: a name (``imagenet``) looked up in the cache, or a path.
+
+    An arch whose registry entry has its own weights lookup (``meta["weights"]``, such as the
+    timm plugin's, which reads the Hugging Face cache) resolves the name through it, as
+    :func:`learnkit.registry.pretrained_file` does, tags included; the others use torchvision's.
+    """
     if pretrained is None:
         return None
+    entry = _entry_with_weights(arch)
+    if entry is not None:
+        from learnkit import registry
+
+        word = str(pretrained)
+        return registry.pretrained_file(entry, word.lower() if word.lower() in NAMED else pretrained)
     if str(pretrained).lower() in NAMED:
         return imagenet_weights_file(arch)
     return Path(pretrained)
+
+
+def _entry_with_weights(arch: str):
+    """The registry entry of ``arch`` when it resolves weight names itself, else None."""
+    from learnkit import registry
+
+    try:
+        entry = registry.get(arch)
+    except UsageError:  # not in the zoo: the caller's own checks name it
+        return None
+    return entry if callable(entry.meta.get("weights")) else None

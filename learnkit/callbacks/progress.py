@@ -3,9 +3,9 @@
 A reporter is any object with ``fit_start(n_epochs, names)``, ``epoch_start(epoch, n_batches)``,
 ``batch_end(i, loss=None, lr=None)``, ``epoch_end(row)`` and ``fit_end()``; ``row`` is the
 Recorder's history row of the epoch (epoch, train_loss, valid_loss, each metric, time). ``loss``
-is the running smoothed training loss, refreshed about twice a second (reading it costs a device
-sync; ``None`` in between), and ``lr`` the last layer group's learning rate. Only the main process
-reports.
+is the running smoothed training loss, refreshed about twice a second (``None`` in between): it
+is averaged on the device and copied to the host without blocking, so no batch waits on a sync;
+``lr`` is the last layer group's learning rate. Only the main process reports.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 
 from learnkit.callback import Callback, RunState
 from learnkit.distributed import is_main
-from learnkit.recorder import SmoothLoss
 
 REFRESH_S = 0.5  # how often the running loss is read from the device
 
@@ -32,15 +31,27 @@ class ProgressCallback(Callback):
 
     def __init__(self, reporter: Any, beta: float = 0.98):
         self.reporter = reporter
+        self.beta = beta
         self._main = True
-        self._smoother = SmoothLoss(beta)
-        self._pending: list[Any] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        self._avg: Any = None  # the running (biased) average, a 0-d tensor on the loss's device
+        self._n = 0  # losses averaged into it
+        self._host: Any = None  # a 1-element host tensor the average is copied into, and ...
+        self._view: Any = None  # ... a numpy view of it: reading that is no tensor call, no sync
+        self._event: Any = None  # marks the copy on a CUDA stream; None when no copy is in flight
+        self._copied_n = 0  # how many losses the copy in flight averages
         self._due = 0.0
 
     def on_train_begin(self, state: RunState) -> None:
         self._main = is_main()  # asked once a fit, not once a batch
-        self._smoother = SmoothLoss(self._smoother.beta)
+        self._reset()
         if self._main:
+            import torch
+
+            self._host = torch.zeros(1, pin_memory=torch.cuda.is_available())
+            self._view = self._host.numpy()  # once a fit, outside the batches
             names = state.learn.recorder.names  # the history row's columns (set by the Recorder, first)
             # epochs count from the run's start: a resumed run shows "epoch 4/10", not "4/7"
             self.reporter.fit_start(state.start_epoch + state.n_epochs, names)
@@ -53,30 +64,53 @@ class ProgressCallback(Callback):
         if not (state.train and self._main):
             return
         if state.last_loss is not None:
-            self._pending.append(state.last_loss.detach())
-        now = time.monotonic()
-        loss = None
-        if now >= self._due:  # the lr is a host number, read every batch; the loss needs a sync
-            self._due = now + REFRESH_S
-            loss = self._flush()
-        self.reporter.batch_end(state.num_batch, loss=loss, lr=_last_lr(state))
+            self._average(state.last_loss)
+        self.reporter.batch_end(state.num_batch, loss=self._read(), lr=_last_lr(state))
 
-    def _flush(self) -> float | None:
-        """Smooth the losses gathered since the last read (one transfer for all of them)."""
-        if not self._pending:
+    def _average(self, loss: Any) -> None:
+        """Fold ``loss`` into the running average on its own device: queued work, no sync."""
+        import torch
+
+        if not isinstance(loss, torch.Tensor):
+            return
+        value = loss.detach().float().reshape(())
+        if self._avg is None or self._avg.device != value.device:
+            self._avg, self._n, self._event = torch.zeros((), device=value.device), 0, None
+            if value.device.type not in ("cpu", "cuda"):  # no copy known not to block: no running loss
+                self._view = None
+        self._avg.mul_(self.beta).add_(value, alpha=1 - self.beta)
+        self._n += 1
+
+    def _read(self) -> float | None:
+        """The running smoothed loss when a fresh value is on the host, else None.
+
+        About every ``REFRESH_S`` seconds the average is copied to pinned host memory without
+        blocking (a CUDA event marks when it lands); a later batch reads the copy once the event
+        says it is done. The host never waits on the device, so the loop keeps its pace.
+        """
+        if self._view is None or self._avg is None:
             return None
         import torch
 
-        values = torch.stack([v.float().reshape(()) for v in self._pending]).cpu().tolist()
-        self._pending.clear()
-        smooth = None
-        for value in values:
-            smooth = self._smoother.add(value)
-        return smooth
+        loss = None
+        if self._event is not None and self._event.query():
+            self._event = None
+            loss = float(self._view[0]) / (1 - self.beta**self._copied_n)
+        now = time.monotonic()
+        if self._event is None and now >= self._due:
+            self._due = now + REFRESH_S
+            self._copied_n = self._n
+            if self._avg.is_cuda:
+                self._host[0].copy_(self._avg, non_blocking=True)
+                self._event = torch.cuda.Event()
+                self._event.record()
+            else:  # on the CPU the copy is done when it returns
+                self._host[0].copy_(self._avg)
+                loss = float(self._view[0]) / (1 - self.beta**self._copied_n)
+        return loss
 
     def on_epoch_end(self, state: RunState) -> None:
         if self._main:
-            self._flush()
             self.reporter.epoch_end(dict(state.learn.recorder.history[-1]))
 
     def on_train_end(self, state: RunState) -> None:

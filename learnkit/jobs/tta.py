@@ -75,20 +75,32 @@ def tta_scores(
 
 
 def trained_with_flips(meta: Mapping[str, Any]) -> bool:
-    """Whether the checkpoint's model was trained with flip augmentation, from the run's config
-    (metadata ``config``): ``flip: false``, or augmentation turned off (``aug``/``augment``
-    ``none``/``false``), means no flips. Without a config, training flipped (the default)."""
+    """Whether the checkpoint's model was trained with left-right flips, from the run's config
+    (metadata ``config``, :class:`~learnkit.jobs.config.RunConfig`'s ``data`` section or flat):
+    the ``flip`` knob when it was set, else the ``aug`` preset's flip (``none``, the default
+    preset, has none). A checkpoint with no config, or a config naming no preset, predates the
+    presets: it trained with learnkit's former default, which flipped."""
+    from learnkit.data.aug_config import PRESETS
+
     config = meta.get("config")
     if not isinstance(config, Mapping):
         return True
-    sections = [config, *(v for v in config.values() if isinstance(v, Mapping))]
-    for section in sections:
-        for key in ("aug", "augment", "augmentation"):
-            if key in section and section[key] in (False, None, "none", "off", "false"):
-                return False
-        if "flip" in section and isinstance(section["flip"], bool | str):
-            return section["flip"] not in (False, "none", "off", "false", "no")
-    return True
+    data = config.get("data")
+    section = data if isinstance(data, Mapping) else config
+    flip = section.get("flip")
+    if isinstance(flip, bool):
+        return flip
+    if isinstance(flip, str) and flip.lower() in ("true", "false", "yes", "no", "on", "off"):
+        return flip.lower() in ("true", "yes", "on")
+    if section.get("flip_vert") is True:  # the dihedral knob implies flips (see AugmentConfig)
+        return True
+    aug = section.get("aug", section.get("augment"))
+    if aug is None:
+        return True
+    if aug is False or str(aug).lower() in ("false", "off"):
+        return False
+    preset = PRESETS.get(str(aug).lower())
+    return preset.flip if preset is not None else True
 
 
 def _named(scores: Mapping[str, float]) -> dict[str, float]:

@@ -208,7 +208,8 @@ def test_tta_options_and_flips_follow_the_training(trained, image_folder):
     assert (result["scale"], result["beta"], result["flip"]) == (1.1, 0.5, False)
     assert "note: validating on the fit's own split" in proc.stderr
     proc = run_learnkit(*args)
-    assert proc.returncode == 0 and json.loads(proc.stdout)["flip"] is True  # trained with flips
+    # the fixture trained with the default preset, ``none``: no flips, so TTA averages none
+    assert proc.returncode == 0 and json.loads(proc.stdout)["flip"] is False
 
 
 def test_trained_with_flips_reads_the_run_config():
@@ -218,6 +219,11 @@ def test_trained_with_flips_reads_the_run_config():
     assert trained_with_flips({"config": {"data": {"flip": False}}}) is False
     assert trained_with_flips({"config": {"aug": "none"}}) is False
     assert trained_with_flips({"config": {"flip": True}}) is True
+    # RunConfig's data section: the flip knob when set, else the preset's flip
+    assert trained_with_flips({"config": {"data": {"aug": "none", "flip": None}}}) is False
+    assert trained_with_flips({"config": {"data": {"aug": "light", "flip": None}}}) is True
+    assert trained_with_flips({"config": {"data": {"aug": "fastai", "flip": False}}}) is False
+    assert trained_with_flips({"config": {"data": {"aug": "none", "flip": True}}}) is True
 
 
 def test_validate_defaults_to_the_fits_own_pct_split(tmp_path, image_folder):
