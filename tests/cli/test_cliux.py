@@ -43,7 +43,7 @@ def test_debug_and_quiet_after_the_command(tmp_path):
     proc = run_learnkit("validate", "sample:shapes", "--model", "nosuch", "--path", str(tmp_path), "--debug")
     assert proc.returncode == 4
     assert "Traceback" in proc.stderr and "No such option" not in proc.stderr
-    proc = run_learnkit("zoo", "list", "resnet1*", "-q")
+    proc = run_learnkit("zoo", "list", "resnet18", "-q")
     assert proc.returncode == 0 and proc.stdout.split()[5] == "resnet18"
 
 
