@@ -54,25 +54,33 @@ def resolve_device(device: str = "auto") -> Any:
     return dev
 
 
-def cpu_threads(device: Any) -> int | None:
-    """On a CPU with at most 2 cores, train with 1 torch thread (unless ``OMP_NUM_THREADS`` says).
+def cpu_threads(device: Any, probe: Any = None, deterministic: bool = False) -> int | None:
+    """Set the torch threads of a CPU job to the cores other processes leave idle; returns the count.
 
-    With 2 threads on 2 cores, every parallel region waits for a thread that another process (the
-    data loader, the OS, a neighbour) has descheduled: measured on a shared 2-core machine, an
-    epoch took several times longer with 2 threads than with 1 (bench/README.md). Returns the
-    thread count set, or None when left alone.
+    ``probe`` (a :class:`learnkit.cpu_load.Probe` started when the job began) measures what the
+    rest of the machine used meanwhile (a short sample when None). A thread sharing its core with
+    another busy process stalls every parallel region, so on an idle 2-core machine a fit uses
+    both cores and beside one busy process it uses one (bench/README.md has the measurements).
+    Left alone (None) off the CPU or when ``OMP_NUM_THREADS`` is set. Where the load cannot be
+    measured, and for ``deterministic`` runs (whose thread count must not depend on the load),
+    1 thread on CPUs of at most 2 cores and torch's default above.
     """
-    import os
-
     import torch
+
+    from learnkit.cpu_load import Probe, idle_cores, usable_cores
 
     if getattr(device, "type", str(device)) != "cpu" or "OMP_NUM_THREADS" in os.environ:
         return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if cores > 2:
-        return None
-    torch.set_num_threads(1)
-    return 1
+    cores = usable_cores()
+    busy = None if deterministic else (probe if probe is not None else Probe()).others_busy()
+    if busy is None:
+        if cores > 2:
+            return None
+        threads = 1
+    else:
+        threads = idle_cores(busy, cores)
+    torch.set_num_threads(threads)
+    return threads
 
 
 def seed_everything(seed: int | None) -> None:
@@ -278,7 +286,7 @@ def build_learner(
 
     ``pretrained``: ``imagenet`` (torchvision's weights from torch's cache) or a file. Multi-label
     data (``label_delim``) gets fastai's ``accuracy_thresh`` and ``fbeta`` instead of ``accuracy``
-    and keeps ``thresh`` for its predictions. On CUDA the model is kept channels-last.
+    and keeps ``thresh`` for its predictions. On CUDA and the CPU the model is kept channels-last.
     """
     from learnkit.metrics import MULTI_LABEL_METRICS
     from learnkit.pretrained import resolve_pretrained
@@ -300,7 +308,7 @@ def build_learner(
     learn = cnn_learner(bunch, arch, pretrained=weights, metrics=metric_fns, path=path)
     learn.quiet = True  # a command reports through its own reporter, never the default table
     set_precision(learn, precision)
-    if dev.type == "cuda":
+    if dev.type in ("cuda", "cpu"):  # faster on both: CPU steps 5-15% (bench/README.md)
         learn.to_channels_last()
     return learn
 

@@ -47,24 +47,28 @@ def run(config: RunConfig, *, reporter: Any = None, command: Sequence[str] | Non
         to train a ``note``; a U-Net adds ``dice_per_class``, ``iou_per_class`` and ``classes``.
     """
     from learnkit import distributed
+    from learnkit.cpu_load import Probe
     from learnkit.data.samples import resolve_data
-    from learnkit.jobs.setup import check_memory, cpu_threads, resolve_device, run_folder
+    from learnkit.jobs.setup import check_memory, resolve_device, run_folder
 
+    probe = Probe()  # the machine's load while the run starts picks the CPU thread count
     config.validate()
     dev = distributed.local_device(resolve_device(config.runtime.device))
     check_memory(config.data.size, config.data.bs, dev)
-    cpu_threads(dev)
     resolve_data(str(config.data.data))  # missing data is said before the run folder is touched
     with run_folder(config.checkpoint.path):  # one writer: the claim, config.yaml and the fit
-        return _run_locked(config, dev, reporter, command)
+        return _run_locked(config, dev, reporter, command, probe)
 
 
-def _run_locked(config: RunConfig, dev: Any, reporter: Any, command: Sequence[str] | None) -> dict[str, Any]:
+def _run_locked(
+    config: RunConfig, dev: Any, reporter: Any, command: Sequence[str] | None, probe: Any = None
+) -> dict[str, Any]:
     """:func:`run`, once rank 0 holds the run folder's lock: the folder claimed (an overwrite check
     and ``--exist-ok``'s removal, under the lock), the resume checked, the run trained."""
     from learnkit import distributed
     from learnkit.distributed import env_rank
     from learnkit.jobs.fitting import deterministic_mode
+    from learnkit.jobs.setup import cpu_threads
 
     claim_run_folder(config, remove=env_rank() == 0)  # before any rank writes
     saved = saved_config(config)
@@ -78,6 +82,7 @@ def _run_locked(config: RunConfig, dev: Any, reporter: Any, command: Sequence[st
     try:
         with deterministic_mode(config.runtime.deterministic):
             learn = build_run_learner(config, str(dev))
+            threads = cpu_threads(dev, probe, deterministic=config.runtime.deterministic)
             learn.run_metadata["config"] = config.to_dict()
             config_file = write_config(config) if distributed.is_main() else None
             s = config.schedule
@@ -106,6 +111,8 @@ def _run_locked(config: RunConfig, dev: Any, reporter: Any, command: Sequence[st
             result["best"] = str(best)
         if config_file is not None:
             result["config"] = str(config_file)
+        if threads is not None:
+            result["cpu_threads"] = threads  # chosen from the load (learnkit.jobs.setup.cpu_threads)
         result["plots"] = save_fit_plots(learn)
         ok = True
         return result
