@@ -27,11 +27,9 @@ from learnkit.data import DatasetType
 from learnkit.layers import check_layer_groups, init_weights, is_norm, split_model
 from learnkit.loop import get_preds, run_epochs, validate
 from learnkit.metrics import AverageMetric, metric_name
-from learnkit.optim import LRLike, OptimWrapper, lr_range
+from learnkit.optim import AdamW, LRLike, OptimWrapper, lr_range, match_state_layout
 from learnkit.precision import BF16, FP16, Precision
 from learnkit.recorder import Recorder
-
-AdamW = partial(torch.optim.Adam, betas=(0.9, 0.99))
 
 
 class _RunPosition(Callback):
@@ -288,6 +286,8 @@ class Learner:
         and the zoo's models use them). Parameters keep their identity (the optimizer is kept).
         """
         self.model = self.model.to(memory_format=torch.channels_last)
+        if self.opt is not None:  # the moments must follow their weights (fused Adam)
+            match_state_layout(self.opt.opt)
         return self
 
     # --- evaluation ---

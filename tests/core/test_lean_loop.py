@@ -152,6 +152,62 @@ def test_decoupled_weight_decay_inside_adam_equals_adamw():
         assert torch.allclose(p, q, atol=1e-6)
 
 
+def test_the_default_optimizer_is_fused_on_the_cpu_and_steps_as_adamw():
+    """learnkit's default ``opt_func`` takes torch's fused Adam kernel on the CPU (one pass for all
+    tensors): the same steps as the per-tensor AdamW with fastai's betas, within float rounding."""
+    from learnkit.optim import AdamW
+
+    torch.manual_seed(0)
+    a = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.BatchNorm1d(4), nn.Linear(4, 3))
+    b = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.BatchNorm1d(4), nn.Linear(4, 3))
+    b.load_state_dict(a.state_dict())
+    mine = OptimWrapper(AdamW, [a], lr=1e-2, wd=0.1, bn_wd=False)  # two groups, fastai style
+    assert all(g["fused"] for g in mine.param_groups)
+    decayed = [p for name, p in b.named_parameters() if p.ndim > 1]  # bn_wd=False: not norm, not bias
+    others = [p for name, p in b.named_parameters() if p.ndim <= 1]
+    groups = [{"params": decayed}, {"params": others, "weight_decay": 0.0}]
+    ref = torch.optim.AdamW(groups, lr=1e-2, betas=(0.9, 0.99), weight_decay=0.1, foreach=False)
+    x = torch.randn(8, 5)
+    for _ in range(5):
+        for model, opt in ((a, mine), (b, ref)):
+            model(x).square().mean().backward()
+            opt.step()
+            opt.zero_grad()
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(p, q, atol=1e-6), name
+    assert not AdamW([torch.zeros(2, dtype=torch.long)], foreach=True).defaults["fused"]
+
+
+def test_a_loaded_state_takes_its_channels_last_weights_layout_so_fused_steps_stay_right():
+    """torch's fused Adam walks a weight and its moments as flat memory: moments loaded in NCHW order
+    beside a channels-last weight gave wrong updates silently. Loading aligns them, as does
+    ``Learner.to_channels_last`` after a fit."""
+    from learnkit.optim import AdamW
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3)
+    ref = nn.Conv2d(3, 4, 3)
+    ref.load_state_dict(conv.state_dict())
+    x = torch.randn(2, 3, 6, 6)
+    for model in (conv, ref):  # one step each, then the state goes through a save (contiguous) and load
+        opt = OptimWrapper(AdamW, [model], lr=1e-1, wd=0.0)
+        model(x).square().mean().backward()
+        opt.step()
+        opt.zero_grad()
+        state = opt.state_dict()
+        for s in state["state"].values():
+            for key in ("exp_avg", "exp_avg_sq"):
+                s[key] = s[key].contiguous()
+        if model is conv:
+            model.to(memory_format=torch.channels_last)
+        opt = OptimWrapper(AdamW, [model], lr=1e-1, wd=0.0)
+        opt.load_state_dict(state)
+        model(x).square().mean().backward()
+        opt.step()
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(conv.weight, ref.weight, atol=1e-5)
+
+
 def test_without_true_wd_adamw_decays_by_l2():
     opt = OptimWrapper(torch.optim.AdamW, [nn.Linear(2, 2)], lr=1e-2, wd=0.1, true_wd=False)
     assert all(not g["decoupled_weight_decay"] and g["weight_decay"] == 0.1 for g in opt.param_groups)
