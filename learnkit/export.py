@@ -94,7 +94,7 @@ class ImageModel(nn.Module):
 
 def _activation(learn: Any, meta: dict[str, Any]) -> str:
     """The activation ``learnkit predict`` applies to this checkpoint's outputs."""
-    from learnkit.learner import default_activation
+    from learnkit.losses import default_activation
 
     if meta.get("multi_label"):
         return "sigmoid"
@@ -138,7 +138,7 @@ def export_checkpoint(
         ExportError: the exported model differs from the PyTorch one (exit 1; the file is removed).
     """
     from learnkit.checkpoint import MODEL_FORMAT, read_safetensors, resolve_checkpoint
-    from learnkit.inference import load_learner
+    from learnkit.vision.learners import load_learner
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")

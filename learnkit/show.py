@@ -151,7 +151,6 @@ def show_results(
     when right, red when wrong). Segmentation: ``rows`` lines of picture, truth overlay,
     prediction overlay. Returns the PNG's path, ``<learn.path>/plots/<name>.png``.
     """
-    from learnkit.inference import pred_batch
     from learnkit.plots import new_figure, save_figure
 
     if rows < 1:
@@ -162,7 +161,7 @@ def show_results(
     dense = getattr(learn.data, "task", None) == "segmentation"
     n = rows if dense else rows * rows
     x, y = _first_items(dl, n)
-    probs = pred_batch(learn, ds_type, (x, y))
+    probs = learn.pred_batch(ds_type, (x, y))  # Learner.pred_batch: learnkit.inference's
     stats = getattr(learn.data, "norm_stats", None)
     classes = getattr(learn.data, "classes", None) or [str(i) for i in range(probs.shape[1])]
     if dense or probs.dim() == 4:

@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from learnkit.callback import CallbackHandler, Event, RunState
 from learnkit.data.bunch import DatasetType
 from learnkit.errors import UsageError
-from learnkit.learner import default_activation
 from learnkit.loop import loss_batch, unreduced_loss
+from learnkit.losses import default_activation
 from learnkit.metrics import metric_name
 
 N_VERSIONS = 8

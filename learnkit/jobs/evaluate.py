@@ -62,7 +62,7 @@ def checkpoint_learner(
     segmentation checkpoint reads a segmentation folder); ``valid_pct``/``seed`` repeat the fit's
     split. A checkpoint whose classes are not the data's is a :class:`CheckpointError`.
     """
-    from learnkit.inference import load_learner
+    from learnkit.vision.learners import load_learner
 
     file, meta = read_model_metadata(model, path)
     _check_task(file, meta.get("task") or "classification", data)

@@ -79,8 +79,8 @@ def predict_files(
     Raises:
         CheckpointError: no such checkpoint, or one that cannot rebuild its model.
     """
-    from learnkit.inference import load_learner
     from learnkit.jobs.setup import resolve_device
+    from learnkit.vision.learners import load_learner
 
     learn = load_learner(model, path=path, device=resolve_device(device))
     task = getattr(learn.data, "task", None) or "classification"

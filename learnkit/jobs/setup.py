@@ -282,7 +282,7 @@ def build_learner(
     """
     from learnkit.metrics import MULTI_LABEL_METRICS
     from learnkit.pretrained import resolve_pretrained
-    from learnkit.vision.cnn import cnn_learner
+    from learnkit.vision.learners import cnn_learner
 
     check_arch(arch, size)
     weights = resolve_pretrained(pretrained, arch)  # a missing cached file fails before the data is read

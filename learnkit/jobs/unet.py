@@ -31,7 +31,8 @@ def build_unet_learner(config: RunConfig, device: str = "auto") -> Any:
     (dice, iou, pixel_accuracy), on ``device``; channels-last on CUDA."""
     from learnkit.pretrained import resolve_pretrained
     from learnkit.seg_metrics import segmentation_metrics
-    from learnkit.vision.unet_learner import encoder_cut, unet_learner
+    from learnkit.vision.learners import unet_learner
+    from learnkit.vision.unet_learner import encoder_cut
 
     d, r, u = config.data, config.runtime, config.model.unet
     arch = str(config.model.arch)
