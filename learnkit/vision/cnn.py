@@ -132,7 +132,7 @@ def build_cnn(
     body = create_body(full, cut)
     pretrained = registry.pretrained_file(entry, pretrained)
     if pretrained is not None:
-        from learnkit.checkpoint import load_weights, read_state_dict
+        from learnkit.weights import load_weights, read_state_dict
 
         skip = _keys_outside(before_cut, body)
         load_weights(full, read_state_dict(pretrained), where=str(pretrained), skip=skip)

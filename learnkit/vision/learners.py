@@ -27,13 +27,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from learnkit.checkpoint import load_weights, read_model_header, read_tensors, resolve_checkpoint
+from learnkit.checkpoint import read_model_header, resolve_checkpoint
 from learnkit.data.bunch import DataBunch
 from learnkit.errors import CheckpointError, UsageError
 from learnkit.learner import Learner
 from learnkit.vision.cnn import build_cnn
 from learnkit.vision.models import build_model, check_layer_groups, model_spec_for
 from learnkit.vision.unet_learner import build_unet, unet_spec_for
+from learnkit.weights import load_weights, read_tensors
 
 __all__ = ["cnn_learner", "create_cnn", "load_learner", "unet_learner", "zoo_learner"]
 

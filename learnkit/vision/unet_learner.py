@@ -113,7 +113,7 @@ def build_unet(
     encoder = create_body(full, cut)
     pretrained = registry.pretrained_file(entry, pretrained)
     if pretrained is not None:
-        from learnkit.checkpoint import load_weights, read_state_dict
+        from learnkit.weights import load_weights, read_state_dict
 
         skip = _keys_outside(before_cut, encoder)
         load_weights(full, read_state_dict(pretrained), where=str(pretrained), skip=skip)
