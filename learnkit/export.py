@@ -24,13 +24,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from learnkit.errors import LearnkitError, UsageError
 from learnkit.version import __version__
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 FORMATS = ("onnx", "pt2")
 INSTALL_HINT = "pip install 'learnkit[export]'"
@@ -92,7 +95,7 @@ class ImageModel(nn.Module):
         return out
 
 
-def _activation(learn: Any, meta: dict[str, Any]) -> str:
+def _activation(learn: Learner, meta: dict[str, Any]) -> str:
     """The activation ``learnkit predict`` applies to this checkpoint's outputs."""
     from learnkit.losses import default_activation
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -31,6 +31,9 @@ from learnkit.metrics import AverageMetric, metric_name
 from learnkit.optim import LRLike, OptimWrapper, lr_range
 from learnkit.precision import BF16, FP16, Precision
 from learnkit.recorder import Recorder
+
+if TYPE_CHECKING:
+    from learnkit.interpret import ClassificationInterpretation
 
 AdamW = partial(torch.optim.Adam, betas=(0.9, 0.99))
 
@@ -371,7 +374,9 @@ class Learner:
 
         return show_results(self, ds_type, rows, **kwargs)
 
-    def interpret(self, ds_type: DatasetType = DatasetType.Valid, tta: bool = False) -> Any:
+    def interpret(
+        self, ds_type: DatasetType = DatasetType.Valid, tta: bool = False
+    ) -> ClassificationInterpretation:
         """A ClassificationInterpretation (confusion matrix, top losses) of ``ds_type``; with ``tta``
         from the test-time-augmented predictions and their losses (see :meth:`TTA`)."""
         from learnkit.interpret import ClassificationInterpretation

@@ -12,7 +12,7 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ import torch
 from learnkit.data.augment import Normalize
 from learnkit.data.bunch import DatasetType
 from learnkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 
 def mask_palette(n: int) -> np.ndarray:
@@ -137,7 +140,7 @@ def plots_dir(learn_or_path: Any) -> Path:
 
 
 def show_results(
-    learn: Any,
+    learn: Learner,
     ds_type: DatasetType = DatasetType.Valid,
     rows: int = 3,
     *,
