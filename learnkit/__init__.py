@@ -14,7 +14,7 @@ from learnkit.version import __version__
 # public name -> module that defines it
 _EXPORTS = {
     "Learner": "learnkit.learner",
-    "load_learner": "learnkit.inference",
+    "load_learner": "learnkit.vision.learners",
     "lr_range": "learnkit.optim",
     "OptimWrapper": "learnkit.optim",
     "Callback": "learnkit.callback",
@@ -61,14 +61,14 @@ _EXPORTS = {
     "annealing_exp": "learnkit.schedules",
     "annealing_no": "learnkit.schedules",
     "ClassificationInterpretation": "learnkit.interpret",
-    "unet_learner": "learnkit.vision.unet_learner",
+    "unet_learner": "learnkit.vision.learners",
     "DynamicUnet": "learnkit.vision.unet",
     "dice": "learnkit.seg_metrics",
     "iou": "learnkit.seg_metrics",
     "pixel_accuracy": "learnkit.seg_metrics",
     "segmentation_metrics": "learnkit.seg_metrics",
-    "cnn_learner": "learnkit.vision.cnn",
-    "create_cnn": "learnkit.vision.cnn",
+    "cnn_learner": "learnkit.vision.learners",
+    "create_cnn": "learnkit.vision.learners",
 }
 
 __all__ = ["__version__", *_EXPORTS]

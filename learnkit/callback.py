@@ -18,7 +18,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 
 class Event(StrEnum):
@@ -70,7 +73,7 @@ class RunState:
         skip_validate: set to skip the validation at the end of this epoch.
     """
 
-    learn: Any = None
+    learn: Learner | None = None
     model: Any = None
     opt: Any = None
     loss_func: Any = None
@@ -145,7 +148,7 @@ class LearnerCallback(Callback):
     The learner exposes it as ``learn.<cb_name>`` (snake-cased class name), set by the learner.
     """
 
-    def __init__(self, learn: Any):
+    def __init__(self, learn: Learner):
         self.learn = learn
 
     @property

@@ -3,8 +3,9 @@
 A checkpoint is ``<path>/<model_dir>/<name>.safetensors`` (the model) and optionally
 ``<name>.opt.safetensors`` (the optimizer). Every metadata value is JSON text. Reading checks the
 file's framing before safetensors parses it, then the ``format`` tag and that every float tensor is
-finite; anything wrong is one :class:`~learnkit.errors.CheckpointError` line. Nothing here unpickles:
-a ``.pt``/``.pth`` state dict is read only through ``torch.load(weights_only=True)``.
+finite; anything wrong is one :class:`~learnkit.errors.CheckpointError` line. Plain weights files
+(a state dict, e.g. pretrained weights) are read and loaded by :mod:`learnkit.weights`, below the
+registry; its functions are re-exported here.
 """
 
 from __future__ import annotations
@@ -16,20 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
 from learnkit import atomic
 from learnkit import checkpoint_schema as schema
+from learnkit import safetensors_header as header
 from learnkit.atomic import fsync_dir, new_file_mode, temp_beside
-from learnkit.checkpoint_schema import MAX_MODEL_HEADER, TensorInfo
 from learnkit.errors import CheckpointError
 from learnkit.opt_schema import check_opt_metadata
+from learnkit.safetensors_header import MAX_HEADER_BYTES, MAX_MODEL_HEADER, TensorInfo
+from learnkit.weights import _one_line, load_weights, read_state_dict, read_tensors  # noqa: F401 - re-exported
 
 MODEL_FORMAT = "learnkit.model/1"
 OPT_FORMAT = "learnkit.opt/1"
-MAX_HEADER_BYTES = 100 * 1024 * 1024
 _WEIGHT_SUFFIXES = {".safetensors", ".pt", ".pth", ".bin", ".ckpt"}
 
 
@@ -140,11 +141,11 @@ def read_header(
     """
     path = Path(path)
     limit = MAX_HEADER_BYTES if expect_format != MODEL_FORMAT else min(MAX_HEADER_BYTES, MAX_MODEL_HEADER)
-    infos, raw_meta = schema.read_header(path, limit)
+    infos, raw_meta = header.read_header(path, limit)
     if expect_format is None:
         metadata = {k: _decode_meta(path, k, v, limit) for k, v in raw_meta.items()}
         return infos, metadata
-    metadata = schema.decode_metadata(raw_meta, path, limit)
+    metadata = header.decode_metadata(raw_meta, path, limit)
     if metadata.get("format") != expect_format:
         found = metadata.get("format")
         raise CheckpointError(
@@ -168,19 +169,6 @@ def read_model_header(path: str | Path) -> tuple[dict[str, TensorInfo], dict[str
     return infos, meta
 
 
-def read_tensors(path: str | Path, *, check_finite: bool = True) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file whose header was checked (:func:`read_header`), on the CPU."""
-    path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
-        raise _unusable(path, _one_line(exc)) from None
-    if check_finite:
-        _check_finite(path, tensors)
-    return tensors
-
-
 def read_safetensors(
     path: str | Path, expect_format: str | None = None, *, check_finite: bool = True
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -199,59 +187,6 @@ def read_safetensors(
     """
     _, metadata = read_header(path, expect_format)
     return read_tensors(path, check_finite=check_finite), metadata
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A plain state dict from a local weights file: safetensors, or ``.pt``/``.pth``/``.bin``.
-
-    The torch formats are read with ``weights_only=True`` (no arbitrary unpickling); a
-    ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper is unwrapped. A ``module.`` prefix on every
-    key (a DataParallel save) is removed.
-    """
-    path = Path(path)
-    if path.suffix.lower() in {".pt", ".pth", ".bin", ".ckpt"}:
-        if not path.is_file():
-            raise CheckpointError(f"{path}: no such weights file")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # the unpickler raises many kinds; all mean the same here
-            raise _unusable(path, _one_line(exc)) from None
-        state = _unwrap_state(path, state)
-        _check_finite(path, state)
-    else:
-        state, _ = read_safetensors(path)
-    if state and all(k.startswith("module.") for k in state):
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-    return state
-
-
-def load_weights(
-    model: nn.Module, state: Mapping[str, torch.Tensor], where: str = "checkpoint", skip: Sequence[str] = ()
-) -> None:
-    """Load ``state`` into ``model`` after checking that it fits: keys, shapes and dtype kinds.
-
-    Keys in ``skip`` are ignored on both sides (e.g. a head that is replaced). A missing
-    ``num_batches_tracked`` is allowed (older BatchNorm saves lack it). Anything else that does not
-    fit raises :class:`CheckpointError` naming a few of the keys.
-    """
-    skipped = set(skip)
-    expected = {k: v for k, v in model.state_dict().items() if k not in skipped}
-    given = {k: v for k, v in state.items() if k not in skipped}
-    problems = []
-    missing = [k for k in expected if k not in given and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in given if k not in expected]
-    wrong = [
-        f"{k} {list(given[k].shape)} vs {list(v.shape)}"
-        for k, v in expected.items()
-        if k in given and (given[k].shape != v.shape or _kind(given[k]) != _kind(v))
-    ]
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape/dtype mismatch", wrong)):
-        if keys:
-            more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
-            problems.append(f"{label}: {', '.join(keys[:3])}{more}")
-    if problems:
-        raise CheckpointError(f"{where}: weights do not fit the model ({'; '.join(problems)})")
-    model.load_state_dict(given, strict=False)
 
 
 def optimizer_param_names(optimizer: torch.optim.Optimizer, model: nn.Module) -> list[str]:
@@ -359,28 +294,9 @@ def _decode(value: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
 def _decode_meta(path: Path, key: str, text: str, limit: int) -> Any:
     """A foreign file's metadata value: bounded JSON, else the plain string."""
     try:
-        return schema.load_json(text, path, f"metadata {key[:60]!r}", limit)
+        return header.load_json(text, path, f"metadata {key[:60]!r}", limit)
     except CheckpointError:
         return text
-
-
-def _check_finite(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
-    for key, t in tensors.items():
-        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
-            raise _unusable(path, f"tensor {key!r} holds NaN or infinite values")
-
-
-def _unwrap_state(path: Path, state: Any) -> dict[str, torch.Tensor]:
-    if isinstance(state, dict):
-        for key in ("state_dict", "model"):
-            if isinstance(state.get(key), dict):
-                state = state[key]
-                break
-    if not isinstance(state, dict) or not all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
-    ):
-        raise _unusable(path, "not a state dict of named tensors")
-    return state
 
 
 def _plain_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -394,18 +310,3 @@ def _plain_tensors(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
         seen.add(ptr)
         out[key] = t
     return out
-
-
-def _kind(t: torch.Tensor) -> str:
-    if t.is_floating_point():
-        return "float"
-    return "complex" if t.is_complex() else str(t.dtype)
-
-
-def _unusable(path: Path, reason: str) -> CheckpointError:
-    return CheckpointError(f"{path}: not a usable learnkit checkpoint ({reason})")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]

@@ -24,13 +24,16 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from learnkit.errors import LearnkitError, UsageError
 from learnkit.version import __version__
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 FORMATS = ("onnx", "pt2")
 INSTALL_HINT = "pip install 'learnkit[export]'"
@@ -92,9 +95,9 @@ class ImageModel(nn.Module):
         return out
 
 
-def _activation(learn: Any, meta: dict[str, Any]) -> str:
+def _activation(learn: Learner, meta: dict[str, Any]) -> str:
     """The activation ``learnkit predict`` applies to this checkpoint's outputs."""
-    from learnkit.learner import default_activation
+    from learnkit.losses import default_activation
 
     if meta.get("multi_label"):
         return "sigmoid"
@@ -138,7 +141,7 @@ def export_checkpoint(
         ExportError: the exported model differs from the PyTorch one (exit 1; the file is removed).
     """
     from learnkit.checkpoint import MODEL_FORMAT, read_safetensors, resolve_checkpoint
-    from learnkit.inference import load_learner
+    from learnkit.vision.learners import load_learner
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -1,8 +1,9 @@
 """Using a trained model: a Learner rebuilt from its checkpoint alone, and predictions on images.
 
-- :func:`load_learner` reads ``<path>/<model_dir>/NAME.safetensors`` (or a file given as such),
-  rebuilds the model from the zoo spec in its metadata, and the data's settings (classes, input
-  size, normalisation, task) from the rest; no training data is needed.
+- :func:`load_learner` (in :mod:`learnkit.vision.learners`, re-exported here lazily) reads
+  ``<path>/<model_dir>/NAME.safetensors`` (or a file given as such), rebuilds the model from the
+  zoo spec in its metadata, and the data's settings (classes, input size, normalisation, task)
+  from the rest; no training data is needed.
 - :func:`predict` runs one item (a file, a PIL image or a tensor) through exactly the validation
   pipeline, so its probabilities equal ``get_preds``'s for the same image inside a data set.
 - :func:`predict_images` runs many files in batches (decoding ahead in threads) and yields one
@@ -29,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,116 +38,27 @@ import torch.nn.functional as F
 from PIL import Image
 
 from learnkit.callback import CallbackHandler, RunState
-from learnkit.checkpoint import read_model_header, read_tensors, resolve_checkpoint
 from learnkit.data.augment import Normalize
-from learnkit.data.bunch import DataBunch, DatasetType
+from learnkit.data.bunch import DatasetType
 from learnkit.data.images import image_to_tensor, open_image, resize_image, to_rgb
-from learnkit.errors import CheckpointError, DataError, UsageError
-from learnkit.learner import Learner, default_activation
+from learnkit.errors import DataError, UsageError
 from learnkit.loop import loss_batch
+from learnkit.losses import default_activation
 from learnkit.show import save_mask
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 __all__ = [
     "Prediction",
     "expand_items",
-    "load_learner",
+    "load_learner",  # noqa: F822 - a lazy alias: see __getattr__
     "pred_batch",
     "predict",
     "predict_images",
     "save_mask",
     "upsample_mask",
 ]
-
-
-def load_learner(
-    path_or_name: str | Path,
-    path: str | Path = ".",
-    model_dir: str | Path = "models",
-    device: torch.device | str | None = None,
-    *,
-    data: DataBunch | None = None,
-    **learner_kwargs: Any,
-) -> Learner:
-    """A Learner rebuilt from a checkpoint alone, ready to predict.
-
-    Args:
-        path_or_name: a checkpoint name (``best`` -> ``<path>/<model_dir>/best.safetensors``) or a
-            file (``run/models/best.safetensors``).
-        path, model_dir: where names are looked up; also the learner's own (plots, saves).
-        device: where the model runs (default: CUDA when available, else the CPU).
-        data: a DataBunch to attach instead of the data-less one made from the metadata (its
-            classes must be the checkpoint's), e.g. to validate or run TTA on a data set.
-        learner_kwargs: passed to :class:`~learnkit.learner.Learner` (``metrics``, ``loss_func``).
-
-    Raises:
-        CheckpointError: no such file, not a learnkit model checkpoint, a checkpoint without the
-            ``model_spec`` that rebuilds its model, an arch the zoo does not know, weights that
-            do not fit.
-    """
-    from learnkit.persist import load_weights
-    from learnkit.vision.models import build_model
-
-    file = resolve_checkpoint(str(path_or_name), path, str(model_dir))
-    if not file.is_file():
-        raise CheckpointError(f"no checkpoint {file}{_available(file.parent)}")
-    _, meta = read_model_header(file)  # every field and the tensors' shapes checked first
-    spec = meta.get("model_spec")
-    if not isinstance(spec, dict):
-        raise CheckpointError(
-            f"{file} does not record how to build its model (no model_spec: the model was not built "
-            "from the zoo); build the model yourself and load the weights with "
-            "Learner(data, model).load(...)"
-        )
-    try:
-        model, groups = build_model(spec)
-    except UsageError as exc:
-        raise CheckpointError(f"{file}: its model cannot be rebuilt: {exc}") from None
-    classes = meta.get("classes")
-    if data is None:
-        data = DataBunch.for_inference(
-            classes,
-            meta.get("size"),
-            meta.get("norm_stats"),
-            meta.get("task") or "classification",
-            device,
-            multi_label=bool(meta.get("multi_label")),
-        )
-        if meta.get("thresh") is not None:
-            data.thresh = float(meta["thresh"])
-    else:
-        found = None if data.classes is None else [str(c) for c in data.classes]
-        if classes is not None and found is not None and found != list(classes):
-            raise CheckpointError(f"{file} was trained on classes {classes}; the data has {found}")
-        _check_preprocessing(file, meta, data)
-        if device is not None:
-            data.to(device)
-    learn = Learner(
-        data, model, path=path, model_dir=model_dir, layer_groups=groups, model_spec=spec, **learner_kwargs
-    )
-    load_weights(learn.model, read_tensors(file), file)
-    learn.model.eval()
-    return learn
-
-
-def _check_preprocessing(file: Path, meta: dict, data: DataBunch) -> None:
-    """Evaluation sees images as training did: the data's size and normalisation must be the
-    checkpoint's (build the data with ``size=`` and ``norm_stats=`` from its metadata)."""
-    for key in ("size", "norm_stats"):
-        saved, given = meta.get(key), getattr(data, key, None)
-        if saved is not None and given is not None and given != saved:
-            raise UsageError(
-                f"the data's {key} is {given}, but {file} was trained with {saved}; prepare the data "
-                f"with the checkpoint's {key} (its metadata) to evaluate it"
-            )
-
-
-def _available(folder: Path) -> str:
-    names = sorted(
-        p.name.removesuffix(".safetensors")
-        for p in folder.glob("*.safetensors")
-        if not p.name.endswith(".opt.safetensors")
-    )
-    return f" (checkpoints in {folder}: {', '.join(names)})" if names else ""
 
 
 # --- the pieces every prediction goes through ---
@@ -504,3 +416,13 @@ def _read_ahead(chunks: Iterator[list], submit: Any) -> Iterator[list]:
         if isinstance(item, BaseException):
             raise item
         yield item
+
+
+def __getattr__(name: str) -> Any:
+    """PEP 562: ``load_learner`` lives in :mod:`learnkit.vision.learners` (it builds a Learner, so it
+    sits above the Learner, which calls this module's ``predict``); importing it from here still works."""
+    if name == "load_learner":
+        import learnkit.vision.learners as learners
+
+        return getattr(learners, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

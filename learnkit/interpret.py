@@ -21,13 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from learnkit.data.bunch import DatasetType
 from learnkit.errors import UsageError
 from learnkit.show import plots_dir, to_display
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 
 class ClassificationInterpretation:
@@ -76,7 +79,7 @@ class ClassificationInterpretation:
 
     @classmethod
     def from_learner(
-        cls, learn: Any, ds_type: DatasetType = DatasetType.Valid, activ: Any = None, tta: bool = False
+        cls, learn: Learner, ds_type: DatasetType = DatasetType.Valid, activ: Any = None, tta: bool = False
     ) -> ClassificationInterpretation:
         """From ``learn.get_preds(ds_type, with_loss=True)`` (with ``tta``: from
         ``learn.TTA(ds_type=ds_type, with_loss=True)``); images for the plots from its data set.

@@ -13,9 +13,8 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -26,10 +25,14 @@ from learnkit.core import listify
 from learnkit.data import DatasetType
 from learnkit.layers import check_layer_groups, init_weights, is_norm, split_model
 from learnkit.loop import get_preds, run_epochs, validate
+from learnkit.losses import default_activation
 from learnkit.metrics import AverageMetric, metric_name
 from learnkit.optim import AdamW, LRLike, OptimWrapper, lr_range, match_state_layout
 from learnkit.precision import BF16, FP16, Precision
 from learnkit.recorder import Recorder
+
+if TYPE_CHECKING:
+    from learnkit.interpret import ClassificationInterpretation
 
 
 class _RunPosition(Callback):
@@ -48,18 +51,6 @@ class _RunPosition(Callback):
 
     def on_epoch_end(self, state: RunState) -> None:
         self.learn.epoch, self.learn.batch = state.epoch + 1, 0
-
-
-def default_activation(loss_func: Any) -> Callable | None:
-    """The activation that turns a model's outputs into predictions for ``loss_func``:
-    softmax for cross-entropy, sigmoid for BCE-with-logits, none otherwise (regression)."""
-    base = getattr(loss_func, "func", loss_func)
-    name = getattr(base, "__name__", type(base).__name__).lower().replace("_", "")
-    if isinstance(base, nn.BCEWithLogitsLoss) or "binarycrossentropywithlogits" in name:
-        return torch.sigmoid  # checked first: its name contains "crossentropy" too
-    if isinstance(base, nn.CrossEntropyLoss) or "crossentropy" in name:
-        return partial(torch.softmax, dim=1)
-    return None
 
 
 class Learner:
@@ -382,7 +373,9 @@ class Learner:
 
         return show_results(self, ds_type, rows, **kwargs)
 
-    def interpret(self, ds_type: DatasetType = DatasetType.Valid, tta: bool = False) -> Any:
+    def interpret(
+        self, ds_type: DatasetType = DatasetType.Valid, tta: bool = False
+    ) -> ClassificationInterpretation:
         """A ClassificationInterpretation (confusion matrix, top losses) of ``ds_type``; with ``tta``
         from the test-time-augmented predictions and their losses (see :meth:`TTA`)."""
         from learnkit.interpret import ClassificationInterpretation

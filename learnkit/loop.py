@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -25,6 +25,9 @@ from learnkit.callback import (
 )
 from learnkit.distributed import all_reduce_sum
 from learnkit.precision import FP32
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 
 def _listify(x: Any) -> list:
@@ -232,7 +235,9 @@ def run_epochs(epochs: int, state: RunState, cbh: CallbackHandler, start_batch: 
         cbh(Event.train_end)
 
 
-def fit(epochs: int, learn: Any, callbacks: Iterable | None = None, metrics: Iterable | None = None) -> None:
+def fit(
+    epochs: int, learn: Learner, callbacks: Iterable | None = None, metrics: Iterable | None = None
+) -> None:
     """Fit ``learn.model`` for ``epochs`` epochs with ``learn``'s data, optimizer and loss.
 
     This is the seed's module-level ``fit``: ``learn`` is any object with fastai v1's

@@ -1,4 +1,5 @@
-"""Classification losses the training commands build: label smoothing, class weights, multi-label.
+"""Classification losses the training commands build: label smoothing, class weights, multi-label;
+and the activation that turns a loss's model outputs into predictions (``default_activation``).
 
 Example:
     >>> loss = classification_loss(label_smoothing=0.1, class_weights=[1.0, 3.0])
@@ -8,7 +9,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
@@ -66,3 +69,15 @@ class SmoothBCEWithLogits(nn.BCEWithLogitsLoss):
         if self.eps:
             target = target * (1 - self.eps) + self.eps / 2
         return super().forward(input.float(), target)
+
+
+def default_activation(loss_func: Any) -> Callable | None:
+    """The activation that turns a model's outputs into predictions for ``loss_func``:
+    softmax for cross-entropy, sigmoid for BCE-with-logits, none otherwise (regression)."""
+    base = getattr(loss_func, "func", loss_func)
+    name = getattr(base, "__name__", type(base).__name__).lower().replace("_", "")
+    if isinstance(base, nn.BCEWithLogitsLoss) or "binarycrossentropywithlogits" in name:
+        return torch.sigmoid  # checked first: its name contains "crossentropy" too
+    if isinstance(base, nn.CrossEntropyLoss) or "crossentropy" in name:
+        return partial(torch.softmax, dim=1)
+    return None

@@ -14,15 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from learnkit.checkpoint_schema import (
-    MAX_GROUPS,
-    TensorInfo,
-    all_finite,
-    bad_field,
-    is_int,
-    is_number,
-    is_short_str,
-)
+from learnkit.checkpoint_schema import MAX_GROUPS
+from learnkit.safetensors_header import TensorInfo, all_finite, bad_field, is_int, is_number, is_short_str
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 

@@ -19,7 +19,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -48,10 +48,13 @@ from learnkit.opt_schema import check_opt_shapes
 from learnkit.optim import OptimWrapper
 from learnkit.version import __version__
 
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
+
 __all__ = ["load_into", "load_weights", "model_metadata", "save_learner"]
 
 
-def model_metadata(learn: Any) -> dict:
+def model_metadata(learn: Learner) -> dict:
     """What rebuilds the model from the checkpoint alone (all JSON-able)."""
     data = learn.data
     names = {id(p): n for n, p in learn.model.named_parameters()}
@@ -99,7 +102,7 @@ def _set_rng_state(tensors: dict, meta: dict) -> None:
         torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
 
 
-def _stateful_callbacks(learn: Any) -> dict:
+def _stateful_callbacks(learn: Learner) -> dict:
     cbs = [*learn.fn_callbacks, *learn.callbacks]
     return {getattr(cb, "cb_name", type(cb).__name__): cb for cb in cbs if hasattr(cb, "state_dict")}
 
@@ -107,7 +110,7 @@ def _stateful_callbacks(learn: Any) -> dict:
 CB_TENSORS = "tensors"  # the key under which a callback's state_dict() may hold tensors
 
 
-def _callback_states(learn: Any) -> tuple[dict, dict]:
+def _callback_states(learn: Learner) -> tuple[dict, dict]:
     """The callbacks' states for the optimizer file: JSON-able metadata and tensors apart.
 
     A callback's ``state_dict()`` may hold tensors under ``"tensors"`` (``{name: tensor}``, e.g.
@@ -127,7 +130,9 @@ def _callback_tensors(o_tensors: dict, key: str) -> dict:
     return {k[len(prefix) :]: v for k, v in o_tensors.items() if k.startswith(prefix)}
 
 
-def save_learner(learn: Any, name: str | Path, with_opt: bool = True, metadata: dict | None = None) -> Path:
+def save_learner(
+    learn: Learner, name: str | Path, with_opt: bool = True, metadata: dict | None = None
+) -> Path:
     """Write the learner's checkpoint (and optimizer file); returns the model file's path.
 
     The model file's metadata: :func:`model_metadata`, the learner's ``run_metadata`` (a training
@@ -253,7 +258,7 @@ def previous_path(path: str | Path) -> Path:
     return path.with_name(f".{path.name}.prev")
 
 
-def check_compatible(learn: Any, meta: dict, path: Path) -> None:
+def check_compatible(learn: Learner, meta: dict, path: Path) -> None:
     """Refuse, with one line, a checkpoint of another arch or class count."""
     mine, theirs = learn.model_spec or {}, meta.get("model_spec") or {}
     for key in ("arch", "n_out", "kind"):
@@ -289,7 +294,7 @@ def _matching_optimizer_file(o_path: Path, path: Path, step: Any) -> tuple[Path,
     raise CheckpointError(f"{o_path.name} is from another save than {path.name} (torn save?)")
 
 
-def load_into(learn: Any, name: str | Path, strict: bool = True, with_opt: bool | None = None) -> dict:
+def load_into(learn: Learner, name: str | Path, strict: bool = True, with_opt: bool | None = None) -> dict:
     """Load a checkpoint into ``learn``; returns the model file's metadata.
 
     Everything is read and checked first (both files' schemas, the weights' names and shapes
@@ -332,7 +337,7 @@ def _still(files: dict[Path, tuple | None]) -> None:
         raise CheckpointError("a save replaced the checkpoint while it was read (torn save?); reading again")
 
 
-def _stage(learn: Any, path: Path, strict: bool, with_opt: bool | None) -> dict:
+def _stage(learn: Learner, path: Path, strict: bool, with_opt: bool | None) -> dict:
     """Read and check everything :func:`load_into` needs, changing nothing in ``learn``."""
     o_path = optimizer_path(path)
     seen = {f: _identity(f) for f in (path, o_path, previous_path(o_path))}
@@ -363,7 +368,7 @@ def _stage(learn: Any, path: Path, strict: bool, with_opt: bool | None) -> dict:
     return staged
 
 
-def _check_same_classes(learn: Any, meta: dict, path: Path) -> None:
+def _check_same_classes(learn: Learner, meta: dict, path: Path) -> None:
     """Continuing a run needs its classes, by name and in order: a renamed class folder (same
     count) would otherwise train on with shifted labels (UsageError, exit 2)."""
     saved, found = meta.get("classes"), getattr(learn.data, "classes", None)
@@ -378,7 +383,7 @@ def _check_same_classes(learn: Any, meta: dict, path: Path) -> None:
         )
 
 
-def _check_position(learn: Any, o_meta: dict, o_file: Path) -> None:
+def _check_position(learn: Learner, o_meta: dict, o_file: Path) -> None:
     """The run position must be one this learner's data can continue from."""
     run = o_meta["run"]
     train_dl = getattr(learn.data, "train_dl", None)
@@ -412,7 +417,7 @@ def _check_rng(tensors: dict, meta: dict, o_file: Path) -> None:
         raise CheckpointError(f"{o_file}: not a usable learnkit checkpoint (rng: {exc})") from None
 
 
-def _staged_optimizer(learn: Any, o_tensors: dict, o_meta: dict, o_file: Path) -> Any:
+def _staged_optimizer(learn: Learner, o_tensors: dict, o_meta: dict, o_file: Path) -> Any:
     """A new optimizer over ``learn``'s layer groups holding the file's state (checked by loading)."""
     hypers = o_meta["hypers"]
     opt = OptimWrapper(
@@ -428,7 +433,7 @@ def _staged_optimizer(learn: Any, o_tensors: dict, o_meta: dict, o_file: Path) -
     return opt
 
 
-def _commit(learn: Any, staged: dict) -> dict:
+def _commit(learn: Learner, staged: dict) -> dict:
     """Apply a checked load to ``learn``; the weights, callbacks' and precision's state come back
     on failure.
 
@@ -472,6 +477,6 @@ def _commit(learn: Any, staged: dict) -> dict:
     return staged["meta"]
 
 
-def _extra(learn: Any, staged: dict) -> set[str]:
+def _extra(learn: Learner, staged: dict) -> set[str]:
     """Keys on one side only (ignored by a non-strict load; a strict one was checked to have none)."""
     return set(staged["tensors"]) ^ set(learn.model.state_dict())

@@ -13,12 +13,15 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from learnkit.callback import LearnerCallback, RunState
 from learnkit.plots import new_figure, save_figure
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 
 class SmoothLoss:
@@ -56,7 +59,7 @@ class Recorder(LearnerCallback):
 
     order = -10
 
-    def __init__(self, learn: Any, beta: float = 0.98):
+    def __init__(self, learn: Learner, beta: float = 0.98):
         super().__init__(learn)
         self.beta = beta
         self.lr_find_lrs: list[float] = []

@@ -250,7 +250,7 @@ def create(name: str, n_out: int, pretrained: str | Path | None = None, **kwargs
     model = entry.builder(n_out, **kwargs)
     pretrained = pretrained_file(entry, pretrained)
     if pretrained is not None:
-        from learnkit.checkpoint import load_weights, read_state_dict
+        from learnkit.weights import load_weights, read_state_dict
 
         load_weights(model, read_state_dict(pretrained), where=str(pretrained))
     return model

@@ -12,7 +12,7 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ import torch
 from learnkit.data.augment import Normalize
 from learnkit.data.bunch import DatasetType
 from learnkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 
 def mask_palette(n: int) -> np.ndarray:
@@ -137,7 +140,7 @@ def plots_dir(learn_or_path: Any) -> Path:
 
 
 def show_results(
-    learn: Any,
+    learn: Learner,
     ds_type: DatasetType = DatasetType.Valid,
     rows: int = 3,
     *,
@@ -151,7 +154,6 @@ def show_results(
     when right, red when wrong). Segmentation: ``rows`` lines of picture, truth overlay,
     prediction overlay. Returns the PNG's path, ``<learn.path>/plots/<name>.png``.
     """
-    from learnkit.inference import pred_batch
     from learnkit.plots import new_figure, save_figure
 
     if rows < 1:
@@ -162,7 +164,7 @@ def show_results(
     dense = getattr(learn.data, "task", None) == "segmentation"
     n = rows if dense else rows * rows
     x, y = _first_items(dl, n)
-    probs = pred_batch(learn, ds_type, (x, y))
+    probs = learn.pred_batch(ds_type, (x, y))  # Learner.pred_batch: learnkit.inference's
     stats = getattr(learn.data, "norm_stats", None)
     classes = getattr(learn.data, "classes", None) or [str(i) for i in range(probs.shape[1])]
     if dense or probs.dim() == 4:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from learnkit.layers import flatten_model
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 
 def layer_rows(model: nn.Module, layer_groups: list[nn.Module], x: Any) -> list[dict]:
@@ -47,7 +50,7 @@ def layer_rows(model: nn.Module, layer_groups: list[nn.Module], x: Any) -> list[
     return rows
 
 
-def summary_input(learn: Any) -> Any:
+def summary_input(learn: Learner) -> Any:
     """What :func:`model_summary` runs through the model: the first item of one batch of the
     learner's data (training set, else validation, else test), as fastai v1 does, so any input
     shape works; a ``3 x size x size`` zero image when the data has no loader (a model alone)."""
@@ -69,7 +72,7 @@ def summary_input(learn: Any) -> Any:
     return torch.zeros(1, 3, size, size, device=device)
 
 
-def model_summary(learn: Any, n: int = 70) -> str:
+def model_summary(learn: Learner, n: int = 70) -> str:
     """A text table of ``learn.model``: layers, output shapes, parameters, trainable, group.
 
     The input is one item of a batch of the learner's data (see :func:`summary_input`).

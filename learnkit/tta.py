@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -37,9 +37,12 @@ import torch.nn.functional as F
 from learnkit.callback import CallbackHandler, Event, RunState
 from learnkit.data.bunch import DatasetType
 from learnkit.errors import UsageError
-from learnkit.learner import default_activation
 from learnkit.loop import loss_batch, unreduced_loss
+from learnkit.losses import default_activation
 from learnkit.metrics import metric_name
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 N_VERSIONS = 8
 
@@ -190,7 +193,7 @@ def loss_from_preds(loss_func: Any, preds: torch.Tensor, target: torch.Tensor, r
 
 
 def _collect(
-    learn: Any, ds_type: DatasetType, scale: float, flip: bool = True
+    learn: Learner, ds_type: DatasetType, scale: float, flip: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One pass over ``ds_type``: ``(plain, average of the 8 versions, targets)`` on the CPU."""
     dl = learn.dl(ds_type)
@@ -222,7 +225,7 @@ def _collect(
 
 
 def tta(
-    learn: Any,
+    learn: Learner,
     beta: float | None = 0.4,
     scale: float = 1.35,
     ds_type: DatasetType = DatasetType.Valid,
@@ -251,7 +254,7 @@ def tta(
     return [final, y]
 
 
-def _scores(learn: Any, preds: torch.Tensor, y: torch.Tensor, metrics: Sequence[Callable]) -> dict:
+def _scores(learn: Learner, preds: torch.Tensor, y: torch.Tensor, metrics: Sequence[Callable]) -> dict:
     kind = activation_kind(learn.loss_func)
     logits = preds_to_logits(preds, kind)
     row = {"loss": float(loss_from_preds(learn.loss_func, preds, y, reduce=True))}
@@ -261,7 +264,7 @@ def _scores(learn: Any, preds: torch.Tensor, y: torch.Tensor, metrics: Sequence[
 
 
 def tta_report(
-    learn: Any,
+    learn: Learner,
     beta: float = 0.4,
     scale: float = 1.35,
     ds_type: DatasetType = DatasetType.Valid,

@@ -15,10 +15,13 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from learnkit.callback import LearnerCallback, RunState
 from learnkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 
 class GradientAccumulation(LearnerCallback):
@@ -31,7 +34,7 @@ class GradientAccumulation(LearnerCallback):
 
     order = -20  # before clipping and the precision's step, which read skip_step
 
-    def __init__(self, learn: Any, n: int = 2):
+    def __init__(self, learn: Learner, n: int = 2):
         super().__init__(learn)
         if not (isinstance(n, int) and n >= 1):
             raise UsageError(f"accum must be an integer >= 1, got {n!r}")

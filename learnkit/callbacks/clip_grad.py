@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 from torch import nn
 
 from learnkit.callback import LearnerCallback, RunState
 from learnkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 
 class GradientClipping(LearnerCallback):
@@ -25,7 +28,7 @@ class GradientClipping(LearnerCallback):
         >>> learn.clip_grad(0.1)  # or: learn.fit(1, callbacks=[GradientClipping(learn, 0.1)])
     """
 
-    def __init__(self, learn: Any, clip: float = 0.1):
+    def __init__(self, learn: Learner, clip: float = 0.1):
         super().__init__(learn)
         if not (isinstance(clip, (int, float)) and math.isfinite(clip) and clip > 0):
             raise UsageError(f"clip must be a finite number > 0, got {clip!r}")

@@ -19,10 +19,13 @@ import csv
 import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from learnkit.callback import LearnerCallback, RunState
 from learnkit.distributed import is_main
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 
 class CSVLogger(LearnerCallback):
@@ -36,7 +39,7 @@ class CSVLogger(LearnerCallback):
 
     order = 20  # after the Recorder has written the epoch's row
 
-    def __init__(self, learn: Any, filename: str = "history", append: bool = False):
+    def __init__(self, learn: Learner, filename: str = "history", append: bool = False):
         super().__init__(learn)
         self.filename, self.append = filename, append
         self.columns: list[str] = []

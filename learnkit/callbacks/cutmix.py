@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ import torch
 from learnkit.callback import LearnerCallback, RunState
 from learnkit.callbacks.mixup import MixUpLoss
 from learnkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 
 def cutmix_box(lam: float, height: int, width: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
@@ -45,7 +48,7 @@ class CutMixCallback(LearnerCallback):
         seed: the base of every batch's draws; default: drawn from torch's global RNG now.
     """
 
-    def __init__(self, learn: Any, alpha: float = 1.0, seed: int | None = None):
+    def __init__(self, learn: Learner, alpha: float = 1.0, seed: int | None = None):
         super().__init__(learn)
         if not alpha > 0:
             raise UsageError(f"cutmix alpha must be > 0, got {alpha}")

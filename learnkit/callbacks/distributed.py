@@ -21,12 +21,15 @@ Example (under ``torchrun --nproc-per-node 2``)::
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from torch.nn.parallel import DistributedDataParallel
 
 from learnkit.callback import LearnerCallback, RunState
 from learnkit.distributed import broadcast_buffers, is_distributed
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 
 class DistributedTrainer(LearnerCallback):
@@ -40,7 +43,7 @@ class DistributedTrainer(LearnerCallback):
 
     order = -900  # before everything but the run position: the model is swapped in first
 
-    def __init__(self, learn: Any, find_unused_parameters: bool = False):
+    def __init__(self, learn: Learner, find_unused_parameters: bool = False):
         super().__init__(learn)
         self.find_unused_parameters = find_unused_parameters
         self.ddp: DistributedDataParallel | None = None

@@ -18,13 +18,16 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from learnkit.callback import LearnerCallback, RunState
 from learnkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 
 class EMACallback(LearnerCallback):
@@ -37,7 +40,7 @@ class EMACallback(LearnerCallback):
 
     order = -50  # first at the epoch's end: the savers must find the EMA weights in the model
 
-    def __init__(self, learn: Any, decay: float = 0.999):
+    def __init__(self, learn: Learner, decay: float = 0.999):
         super().__init__(learn)
         if not (isinstance(decay, (int, float)) and 0 < decay < 1):
             raise UsageError(f"ema decay must be in (0, 1), got {decay!r}")

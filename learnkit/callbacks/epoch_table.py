@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from learnkit.callback import Callback
 from learnkit.callbacks.progress import ProgressCallback
 from learnkit.interactive import is_interactive
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 _MIN_WIDTH = 10
 
@@ -67,7 +70,7 @@ class TextTable:
         pass
 
 
-def default_progress(learn: Any, callbacks: Sequence[Callback]) -> list[Callback]:
+def default_progress(learn: Learner, callbacks: Sequence[Callback]) -> list[Callback]:
     """The progress a fit adds by itself: the text table when the learner is not ``quiet``, stdout
     is watched (:func:`learnkit.interactive.is_interactive`) and no callback already reports."""
     if getattr(learn, "quiet", False) or any(getattr(cb, "reports_progress", False) for cb in callbacks):

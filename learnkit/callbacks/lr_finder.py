@@ -19,7 +19,7 @@ import copy
 import math
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ from learnkit.lr_suggest import SuggestedLRs, suggest_lrs
 from learnkit.optim import LRLike
 from learnkit.recorder import SmoothLoss
 from learnkit.schedules import annealing_exp
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 __all__ = ["LRFinder", "LearnerSnapshot", "lr_find"]
 
@@ -55,7 +58,7 @@ class LRFinder(LearnerCallback):
 
     def __init__(
         self,
-        learn: Any,
+        learn: Learner,
         start_lr: LRLike = 1e-7,
         end_lr: LRLike = 10,
         num_it: int = 100,
@@ -135,7 +138,7 @@ class LearnerSnapshot:
         ...     snap.restore()
     """
 
-    def __init__(self, learn: Any):
+    def __init__(self, learn: Learner):
         self.learn = learn
         model = learn.model
         self.weights = {
@@ -169,7 +172,7 @@ class LearnerSnapshot:
         self.rng = self._rng_states()
 
     @staticmethod
-    def _loader_position(learn: Any) -> dict:
+    def _loader_position(learn: Learner) -> dict:
         dl = getattr(getattr(learn, "data", None), "train_dl", None)
         if dl is None:
             return {}
@@ -227,7 +230,7 @@ class LearnerSnapshot:
 
 
 def lr_find(
-    learn: Any,
+    learn: Learner,
     start_lr: LRLike = 1e-7,
     end_lr: LRLike = 10,
     num_it: int = 100,

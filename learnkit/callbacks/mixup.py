@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ import torch
 from learnkit.callback import LearnerCallback, RunState
 from learnkit.errors import UsageError
 from learnkit.loop import unreduced_loss
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 
 class MixUpLoss:
@@ -76,7 +79,7 @@ class MixUpCallback(LearnerCallback):
 
     def __init__(
         self,
-        learn: Any,
+        learn: Learner,
         alpha: float = 0.4,
         stack_x: bool = False,
         stack_y: bool = True,

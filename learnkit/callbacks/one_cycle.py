@@ -18,12 +18,15 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from learnkit.callback import Callback, LearnerCallback, RunState
 from learnkit.errors import UsageError
 from learnkit.optim import LRLike
 from learnkit.schedules import OneCycleSchedule, ScheduleTrace
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 __all__ = ["OneCycleScheduler", "batches_per_epoch", "fit_one_cycle", "one_cycle_plan", "resolve_cycle"]
 
@@ -60,7 +63,7 @@ class OneCycleScheduler(LearnerCallback):
 
     def __init__(
         self,
-        learn: Any,
+        learn: Learner,
         lr_max: LRLike = slice(3e-3),
         moms: Sequence[float] = (0.95, 0.85),
         div_factor: float = 25.0,
@@ -130,7 +133,7 @@ class OneCycleScheduler(LearnerCallback):
 
 
 def resolve_cycle(
-    learn: Any, cyc_len: int, tot_epochs: int | None = None, start_epoch: int | None = None
+    learn: Learner, cyc_len: int, tot_epochs: int | None = None, start_epoch: int | None = None
 ) -> tuple[int, int]:
     """``(start_epoch, tot_epochs)`` of a ``fit_one_cycle(cyc_len, ...)`` on ``learn`` now.
 
@@ -155,7 +158,7 @@ def resolve_cycle(
     return start_epoch, tot_epochs
 
 
-def _continued_cycle(learn: Any, cyc_len: int, tot_epochs: int | None) -> tuple[int, int] | None:
+def _continued_cycle(learn: Learner, cyc_len: int, tot_epochs: int | None) -> tuple[int, int] | None:
     recorder = getattr(learn, "recorder", None)
     record = getattr(recorder, "schedule", None)
     if not record or record.get("kind") != "one_cycle":
@@ -173,7 +176,7 @@ def _continued_cycle(learn: Any, cyc_len: int, tot_epochs: int | None) -> tuple[
 
 
 def fit_one_cycle(
-    learn: Any,
+    learn: Learner,
     cyc_len: int,
     max_lr: LRLike = slice(3e-3),
     moms: Sequence[float] = (0.95, 0.85),
@@ -213,7 +216,7 @@ def fit_one_cycle(
 
 
 def one_cycle_plan(
-    learn: Any,
+    learn: Learner,
     cyc_len: int,
     max_lr: LRLike = slice(3e-3),
     moms: Sequence[float] = (0.95, 0.85),

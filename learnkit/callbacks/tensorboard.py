@@ -14,11 +14,14 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from learnkit.callback import LearnerCallback, RunState
 from learnkit.distributed import is_main
 from learnkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 INSTALL_HINT = "pip install 'learnkit[tensorboard]'"
 
@@ -42,7 +45,7 @@ class TensorBoardLogger(LearnerCallback):
 
     order = 20  # after the Recorder has written the epoch's row
 
-    def __init__(self, learn: Any, folder: str = "tensorboard"):
+    def __init__(self, learn: Learner, folder: str = "tensorboard"):
         super().__init__(learn)
         self.folder = folder
         self.writer: Any = None

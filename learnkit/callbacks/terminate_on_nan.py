@@ -19,12 +19,15 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from learnkit.callback import CancelFit, LearnerCallback, RunState
 from learnkit.distributed import is_distributed
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 
 class TerminateOnNaN(LearnerCallback):
@@ -44,7 +47,7 @@ class TerminateOnNaN(LearnerCallback):
 
     order = 40  # after the Recorder and metrics have their values, before SaveModelCallback (50)
 
-    def __init__(self, learn: Any, check_every: int | None = 50):
+    def __init__(self, learn: Learner, check_every: int | None = 50):
         super().__init__(learn)
         self.check_every = None if not check_every else max(1, int(check_every))
         self.stopped_at: tuple[int, int | None] | None = None

@@ -8,11 +8,14 @@ metric's name) or from the training loss (``train_loss``).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 from learnkit.callback import CancelFit, LearnerCallback, RunState
 from learnkit.distributed import is_main
 from learnkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 _MAX_HINTS = ("acc", "dice", "iou", "f1", "fbeta", "precision", "recall", "auc", "r2")
 
@@ -26,7 +29,9 @@ class TrackerCallback(LearnerCallback):
         min_delta: a change smaller than this is no improvement.
     """
 
-    def __init__(self, learn: Any, monitor: str = "valid_loss", mode: str = "auto", min_delta: float = 0.0):
+    def __init__(
+        self, learn: Learner, monitor: str = "valid_loss", mode: str = "auto", min_delta: float = 0.0
+    ):
         super().__init__(learn)
         if mode not in ("auto", "min", "max"):
             raise UsageError(f"mode must be auto, min or max, not {mode!r}")
@@ -84,7 +89,7 @@ class SaveModelCallback(TrackerCallback):
 
     def __init__(
         self,
-        learn: Any,
+        learn: Learner,
         monitor: str = "valid_loss",
         mode: str = "auto",
         every: str = "improvement",
@@ -138,7 +143,7 @@ class EarlyStoppingCallback(TrackerCallback):
 
     def __init__(
         self,
-        learn: Any,
+        learn: Learner,
         monitor: str = "valid_loss",
         mode: str = "auto",
         min_delta: float = 0.0,

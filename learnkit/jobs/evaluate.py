@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from learnkit.errors import CheckpointError, DataError, UsageError
 from learnkit.jobs import setup
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 
 def read_model_metadata(model: str | Path, path: str | Path = ".") -> tuple[Path, dict[str, Any]]:
@@ -54,7 +57,7 @@ def checkpoint_learner(
     metrics: Sequence[str | Callable] = ("accuracy",),
     valid_pct: float | None = None,
     seed: int | None = None,
-) -> Any:
+) -> Learner:
     """Checkpoint ``model`` rebuilt alone, over ``data`` prepared as it was for training.
 
     The data is read at the checkpoint's input size, with its own normalisation statistics (never
@@ -62,7 +65,7 @@ def checkpoint_learner(
     segmentation checkpoint reads a segmentation folder); ``valid_pct``/``seed`` repeat the fit's
     split. A checkpoint whose classes are not the data's is a :class:`CheckpointError`.
     """
-    from learnkit.inference import load_learner
+    from learnkit.vision.learners import load_learner
 
     file, meta = read_model_metadata(model, path)
     _check_task(file, meta.get("task") or "classification", data)

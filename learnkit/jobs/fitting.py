@@ -25,10 +25,13 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from learnkit.errors import LearnkitError, RunInterrupted, UsageError
 from learnkit.jobs.resume import check_resumable, describe_stop, resume_hint, run_position
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 LAST, BEST = "last", "best"
 
@@ -61,14 +64,14 @@ def deterministic_mode(on: bool) -> Iterator[None]:
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[2], before[3]
 
 
-def monitor_names(learn: Any) -> list[str]:
+def monitor_names(learn: Learner) -> list[str]:
     """What ``--monitor`` may name: the losses and the learner's metrics."""
     from learnkit.metrics import metric_name
 
     return ["valid_loss", "train_loss", *(metric_name(m) for m in learn.metrics)]
 
 
-def check_monitor(learn: Any, monitor: str) -> None:
+def check_monitor(learn: Learner, monitor: str) -> None:
     """A UsageError (with close names) unless ``monitor`` is something a fit records.
 
     Over several processes only the validation values are reduced over the ranks; ``train_loss``
@@ -86,7 +89,7 @@ def check_monitor(learn: Any, monitor: str) -> None:
 
 
 def tracking_callbacks(
-    learn: Any,
+    learn: Learner,
     *,
     monitor: str | None = None,
     patience: int | None = None,
@@ -121,7 +124,7 @@ def tracking_callbacks(
 
 
 def run_fit(
-    learn: Any,
+    learn: Learner,
     epochs: int,
     lr: Any = 3e-3,
     wd: Any = None,
@@ -204,7 +207,7 @@ def run_fit(
             learn.callbacks.remove(cb)
 
 
-def fit_result(learn: Any, epochs: int) -> dict[str, Any]:
+def fit_result(learn: Learner, epochs: int) -> dict[str, Any]:
     """A fit's result: the last history row's values on top, the whole history beside them."""
     history = [dict(row) for row in learn.recorder.history]
     final = {k: v for k, v in (history[-1] if history else {}).items() if k not in _NOT_RESULTS}
@@ -215,7 +218,7 @@ def fit_result(learn: Any, epochs: int) -> dict[str, Any]:
 _NOT_RESULTS = ("epoch", "time", "lr", "mom")  # per-epoch bookkeeping, kept in the history only
 
 
-def _remove_stale_temp_files(learn: Any) -> None:
+def _remove_stale_temp_files(learn: Learner) -> None:
     """Delete the temporary files a killed run left half-written beside its checkpoints: only by the
     process holding the run folder's lock (no other writer can be using them then)."""
     from learnkit.checkpoint import stale_temp_files
@@ -227,7 +230,9 @@ def _remove_stale_temp_files(learn: Any) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _fit(learn: Any, epochs: int, lr: Any, wd: Any, schedule: str, reporter: Any, command, kwargs) -> None:
+def _fit(
+    learn: Learner, epochs: int, lr: Any, wd: Any, schedule: str, reporter: Any, command, kwargs
+) -> None:
     from learnkit.callbacks.distributed import DistributedTrainer
     from learnkit.callbacks.progress import ProgressCallback
     from learnkit.callbacks.terminate_on_nan import TerminateOnNaN
@@ -250,12 +255,12 @@ def _fit(learn: Any, epochs: int, lr: Any, wd: Any, schedule: str, reporter: Any
             _save_interrupted(learn, stopper.stopped_at, epochs, command, stop.name)
 
 
-def _last_good(learn: Any) -> str:
+def _last_good(learn: Learner) -> str:
     file = Path(learn.path) / learn.model_dir / f"{LAST}.safetensors"
     return f"the last good checkpoint is {file}" if file.is_file() else "no checkpoint was written"
 
 
-def _save_interrupted(learn: Any, position: tuple[int, int], epochs: int, command, signame: str) -> None:
+def _save_interrupted(learn: Learner, position: tuple[int, int], epochs: int, command, signame: str) -> None:
     """Write ``last`` where the fit stopped (rank 0), then raise RunInterrupted with the resume hint."""
     from learnkit.callbacks.terminate_on_nan import weights_finite
     from learnkit.distributed import barrier, is_main

@@ -19,9 +19,12 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from learnkit.errors import DataError
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 PREDICTIONS = "predictions"  # masks go to <path>/predictions/ unless told otherwise
 
@@ -79,8 +82,8 @@ def predict_files(
     Raises:
         CheckpointError: no such checkpoint, or one that cannot rebuild its model.
     """
-    from learnkit.inference import load_learner
     from learnkit.jobs.setup import resolve_device
+    from learnkit.vision.learners import load_learner
 
     learn = load_learner(model, path=path, device=resolve_device(device))
     task = getattr(learn.data, "task", None) or "classification"
@@ -102,7 +105,7 @@ def _without_outputs(paths: Iterable[Path], masks: _MaskWriter, skipped: list[Pa
 
 
 def _rows(
-    learn: Any,
+    learn: Learner,
     items: Sequence[str | Path],
     bs: int,
     topk: int,

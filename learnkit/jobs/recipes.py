@@ -11,13 +11,16 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from learnkit.errors import UsageError
 
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
+
 
 def apply_recipes(
-    learn: Any,
+    learn: Learner,
     *,
     label_smoothing: float = 0.0,
     class_weights: str | None = None,
@@ -85,7 +88,7 @@ def _balanced(data: Any, balanced_class_weights: Any, multi: bool) -> list[float
 
 
 def _callbacks(
-    learn: Any,
+    learn: Learner,
     *,
     mixup: float | None,
     cutmix: float | None,

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from learnkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 LAST = "last"
 
 
-def run_position(learn: Any) -> tuple[int, int]:
+def run_position(learn: Learner) -> tuple[int, int]:
     """``(epoch, batch)``: where the learner stands in its run (batch 0: at an epoch's start)."""
     return int(learn.epoch), int(learn.batch)
 
 
-def check_resumable(learn: Any, name: str, epochs: int, schedule: str) -> bool:
+def check_resumable(learn: Learner, name: str, epochs: int, schedule: str) -> bool:
     """After loading ``name``: True if its run still has epochs to go, False if it is complete.
 
     A complete run with ``epochs`` beyond its own is extended (True): the extra epochs continue it,

@@ -14,10 +14,13 @@ import os
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from learnkit import registry
 from learnkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 LABELS_CSV = "labels.csv"  # read instead of class folders when DATA has one (fastai's from_csv)
 
@@ -281,7 +284,7 @@ def build_learner(
     augment: Any = True,
     label_delim: str | None = None,
     thresh: float = 0.5,
-) -> Any:
+) -> Learner:
     """The Learner a training command works with: data folder or sample, zoo arch, precision.
 
     ``pretrained``: ``imagenet`` (torchvision's weights from torch's cache) or a file. Multi-label
@@ -290,7 +293,7 @@ def build_learner(
     """
     from learnkit.metrics import MULTI_LABEL_METRICS
     from learnkit.pretrained import resolve_pretrained
-    from learnkit.vision.cnn import cnn_learner
+    from learnkit.vision.learners import cnn_learner
 
     check_arch(arch, size)
     weights = resolve_pretrained(pretrained, arch)  # a missing cached file fails before the data is read
@@ -313,7 +316,7 @@ def build_learner(
     return learn
 
 
-def set_precision(learn: Any, precision: str) -> None:
+def set_precision(learn: Learner, precision: str) -> None:
     """Switch ``learn`` to ``fp32``, ``bf16`` or ``fp16`` training.
 
     fp16 on a CPU is refused: autocast runs it about 10x slower than fp32 there, with nothing

@@ -24,12 +24,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from learnkit.errors import RunInterrupted
 from learnkit.jobs.config import RunConfig, lr_value
 from learnkit.jobs.fitting import BEST, run_fit
 from learnkit.jobs.run_folder import check_same_run, claim_run_folder, saved_config, write_config
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 
 def run(config: RunConfig, *, reporter: Any = None, command: Sequence[str] | None = None) -> dict[str, Any]:
@@ -124,7 +127,7 @@ def _run_locked(
             distributed.shutdown(wait=ok)
 
 
-def save_fit_plots(learn: Any) -> list[str]:
+def save_fit_plots(learn: Learner) -> list[str]:
     """The curves of a finished fit, as ``<path>/plots/*.png`` (rank 0; [] elsewhere): the losses,
     the lr and momentum, and the metrics (when there are any). Returns their paths."""
     from learnkit.distributed import is_main
@@ -138,7 +141,7 @@ def save_fit_plots(learn: Any) -> list[str]:
     return [str(p) for p in plots]
 
 
-def build_run_learner(config: RunConfig, device: str) -> Any:
+def build_run_learner(config: RunConfig, device: str) -> Learner:
     """The Learner ``config`` trains: a CNN classifier, or a U-Net when ``config.model.unet`` is set."""
     if config.model.unet is not None:
         from learnkit.jobs.unet import build_unet_learner
@@ -170,7 +173,7 @@ def build_run_learner(config: RunConfig, device: str) -> Any:
     return learn
 
 
-def apply_config_recipes(learn: Any, config: RunConfig) -> None:
+def apply_config_recipes(learn: Learner, config: RunConfig) -> None:
     """The run's recipes (loss options, mixup/cutmix, clip, accum, EMA, compile, freezing)."""
     from learnkit.jobs.recipes import apply_recipes
 

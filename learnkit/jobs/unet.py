@@ -15,10 +15,13 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from learnkit.jobs import setup
 from learnkit.jobs.config import RunConfig
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 # Defaults measured on sample:shapes-seg (64 px, 160 training images) with resnet18 from random
 # weights on 2 CPU cores: bs 8 gives 20 steps an epoch, and a 3-epoch cycle peaking at 1e-3 reaches
@@ -26,12 +29,13 @@ from learnkit.jobs.config import RunConfig
 DEFAULTS: dict[str, Any] = {"lr": 1e-3, "bs": 8, "size": 64, "epochs": 3}
 
 
-def build_unet_learner(config: RunConfig, device: str = "auto") -> Any:
+def build_unet_learner(config: RunConfig, device: str = "auto") -> Learner:
     """The U-Net Learner of ``config`` (its ``model.unet`` options), with the segmentation metrics
     (dice, iou, pixel_accuracy), on ``device``; channels-last on CUDA."""
     from learnkit.pretrained import resolve_pretrained
     from learnkit.seg_metrics import segmentation_metrics
-    from learnkit.vision.unet_learner import encoder_cut, unet_learner
+    from learnkit.vision.learners import unet_learner
+    from learnkit.vision.unet_learner import encoder_cut
 
     d, r, u = config.data, config.runtime, config.model.unet
     arch = str(config.model.arch)
@@ -64,7 +68,7 @@ def build_unet_learner(config: RunConfig, device: str = "auto") -> Any:
     return learn
 
 
-def segmentation_result(learn: Any) -> dict[str, Any]:
+def segmentation_result(learn: Learner) -> dict[str, Any]:
     """``dice_per_class`` and ``iou_per_class`` (by class name) of the last validation, and ``classes``."""
     from learnkit.seg_metrics import ConfusionMetric
 

@@ -18,9 +18,12 @@ from __future__ import annotations
 import difflib
 import importlib.metadata
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from learnkit.errors import UsageError
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 ENTRY_POINT_GROUP = "learnkit.loggers"
 DEFAULT = ("csv",)
@@ -70,6 +73,8 @@ def check_names(loggers: Iterable[str]) -> list[str]:
     return chosen
 
 
-def create_loggers(loggers: Iterable[str] = DEFAULT, learn: Any = None, *, append: bool = False) -> list[Any]:
+def create_loggers(
+    loggers: Iterable[str] = DEFAULT, learn: Learner | None = None, *, append: bool = False
+) -> list[Any]:
     """One callback per logger name, for ``learn``; ``append`` continues a resumed run's records."""
     return [get_logger(name)(learn, append=append) for name in check_names(loggers)]

@@ -7,19 +7,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from learnkit.learner import Learner
 
 NAMES = ("csv", "tensorboard")
 
 
-def csv(learn: Any, *, append: bool = False) -> Any:
+def csv(learn: Learner, *, append: bool = False) -> Any:
     """``history.csv`` in the run folder (the default logger)."""
     from learnkit.callbacks.csv_logger import CSVLogger
 
     return CSVLogger(learn, append=append)
 
 
-def tensorboard(learn: Any, *, append: bool = False) -> Any:
+def tensorboard(learn: Learner, *, append: bool = False) -> Any:
     """TensorBoard event files under ``<run>/tensorboard`` (a resumed run writes a new file)."""
     from learnkit.callbacks.tensorboard import TensorBoardLogger
 

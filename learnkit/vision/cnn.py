@@ -2,7 +2,8 @@
 
 ``create_cnn_model("resnet34", 10)`` is ``nn.Sequential(body, head)``: ``body`` the torchvision
 ResNet's children before its cut (avgpool and fc dropped), ``head`` concat pooling, batchnorm,
-dropout and linear layers. ``cnn_learner`` wraps it in a Learner split into the zoo's layer groups.
+dropout and linear layers. ``cnn_learner`` (in :mod:`learnkit.vision.learners`, re-exported here
+lazily) wraps it in a Learner split into the zoo's layer groups.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def build_cnn(
     body = create_body(full, cut)
     pretrained = registry.pretrained_file(entry, pretrained)
     if pretrained is not None:
-        from learnkit.checkpoint import load_weights, read_state_dict
+        from learnkit.weights import load_weights, read_state_dict
 
         skip = _keys_outside(before_cut, body)
         load_weights(full, read_state_dict(pretrained), where=str(pretrained), skip=skip)
@@ -174,46 +175,6 @@ def create_cnn_model(
     return build_cnn(arch, n_out, pretrained, cut, lin_ftrs, ps, concat_pool, bn_final, **arch_kwargs)[0]
 
 
-def cnn_learner(
-    data: Any,
-    arch: str,
-    pretrained: str | Path | None = None,
-    cut: int | Callable[[nn.Module], nn.Module] | None = None,
-    split_on: Callable | Sequence[nn.Module] | None = None,
-    lin_ftrs: Sequence[int] | None = None,
-    ps: float | Sequence[float] = 0.5,
-    concat_pool: bool = True,
-    bn_final: bool = False,
-    **learner_kwargs: Any,
-) -> Any:
-    """A Learner for ``data`` on zoo arch ``arch``: body + new head, split into the zoo's groups.
-
-    With ``pretrained`` (a local state-dict file) the body is frozen (``learn.freeze()``): only the
-    head trains until ``learn.unfreeze()``. ``split_on`` overrides the zoo's split (see
-    ``Learner.split``). An arch without a cut (``simple_cnn``) is used as it is, with ``data.c``
-    outputs. The other keyword arguments go to :class:`~learnkit.learner.Learner`.
-
-    Example:
-        >>> learn = cnn_learner(data, "resnet18", pretrained="weights/resnet18.pth", metrics=[accuracy])
-    """
-    from learnkit.vision.models import build_model, model_spec_for, zoo_learner
-
-    n_out = getattr(data, "c", None)
-    if not n_out:
-        raise UsageError("cnn_learner needs data with classes (data.c)")
-    head_kwargs = {"lin_ftrs": lin_ftrs, "ps": ps, "concat_pool": concat_pool, "bn_final": bn_final}
-    if callable(cut):  # a function cannot go in a checkpoint's spec: the model cannot rebuild itself
-        model, groups = build_cnn(arch, n_out, pretrained, cut, **head_kwargs)
-        spec = None
-    else:
-        spec = model_spec_for(arch, n_out, cut=cut, **head_kwargs)
-        model, groups = build_model(spec, pretrained=pretrained)
-    return zoo_learner(data, model, groups, spec, split_on=split_on, pretrained=pretrained, **learner_kwargs)
-
-
-create_cnn = cnn_learner
-
-
 def _keys_outside(full_state: dict[str, torch.Tensor], body: nn.Module) -> list[str]:
     """The keys of ``full_state`` (the whole arch's ``state_dict(keep_vars=True)``, taken before
     the cut) whose tensors are not in ``body``: the head that is replaced."""
@@ -243,3 +204,13 @@ def _init_linear(head: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+
+def __getattr__(name: str) -> Any:
+    """PEP 562: ``cnn_learner`` and ``create_cnn`` live in :mod:`learnkit.vision.learners` (the one vision
+    module that imports the Learner); importing them from here still works, without a cycle."""
+    if name in ("cnn_learner", "create_cnn"):
+        import learnkit.vision.learners as learners
+
+        return getattr(learners, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

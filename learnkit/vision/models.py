@@ -105,26 +105,3 @@ def check_layer_groups(model: nn.Module, groups: list[nn.Module], arch: str = "m
         check(model, groups, f"arch '{arch}': its layer-group split")
     except UsageError as exc:
         raise LearnkitError(str(exc)) from None
-
-
-def zoo_learner(
-    data: Any,
-    model: Any,
-    groups: list[Any],
-    spec: dict | None,
-    *,
-    split_on: Any = None,
-    pretrained: Any = None,
-    **learner_kwargs: Any,
-) -> Any:
-    """A Learner over a zoo-built model: its layer groups and spec (so checkpoints rebuild it), then
-    the caller's ``split_on``, and the body frozen when it starts from ``pretrained`` weights."""
-    from learnkit.learner import Learner
-
-    check_layer_groups(model, groups, spec["arch"] if spec else "model")
-    learn = Learner(data, model, layer_groups=groups, model_spec=spec, **learner_kwargs)
-    if split_on is not None:
-        learn.split(split_on)
-    if pretrained is not None and len(learn.layer_groups) > 1:  # one group: nothing to freeze
-        learn.freeze()
-    return learn

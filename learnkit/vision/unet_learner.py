@@ -1,4 +1,7 @@
-"""``unet_learner``: a :class:`~learnkit.vision.unet.DynamicUnet` over a zoo encoder, in a Learner.
+"""The U-Net's spec and builder: a :class:`~learnkit.vision.unet.DynamicUnet` over a zoo encoder.
+
+``unet_learner`` (which puts it in a Learner) lives in :mod:`learnkit.vision.learners`; it is
+re-exported here lazily, so ``from learnkit.vision.unet_learner import unet_learner`` still works.
 
 The encoder is the arch's body up to its cut (as ``cnn_learner`` cuts it); the layer groups are the
 zoo's body groups, then the whole decoder. The model's spec has kind ``"unet"``, so a checkpoint
@@ -110,7 +113,7 @@ def build_unet(
     encoder = create_body(full, cut)
     pretrained = registry.pretrained_file(entry, pretrained)
     if pretrained is not None:
-        from learnkit.checkpoint import load_weights, read_state_dict
+        from learnkit.weights import load_weights, read_state_dict
 
         skip = _keys_outside(before_cut, encoder)
         load_weights(full, read_state_dict(pretrained), where=str(pretrained), skip=skip)
@@ -134,56 +137,6 @@ def build_unet(
     return unet, [*(body_groups or [encoder]), nn.Sequential(*unet.decoder())]
 
 
-def unet_learner(
-    data: Any,
-    arch: str,
-    pretrained: str | Path | None = None,
-    blur_final: bool = True,
-    norm_type: str | None = None,
-    split_on: Callable | Sequence[nn.Module] | None = None,
-    blur: bool = False,
-    self_attention: bool = False,
-    y_range: Sequence[float] | None = None,
-    last_cross: bool = True,
-    bottle: bool = False,
-    cut: int | Callable[[nn.Module], nn.Module] | None = None,
-    **learner_kwargs: Any,
-) -> Any:
-    """A Learner for segmentation ``data`` with a U-Net over zoo arch ``arch`` (fastai v1's ``unet_learner``).
-
-    The net has ``data.c`` outputs (one per class of the masks). With ``pretrained`` (a local
-    state-dict file for the arch) the encoder is frozen (``learn.freeze()``): the decoder trains
-    alone until ``learn.unfreeze()``. ``split_on`` overrides the split (see ``Learner.split``). The
-    flags are those of :class:`~learnkit.vision.unet.DynamicUnet`; the other keyword arguments go to
-    :class:`~learnkit.learner.Learner` (``metrics=segmentation_metrics()`` for dice, IoU and pixel
-    accuracy over the whole validation set).
-
-    Example:
-        >>> learn = unet_learner(data, "resnet34", self_attention=True, norm_type="batch")  # doctest: +SKIP
-    """
-    from learnkit.vision.models import build_model, zoo_learner
-
-    n_out = getattr(data, "c", None)
-    if not n_out:
-        raise UsageError("unet_learner needs data with classes (data.c), e.g. a SegmentationDataBunch")
-    options = {
-        "blur": blur,
-        "blur_final": blur_final,
-        "self_attention": self_attention,
-        "y_range": y_range,
-        "last_cross": last_cross,
-        "bottle": bottle,
-        "norm_type": norm_type,
-    }
-    if callable(cut):  # a function cannot go in a checkpoint's spec: the model cannot rebuild itself
-        model, groups = build_unet(arch, n_out, pretrained, cut, **options)
-        spec = None
-    else:
-        spec = unet_spec_for(arch, n_out, cut=cut, **options)
-        model, groups = build_model(spec, pretrained=pretrained)
-    return zoo_learner(data, model, groups, spec, split_on=split_on, pretrained=pretrained, **learner_kwargs)
-
-
 def _check_y_range(y_range: Sequence[float]) -> list[float]:
     try:
         low, high = (float(v) for v in y_range)
@@ -192,3 +145,13 @@ def _check_y_range(y_range: Sequence[float]) -> list[float]:
     if not low < high:
         raise UsageError(f"y_range must rise: {low} is not below {high}")
     return [low, high]
+
+
+def __getattr__(name: str) -> Any:
+    """PEP 562: ``unet_learner`` lives in :mod:`learnkit.vision.learners` (the one vision module that
+    imports the Learner); importing it from here still works, without a cycle."""
+    if name == "unet_learner":
+        import learnkit.vision.learners as learners
+
+        return getattr(learners, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

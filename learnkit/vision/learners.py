@@ -1,0 +1,234 @@
+"""Learners over vision models: the one module of :mod:`learnkit.vision` that imports :class:`Learner`.
+
+The vision modules below it build models only (:mod:`~learnkit.vision.cnn`: bodies and heads,
+:mod:`~learnkit.vision.unet_learner`: the U-Net's spec and builder, :mod:`~learnkit.vision.models`:
+a model from its spec); this module wraps them in a Learner:
+
+- :func:`cnn_learner` (fastai v1's; ``create_cnn`` is its old name): a zoo body and a new head;
+- :func:`unet_learner`: a DynamicUnet over a zoo encoder, for segmentation;
+- :func:`load_learner`: a Learner rebuilt from a checkpoint alone (its ``model_spec``), ready to
+  predict.
+
+``learnkit.vision.cnn.cnn_learner``, ``learnkit.vision.unet_learner.unet_learner`` and
+``learnkit.inference.load_learner`` still work: those modules re-export the names lazily (PEP 562),
+so that they themselves never import the Learner (see docs/internals.md, "Layering").
+
+Example:
+    >>> learn = cnn_learner(data, "resnet18", metrics=[accuracy])  # doctest: +SKIP
+    >>> learn = load_learner("best", path="run1")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from learnkit.checkpoint import read_model_header, resolve_checkpoint
+from learnkit.data.bunch import DataBunch
+from learnkit.errors import CheckpointError, UsageError
+from learnkit.learner import Learner
+from learnkit.vision.cnn import build_cnn
+from learnkit.vision.models import build_model, check_layer_groups, model_spec_for
+from learnkit.vision.unet_learner import build_unet, unet_spec_for
+from learnkit.weights import load_weights, read_tensors
+
+__all__ = ["cnn_learner", "create_cnn", "load_learner", "unet_learner", "zoo_learner"]
+
+
+def zoo_learner(
+    data: Any,
+    model: Any,
+    groups: list[Any],
+    spec: dict | None,
+    *,
+    split_on: Any = None,
+    pretrained: Any = None,
+    **learner_kwargs: Any,
+) -> Learner:
+    """A Learner over a zoo-built model: its layer groups and spec (so checkpoints rebuild it), then
+    the caller's ``split_on``, and the body frozen when it starts from ``pretrained`` weights."""
+    check_layer_groups(model, groups, spec["arch"] if spec else "model")
+    learn = Learner(data, model, layer_groups=groups, model_spec=spec, **learner_kwargs)
+    if split_on is not None:
+        learn.split(split_on)
+    if pretrained is not None and len(learn.layer_groups) > 1:  # one group: nothing to freeze
+        learn.freeze()
+    return learn
+
+
+def cnn_learner(
+    data: Any,
+    arch: str,
+    pretrained: str | Path | None = None,
+    cut: int | Callable[[nn.Module], nn.Module] | None = None,
+    split_on: Callable | Sequence[nn.Module] | None = None,
+    lin_ftrs: Sequence[int] | None = None,
+    ps: float | Sequence[float] = 0.5,
+    concat_pool: bool = True,
+    bn_final: bool = False,
+    **learner_kwargs: Any,
+) -> Learner:
+    """A Learner for ``data`` on zoo arch ``arch``: body + new head, split into the zoo's groups.
+
+    With ``pretrained`` (a local state-dict file) the body is frozen (``learn.freeze()``): only the
+    head trains until ``learn.unfreeze()``. ``split_on`` overrides the zoo's split (see
+    ``Learner.split``). An arch without a cut (``simple_cnn``) is used as it is, with ``data.c``
+    outputs. The other keyword arguments go to :class:`~learnkit.learner.Learner`.
+
+    Example:
+        >>> learn = cnn_learner(data, "resnet18", pretrained="weights/resnet18.pth", metrics=[accuracy])
+    """
+    n_out = getattr(data, "c", None)
+    if not n_out:
+        raise UsageError("cnn_learner needs data with classes (data.c)")
+    head_kwargs = {"lin_ftrs": lin_ftrs, "ps": ps, "concat_pool": concat_pool, "bn_final": bn_final}
+    if callable(cut):  # a function cannot go in a checkpoint's spec: the model cannot rebuild itself
+        model, groups = build_cnn(arch, n_out, pretrained, cut, **head_kwargs)
+        spec = None
+    else:
+        spec = model_spec_for(arch, n_out, cut=cut, **head_kwargs)
+        model, groups = build_model(spec, pretrained=pretrained)
+    return zoo_learner(data, model, groups, spec, split_on=split_on, pretrained=pretrained, **learner_kwargs)
+
+
+create_cnn = cnn_learner
+
+
+def unet_learner(
+    data: Any,
+    arch: str,
+    pretrained: str | Path | None = None,
+    blur_final: bool = True,
+    norm_type: str | None = None,
+    split_on: Callable | Sequence[nn.Module] | None = None,
+    blur: bool = False,
+    self_attention: bool = False,
+    y_range: Sequence[float] | None = None,
+    last_cross: bool = True,
+    bottle: bool = False,
+    cut: int | Callable[[nn.Module], nn.Module] | None = None,
+    **learner_kwargs: Any,
+) -> Learner:
+    """A Learner for segmentation ``data`` with a U-Net over zoo arch ``arch`` (fastai v1's ``unet_learner``).
+
+    The net has ``data.c`` outputs (one per class of the masks). With ``pretrained`` (a local
+    state-dict file for the arch) the encoder is frozen (``learn.freeze()``): the decoder trains
+    alone until ``learn.unfreeze()``. ``split_on`` overrides the split (see ``Learner.split``). The
+    flags are those of :class:`~learnkit.vision.unet.DynamicUnet`; the other keyword arguments go to
+    :class:`~learnkit.learner.Learner` (``metrics=segmentation_metrics()`` for dice, IoU and pixel
+    accuracy over the whole validation set).
+
+    Example:
+        >>> learn = unet_learner(data, "resnet34", self_attention=True, norm_type="batch")  # doctest: +SKIP
+    """
+    n_out = getattr(data, "c", None)
+    if not n_out:
+        raise UsageError("unet_learner needs data with classes (data.c), e.g. a SegmentationDataBunch")
+    options = {
+        "blur": blur,
+        "blur_final": blur_final,
+        "self_attention": self_attention,
+        "y_range": y_range,
+        "last_cross": last_cross,
+        "bottle": bottle,
+        "norm_type": norm_type,
+    }
+    if callable(cut):  # a function cannot go in a checkpoint's spec: the model cannot rebuild itself
+        model, groups = build_unet(arch, n_out, pretrained, cut, **options)
+        spec = None
+    else:
+        spec = unet_spec_for(arch, n_out, cut=cut, **options)
+        model, groups = build_model(spec, pretrained=pretrained)
+    return zoo_learner(data, model, groups, spec, split_on=split_on, pretrained=pretrained, **learner_kwargs)
+
+
+def load_learner(
+    path_or_name: str | Path,
+    path: str | Path = ".",
+    model_dir: str | Path = "models",
+    device: torch.device | str | None = None,
+    *,
+    data: DataBunch | None = None,
+    **learner_kwargs: Any,
+) -> Learner:
+    """A Learner rebuilt from a checkpoint alone, ready to predict.
+
+    Args:
+        path_or_name: a checkpoint name (``best`` -> ``<path>/<model_dir>/best.safetensors``) or a
+            file (``run/models/best.safetensors``).
+        path, model_dir: where names are looked up; also the learner's own (plots, saves).
+        device: where the model runs (default: CUDA when available, else the CPU).
+        data: a DataBunch to attach instead of the data-less one made from the metadata (its
+            classes must be the checkpoint's), e.g. to validate or run TTA on a data set.
+        learner_kwargs: passed to :class:`~learnkit.learner.Learner` (``metrics``, ``loss_func``).
+
+    Raises:
+        CheckpointError: no such file, not a learnkit model checkpoint, a checkpoint without the
+            ``model_spec`` that rebuilds its model, an arch the zoo does not know, weights that
+            do not fit.
+    """
+    file = resolve_checkpoint(str(path_or_name), path, str(model_dir))
+    if not file.is_file():
+        raise CheckpointError(f"no checkpoint {file}{_available(file.parent)}")
+    _, meta = read_model_header(file)  # every field and the tensors' shapes checked first
+    spec = meta.get("model_spec")
+    if not isinstance(spec, dict):
+        raise CheckpointError(
+            f"{file} does not record how to build its model (no model_spec: the model was not built "
+            "from the zoo); build the model yourself and load the weights with "
+            "Learner(data, model).load(...)"
+        )
+    try:
+        model, groups = build_model(spec)
+    except UsageError as exc:
+        raise CheckpointError(f"{file}: its model cannot be rebuilt: {exc}") from None
+    classes = meta.get("classes")
+    if data is None:
+        data = DataBunch.for_inference(
+            classes,
+            meta.get("size"),
+            meta.get("norm_stats"),
+            meta.get("task") or "classification",
+            device,
+            multi_label=bool(meta.get("multi_label")),
+        )
+        if meta.get("thresh") is not None:
+            data.thresh = float(meta["thresh"])
+    else:
+        found = None if data.classes is None else [str(c) for c in data.classes]
+        if classes is not None and found is not None and found != list(classes):
+            raise CheckpointError(f"{file} was trained on classes {classes}; the data has {found}")
+        _check_preprocessing(file, meta, data)
+        if device is not None:
+            data.to(device)
+    learn = Learner(
+        data, model, path=path, model_dir=model_dir, layer_groups=groups, model_spec=spec, **learner_kwargs
+    )
+    load_weights(learn.model, read_tensors(file), file)
+    learn.model.eval()
+    return learn
+
+
+def _check_preprocessing(file: Path, meta: dict, data: DataBunch) -> None:
+    """Evaluation sees images as training did: the data's size and normalisation must be the
+    checkpoint's (build the data with ``size=`` and ``norm_stats=`` from its metadata)."""
+    for key in ("size", "norm_stats"):
+        saved, given = meta.get(key), getattr(data, key, None)
+        if saved is not None and given is not None and given != saved:
+            raise UsageError(
+                f"the data's {key} is {given}, but {file} was trained with {saved}; prepare the data "
+                f"with the checkpoint's {key} (its metadata) to evaluate it"
+            )
+
+
+def _available(folder: Path) -> str:
+    names = sorted(
+        p.name.removesuffix(".safetensors")
+        for p in folder.glob("*.safetensors")
+        if not p.name.endswith(".opt.safetensors")
+    )
+    return f" (checkpoints in {folder}: {', '.join(names)})" if names else ""
