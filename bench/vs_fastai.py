@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -43,9 +44,12 @@ def _fastai(data: Path, run: Path, args: argparse.Namespace, seed: int) -> list[
     ]  # fmt: skip
 
 
-def _timed(cmd: list[str]) -> tuple[float, dict]:
+def _timed(cmd: list[str], threads: int | None) -> tuple[float, dict]:
+    env = dict(os.environ)
+    if threads is not None:  # both sides alike; None: each tool's own default
+        env["OMP_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, env=env)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()[-1500:]}")
@@ -65,6 +69,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--learnkit-args", default="", help="extra learnkit options (quoted)")
+    parser.add_argument(
+        "--threads", type=int, help="OMP_NUM_THREADS for both sides (default: each tool's own choice)"
+    )
+    parser.add_argument("--sides", nargs="+", default=["learnkit", "fastai"])
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vs_fastai_"))
@@ -74,6 +82,7 @@ def main() -> None:
         for seed in args.seeds:
             # A, B then B, A on the next seed: neither side always runs on a warmer (or busier) machine
             order = ["learnkit", "fastai"] if seed % 2 == 0 else ["fastai", "learnkit"]
+            order = [side for side in order if side in args.sides]
             for side in order:
                 run = work / f"{name}-{side}-{seed}"
                 cmd = (
@@ -81,9 +90,19 @@ def main() -> None:
                     if side == "learnkit"
                     else _fastai(data, run, args, seed)
                 )
-                wall, result = _timed(cmd)
+                load = os.getloadavg()[0]
+                wall, result = _timed(cmd, args.threads)
                 rows.append(
-                    {"set": name, "side": side, "seed": seed, "wall": wall, "accuracy": result["accuracy"]}
+                    {
+                        "set": name,
+                        "side": side,
+                        "seed": seed,
+                        "wall": wall,
+                        "accuracy": result["accuracy"],
+                        "threads": result.get("cpu_threads", args.threads),
+                        "learnkit_args": args.learnkit_args if side == "learnkit" else "",
+                        "load_before": load,
+                    }
                 )
                 print(
                     f"{name:9s} {side:8s} seed {seed}: accuracy {result['accuracy']:.4f}  wall {wall:6.1f} s"
@@ -92,7 +111,7 @@ def main() -> None:
     print("| set | side | accuracy (mean of seeds) | min | wall s (median) |")
     print("|---|---|---|---|---|")
     for name in args.names:
-        for side in ("learnkit", "fastai"):
+        for side in args.sides:
             sel = [r for r in rows if r["set"] == name and r["side"] == side]
             accs, walls = [r["accuracy"] for r in sel], [r["wall"] for r in sel]
             print(
