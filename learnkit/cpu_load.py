@@ -80,6 +80,33 @@ class Probe:
         return max(0.0, all_busy - own)
 
 
+def others_runnable() -> int | None:
+    """Threads of other processes that are running or waiting for a core right now.
+
+    ``procs_running`` of ``/proc/stat`` counts every runnable thread of the machine, this
+    process's included; those of this process (state ``R`` in ``/proc/self/task/*/stat``) are
+    taken off. Unlike a CPU-time share, this also sees a ``nice``d busy process, which gets
+    little CPU beside a 2-thread fit yet still stalls its parallel regions. None where unreadable.
+    """
+    try:
+        with open(_STAT, encoding="ascii") as f:
+            running = next((int(ln.split()[1]) for ln in f if ln.startswith("procs_running ")), None)
+        if running is None:
+            return None
+        own = 0
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/stat", encoding="ascii", errors="replace") as f:
+                    stat = f.read()
+            except OSError:
+                continue  # the thread ended
+            if stat[stat.rfind(")") + 2 : stat.rfind(")") + 3] == "R":
+                own += 1
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0, running - own)
+
+
 def idle_cores(others_busy: float, cores: int) -> int:
     """The thread count for ``cores`` usable cores with ``others_busy`` of them taken: at least 1."""
     return max(1, min(cores, int(cores - others_busy + 0.5)))

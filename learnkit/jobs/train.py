@@ -86,6 +86,11 @@ def _run_locked(
         with deterministic_mode(config.runtime.deterministic):
             learn = build_run_learner(config, str(dev))
             threads = cpu_threads(dev, probe, deterministic=config.runtime.deterministic)
+            if threads is not None and not config.runtime.deterministic:
+                from learnkit.callbacks.cpu_threads import CpuThreads
+                from learnkit.cpu_load import usable_cores
+
+                learn.callbacks.append(CpuThreads(usable_cores()))  # follows the load while training
             learn.run_metadata["config"] = config.to_dict()
             config_file = write_config(config) if distributed.is_main() else None
             s = config.schedule
@@ -114,8 +119,11 @@ def _run_locked(
             result["best"] = str(best)
         if config_file is not None:
             result["config"] = str(config_file)
-        if threads is not None:
-            result["cpu_threads"] = threads  # chosen from the load (learnkit.jobs.setup.cpu_threads)
+        if threads is not None:  # chosen from the load at the start, then followed (CpuThreads)
+            result["cpu_threads"] = threads
+            follow = [cb for cb in learn.callbacks if type(cb).__name__ == "CpuThreads"]
+            if follow and follow[0].changes:
+                result["cpu_threads_changes"] = [list(c) for c in follow[0].changes]
         result["plots"] = save_fit_plots(learn)
         ok = True
         return result
