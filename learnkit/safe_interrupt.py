@@ -22,10 +22,19 @@ Example:
 
 from __future__ import annotations
 
+import importlib._bootstrap
+import importlib._bootstrap_external
 import signal
 from types import FrameType
 
 RETRY_S = 0.02
+
+# the import system's code: "<frozen importlib._bootstrap>" and "..._external>" in a normal build,
+# their .py files where Python runs without frozen modules
+_IMPORT_SYSTEM = frozenset(
+    f.__code__.co_filename
+    for f in (importlib._bootstrap._find_and_load, importlib._bootstrap_external.SourceLoader.get_code)
+)
 
 _pending = False
 _previous_alarm: object = None
@@ -41,7 +50,7 @@ def interrupt(frame: FrameType | None) -> None:
     global _pending, _previous_alarm
     if _pending:
         return
-    if not in_unsafe_code(frame):
+    if not in_unsafe_code(frame) or not hasattr(signal, "setitimer"):  # Windows: no timer to retry
         raise KeyboardInterrupt
     _pending = True
     _previous_alarm = signal.signal(signal.SIGALRM, _retry)
@@ -57,7 +66,7 @@ def in_unsafe_code(frame: FrameType | None) -> bool:
     """Whether ``frame`` or a caller of it is in the import system or in a ``__del__``."""
     while frame is not None:
         code = frame.f_code
-        if code.co_filename.startswith("<frozen importlib") or code.co_name == "__del__":
+        if code.co_filename in _IMPORT_SYSTEM or code.co_name == "__del__":
             return True
         frame = frame.f_back
     return False
