@@ -7,8 +7,8 @@ raises can land anywhere. In two places that goes wrong:
   exception is printed as "Exception ignored" and dropped (the command runs on as if no signal had
   come), and one raised between taking and releasing the global import lock leaves it held (the
   next import in another thread, e.g. PIL loading a decoder in a data-loading thread, waits
-  forever); one raised while a C extension initialises leaves it half loaded ("cannot load module
-  more than once per process" at the next import);
+  forever); a double Ctrl-C during ``import torch`` once also ended a run with "ImportError: cannot
+  load module more than once per process" (an extension module interrupted while it initialised);
 - inside ``__del__``: the exception is dropped the same way.
 
 :func:`interrupt` raises at once when the interrupted code is in neither, and otherwise retries
