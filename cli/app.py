@@ -62,27 +62,21 @@ app.add_typer(zoo_app, name="zoo")
 
 
 def main() -> None:
-    """Run the ``learnkit`` command line (the console script and ``python -m learnkit``).
+    """Run the ``learnkit`` command line; started by :func:`learnkit.cli.entry.main`.
 
-    SIGTERM is handled like Ctrl-C from the first moment (a fit installs its own stop-at-the-next-
-    batch handler later), and however an interrupt arrives, even twice or during start-up, the
-    command ends with one ``error: interrupted`` line and exit code 130, never a traceback.
+    That entry point handles SIGTERM like Ctrl-C before anything heavy is imported (a fit installs
+    its own stop-at-the-next-batch handler later). However an interrupt arrives, even twice or
+    during start-up, the command ends with one ``error: interrupted`` line and exit code 130,
+    never a traceback: in a command, :class:`~learnkit.cli.group.LearnkitGroup` reports it; here,
+    one that comes while the command line is being built.
     """
-    import signal
     import sys
 
-    from .group import INTERRUPTED, ignore_further_signals, report_error
+    from .group import interrupted
 
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
         from learnkit.launch import normalize_args
 
         app(args=normalize_args(sys.argv[1:]), prog_name="learnkit")
     except KeyboardInterrupt:
-        ignore_further_signals()
-        report_error("interrupted")
-        sys.exit(INTERRUPTED)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+        sys.exit(interrupted().exit_code)

@@ -43,6 +43,13 @@ def ignore_further_signals() -> None:
             pass
 
 
+def interrupted() -> typer.Exit:
+    """Report an interrupt (one ``error: interrupted`` line, further signals ignored); the exit to raise."""
+    ignore_further_signals()
+    report_error("interrupted")
+    return typer.Exit(INTERRUPTED)
+
+
 def show_warning(message: Warning | str, category: type[Warning], *_args: object, **_kwargs: object) -> None:
     """``warnings.showwarning`` for the CLI: ``warning: <message>`` as one line on stderr."""
     line = escape_controls(" ".join(str(message).split()))
@@ -100,6 +107,20 @@ class LearnkitGroup(TyperGroup):
         tidy_help([self])
         return super().get_params(ctx)
 
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: typer.Context | None = None, **extra: Any
+    ) -> typer.Context:
+        """Parse the root's options; an interrupt meanwhile ends with one line and exit 130.
+
+        Parsing runs outside :meth:`invoke` and can take a while (typer imports pydantic to convert
+        the first option's value). Typer's ``main`` turns a ``KeyboardInterrupt`` raised there into a
+        silent exit 130, so it is reported here, before Typer sees it.
+        """
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except KeyboardInterrupt:
+            raise interrupted() from None
+
     def invoke(self, ctx: typer.Context) -> Any:
         """Run the chosen command; turn any error into one stderr line and ``typer.Exit(code)``.
 
@@ -148,10 +169,8 @@ class LearnkitGroup(TyperGroup):
         except typer.Abort:
             report_error("aborted")
             code = 1
-        except KeyboardInterrupt:  # before a command started, e.g. while importing
-            ignore_further_signals()
-            report_error("interrupted")
-            code = INTERRUPTED
+        except KeyboardInterrupt:  # outside Typer's main loop, e.g. in shell completion
+            code = interrupted().exit_code
         except BrokenPipeError:  # e.g. usage text into a closed pipe
             code = pipe_closed()
         except SystemExit as exc:

@@ -1,6 +1,6 @@
 """``python -m learnkit``: the same as the ``learnkit`` command."""
 
-from learnkit.cli.app import main
+from learnkit.cli.entry import main
 
 if __name__ == "__main__":
     main()

@@ -4,8 +4,9 @@ The first signal only sets a flag; :class:`StopOnSignal` sees it at the next bat
 the step of the batch in flight is complete (never a half-applied step), and ends the fit with
 ``CancelFit``. The caller then saves what continues the run (``learnkit``'s fit commands write
 ``last`` with the optimizer and the run's position) and exits 130. A second signal aborts at once
-(``KeyboardInterrupt``); checkpoint writes are atomic, so even that leaves no torn file. The
-previous handlers are restored when the ``catch_signals`` block ends.
+(``KeyboardInterrupt``, through :func:`learnkit.safe_interrupt.interrupt`: never inside an import);
+checkpoint writes are atomic, so even that leaves no torn file. The previous handlers are restored
+when the ``catch_signals`` block ends.
 
 In a run over several processes the ranks agree on the flag (a one-element all-reduce at each
 check), so all of them stop after the same batch and no collective is left waiting.
@@ -27,6 +28,7 @@ from types import FrameType
 
 from learnkit.callback import Callback, CancelFit, RunState
 from learnkit.distributed import any_rank, is_distributed
+from learnkit.safe_interrupt import interrupt
 
 SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
 
@@ -65,7 +67,8 @@ def catch_signals(signals: Sequence[signal.Signals] = SIGNALS) -> Iterator[StopR
     def handler(signum: int, frame: FrameType | None) -> None:
         if stop.requested:  # the second signal: no more waiting for a batch boundary
             _restore(previous)
-            raise KeyboardInterrupt
+            interrupt(frame)
+            return
         stop.request(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in signals}

@@ -80,9 +80,12 @@ def _check_rng(rng: Any, infos: Mapping[str, TensorInfo], where: str | Path) -> 
         raise bad_field(where, "rng.torch", "missing or not a byte vector")
     if numpy_rng is None or numpy_rng.dtype != "I64" or numpy_rng.shape != (624,):
         raise bad_field(where, "rng.numpy", "missing or not 624 integers")
-    for name, info in infos.items():
-        if name.startswith("rng.cuda.") and (info.dtype != "U8" or len(info.shape) != 1):
+    cuda = sorted(n for n in infos if n.startswith("rng.cuda."))
+    for name in cuda:
+        if infos[name].dtype != "U8" or len(infos[name].shape) != 1:
             raise bad_field(where, name, "not a byte vector")
+    if set(cuda) != {f"rng.cuda.{i}" for i in range(len(cuda))}:
+        raise bad_field(where, "rng.cuda", "must be rng.cuda.0, rng.cuda.1, ... one per device")
 
 
 def _check_opt_layout(meta: Mapping[str, Any], infos: Mapping[str, TensorInfo], where: str | Path) -> None:

@@ -97,9 +97,17 @@ def _set_rng_state(tensors: dict, meta: dict) -> None:
     random.setstate((version, tuple(state), gauss))
     kind, pos, has_gauss, cached = meta["numpy"]
     np.random.set_state((kind, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
-    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    cuda = cuda_rng_states(tensors)
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+
+
+def cuda_rng_states(tensors: dict) -> list:
+    """The ``rng.cuda.N`` states in device order (by the number N: ``rng.cuda.10`` after
+    ``rng.cuda.9``, where sorting the names as text would put it after ``rng.cuda.1``)."""
+    prefix = "rng.cuda."
+    names = [k for k in tensors if k.startswith(prefix)]
+    return [tensors[k] for k in sorted(names, key=lambda k: int(k.removeprefix(prefix)))]
 
 
 def _stateful_callbacks(learn: Learner) -> dict:

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 __all__ = ["OneCycleScheduler", "batches_per_epoch", "fit_one_cycle", "one_cycle_plan", "resolve_cycle"]
 
 
+MAX_PLAN_ITERATIONS = 1_000_000  # one_cycle_plan: ~5 s and ~100 MB on a laptop
+
+
 def batches_per_epoch(dl: Any) -> int:
     """Batches in a whole epoch of ``dl``, even while it is positioned mid-epoch (a resumed run)."""
     return len(dl) + getattr(dl, "start_batch", 0)
@@ -227,9 +230,19 @@ def one_cycle_plan(
     start_epoch: int | None = None,
 ) -> ScheduleTrace:
     """The lrs and momentums ``fit_one_cycle`` would set with these arguments, batch by batch,
-    without training (a dry run): what ``learn.recorder`` would record."""
+    without training (a dry run): what ``learn.recorder`` would record.
+
+    Raises:
+        UsageError: more than :data:`MAX_PLAN_ITERATIONS` batches to list (a mistyped ``cyc_len``
+            would otherwise fill the memory, or never end).
+    """
     start_epoch, tot_epochs = resolve_cycle(learn, cyc_len, tot_epochs, start_epoch)
-    sched = OneCycleScheduler(learn, max_lr, moms, div_factor, pct_start, final_div, tot_epochs, start_epoch)
     n_batches = batches_per_epoch(learn.data.train_dl)
+    if cyc_len * n_batches > MAX_PLAN_ITERATIONS:
+        raise UsageError(
+            f"a plan lists every batch: {cyc_len} epochs of {n_batches} batches is more than "
+            f"{MAX_PLAN_ITERATIONS:,}; plan fewer epochs"
+        )
+    sched = OneCycleScheduler(learn, max_lr, moms, div_factor, pct_start, final_div, tot_epochs, start_epoch)
     schedule = sched.make_schedule(cyc_len, n_batches)
     return schedule.simulate(sched.first_index(n_batches), (start_epoch + cyc_len) * n_batches)

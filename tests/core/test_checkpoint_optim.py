@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -16,7 +17,10 @@ from learnkit.checkpoint import (
     unflatten_optimizer_state,
     write_safetensors,
 )
+from learnkit.checkpoint_schema import TensorInfo
 from learnkit.errors import CheckpointError
+from learnkit.opt_schema import _check_rng
+from learnkit.persist import _rng_state, _set_rng_state
 
 
 def _model() -> nn.Module:
@@ -127,3 +131,41 @@ def test_optimizer_param_names_refuses_a_foreign_parameter():
     opt = torch.optim.SGD([*model.parameters(), nn.Parameter(torch.ones(1))], lr=0.1)
     with pytest.raises(ValueError, match="not in the model"):
         optimizer_param_names(opt, model)
+
+
+# --- RNG states, one per CUDA device ---
+def _rng_with_cuda(indices) -> tuple[dict, dict]:
+    tensors, meta = _rng_state()  # on this machine: CPU states only
+    cuda = {f"rng.cuda.{i}": torch.full((8,), i, dtype=torch.uint8) for i in indices}
+    return {**tensors, **cuda}, json.loads(json.dumps(meta))
+
+
+def test_cuda_rng_states_are_restored_in_device_order_past_ten_devices(monkeypatch):
+    tensors, meta = _rng_with_cuda([10, 2, 0, 11, 1, 9, 3, 4, 5, 6, 7, 8])
+    restored: list[int] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 12)
+    monkeypatch.setattr(
+        torch.cuda, "set_rng_state_all", lambda states: restored.extend(int(s[0]) for s in states)
+    )
+    _set_rng_state(tensors, meta)
+    assert restored == list(range(12))  # before: sorted as text, device 2 got the state of device 10
+
+
+def test_cuda_rng_states_must_be_numbered_from_zero_without_gaps():
+    for indices in ([0, 1, 2], []):
+        tensors, meta = _rng_with_cuda(indices)
+        _check_rng(meta, _infos(tensors), "f")
+    for indices in ([0, 2], [1], ["x"], ["01"], ["-1"]):
+        tensors, meta = _rng_with_cuda([])
+        tensors |= {f"rng.cuda.{i}": torch.zeros(8, dtype=torch.uint8) for i in indices}
+        with pytest.raises(CheckpointError, match="rng.cuda"):
+            _check_rng(meta, _infos(tensors), "f")
+
+
+def _infos(tensors: dict) -> dict:
+    dtypes = {torch.uint8: "U8", torch.int64: "I64"}
+    return {
+        k: TensorInfo(dtypes[t.dtype], tuple(t.shape), 0, t.numel() * t.element_size())
+        for k, t in tensors.items()
+    }

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from learnkit import Callback, CancelFit, Learner
+from learnkit.callbacks import one_cycle
 from learnkit.callbacks.one_cycle import OneCycleScheduler, one_cycle_plan, resolve_cycle
 from learnkit.errors import UsageError
 from tests.core.tiny import tiny_data, tiny_model
@@ -105,6 +106,16 @@ def test_dry_run_plan_equals_the_recorded_trace():
     learn.fit_one_cycle(3, slice(1e-3), pct_start=0.4)
     assert plan.group_lrs == learn.recorder.group_lrs
     assert plan.moms == learn.recorder.moms
+
+
+def test_a_plan_too_long_to_list_is_refused_at_once(monkeypatch):
+    learn = _learner()  # 8 batches an epoch
+    with pytest.raises(UsageError, match=f"{2**70} epochs of 8 batches is more than 1,000,000"):
+        one_cycle_plan(learn, 2**70, 1e-3)  # before: listed batches until the memory ran out
+    monkeypatch.setattr(one_cycle, "MAX_PLAN_ITERATIONS", 80)
+    assert len(one_cycle_plan(learn, 10, 1e-3).lrs) == 80
+    with pytest.raises(UsageError, match="11 epochs of 8 batches is more than 80"):
+        one_cycle_plan(learn, 11, 1e-3)
 
 
 def test_resumed_cycle_equals_the_uninterrupted_one(tmp_path):

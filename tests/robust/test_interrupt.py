@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -22,6 +23,7 @@ from learnkit.errors import RunInterrupted
 from learnkit.interrupt import StopOnSignal, catch_signals
 from learnkit.jobs.fitting import resume_hint, run_fit
 from learnkit.jobs.setup import build_learner
+from learnkit.safe_interrupt import interrupt, pending
 
 from .conftest import cli_env, learnkit_exe, make_folder
 
@@ -148,6 +150,45 @@ def test_a_second_signal_aborts_at_once_and_handlers_come_back():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+@pytest.fixture
+def sigusr1_interrupts():
+    """SIGUSR1 raises KeyboardInterrupt the way the CLI's and catch_signals' handlers do."""
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: interrupt(frame))
+    yield
+    signal.signal(signal.SIGUSR1, previous)
+
+
+def test_an_interrupt_during_an_import_comes_when_it_is_done(tmp_path, monkeypatch, sigusr1_interrupts):
+    # before: raised inside the import system, where it can be dropped or leave the import lock held
+    (tmp_path / "lk_interrupted_module.py").write_text(
+        "import os, signal, time\nos.kill(os.getpid(), signal.SIGUSR1)\ntime.sleep(0.2)\nDONE = True\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "lk_interrupted_module", raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        import lk_interrupted_module  # noqa: F401
+
+        assert pending()
+        time.sleep(2)
+    assert sys.modules["lk_interrupted_module"].DONE and not pending()
+
+
+class _SignalsWhenCollected:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGUSR1)
+        time.sleep(0.05)  # the handler runs here, inside __del__
+
+
+def test_an_interrupt_during_a_finaliser_is_not_lost(sigusr1_interrupts):
+    # before: raised inside __del__, printed as "Exception ignored" and dropped
+    alarm = signal.getsignal(signal.SIGALRM)
+    with pytest.raises(KeyboardInterrupt):
+        obj = _SignalsWhenCollected()
+        del obj
+        time.sleep(2)
+    assert not pending() and signal.getsignal(signal.SIGALRM) is alarm  # the retry timer's handler is gone
 
 
 def test_stop_on_signal_only_stops_when_asked():
