@@ -96,3 +96,63 @@ def test_omp_num_threads_and_other_devices_are_left_alone(threads_restored, monk
     assert cpu_threads(torch.device("meta"), _FixedProbe(0.0)) is None
     assert torch.get_num_threads() == before
     assert "OMP_NUM_THREADS" not in os.environ
+
+
+def test_others_runnable_takes_this_processes_running_threads_off(tmp_path, monkeypatch):
+    # this thread is running while it reads: a machine-wide count of 1 is this process alone
+    fake = tmp_path / "stat"
+    fake.write_text("cpu  1 0 0 1 0 0 0 0 0 0\nprocs_running 1\nprocs_blocked 0\n")
+    monkeypatch.setattr(cpu_load, "_STAT", str(fake))
+    assert cpu_load.others_runnable() == 0
+    fake.write_text("cpu  1 0 0 1 0 0 0 0 0 0\nprocs_running 4\n")
+    assert 0 < cpu_load.others_runnable() <= 3
+    fake.write_text("cpu  1 0 0 1 0 0 0 0 0 0\n")  # no procs_running line: unknown
+    assert cpu_load.others_runnable() is None
+
+
+def test_others_runnable_sees_a_busy_nice_process():
+    """A ``nice``d busy loop gets little CPU beside a fit yet stalls its threads: it must count."""
+    import subprocess
+    import sys
+    import time
+
+    if cpu_load.others_runnable() is None:
+        pytest.skip("no /proc/stat here")
+    busy = subprocess.Popen(["nice", "-n", "19", sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        samples = []
+        for _ in range(20):
+            samples.append(cpu_load.others_runnable())
+            time.sleep(0.01)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert sum(samples) / len(samples) >= 0.5  # the loop is runnable nearly all the time
+
+
+def test_cpu_threads_callback_drops_a_thread_for_a_busy_neighbour_and_adds_it_back_with_a_margin(
+    threads_restored, monkeypatch
+):
+    from learnkit.callback import RunState
+    from learnkit.callbacks.cpu_threads import CpuThreads
+
+    torch.set_num_threads(2)
+    cb = CpuThreads(cores=2, window=0.0, sample_every=0.0)
+    seen = iter([1, 1, 1, 0, 1, 0, 0, 0, 0])  # a neighbour busy, then half the time, then gone
+    monkeypatch.setattr(cpu_load, "others_runnable", lambda: next(seen))
+    state = RunState(train=True)
+    cb.on_train_begin(state)
+    for i in range(3):
+        state.iteration = i
+        cb.on_batch_end(state)
+    assert torch.get_num_threads() == 1 and cb.changes == [(2, 1)]
+    for i in range(3, 6):  # mean 1/3: under the switching point, not by the margin
+        state.iteration = i
+        cb.on_batch_end(state)
+    assert torch.get_num_threads() == 1
+    for i in range(6, 9):  # free: the thread comes back
+        state.iteration = i
+        cb.on_batch_end(state)
+    assert torch.get_num_threads() == 2 and cb.changes == [(2, 1), (8, 2)]
+    cb.on_batch_end(RunState(train=False))  # validation batches are not sampled
