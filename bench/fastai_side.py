@@ -26,13 +26,31 @@ if __name__ == "__main__":
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--path", default="fastai_run")
+    parser.add_argument(
+        "--normalize", choices=["none", "imagenet"], default="none",
+        help="none: fastai's default when not pretrained; imagenet: Normalize(imagenet_stats) as learnkit",
+    )  # fmt: skip
     args = parser.parse_args()
 
-    from fastai.vision.all import ImageDataLoaders, Resize, accuracy, models, set_seed, vision_learner
+    from fastai.vision.all import (
+        ImageDataLoaders,
+        Normalize,
+        Resize,
+        accuracy,
+        imagenet_stats,
+        models,
+        set_seed,
+        vision_learner,
+    )
 
     set_seed(args.seed, reproducible=True)
     dls = ImageDataLoaders.from_folder(
-        args.data, train="train", valid="valid", bs=args.bs, item_tfms=Resize(args.size)
+        args.data,
+        train="train",
+        valid="valid",
+        bs=args.bs,
+        item_tfms=Resize(args.size),
+        batch_tfms=[Normalize.from_stats(*imagenet_stats)] if args.normalize == "imagenet" else None,
     )
     learn = vision_learner(
         dls, getattr(models, args.arch), pretrained=False, metrics=accuracy, path=args.path

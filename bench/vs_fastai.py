@@ -40,7 +40,7 @@ def _fastai(data: Path, run: Path, args: argparse.Namespace, seed: int) -> list[
     return [
         args.fastai_python, str(HERE / "fastai_side.py"), str(data), "--arch", args.arch,
         "--size", str(args.size), "--bs", str(args.bs), "--epochs", str(args.epochs), "--lr", str(args.lr),
-        "--seed", str(seed), "--path", str(run),
+        "--seed", str(seed), "--path", str(run), *args.fastai_args.split(),
     ]  # fmt: skip
 
 
@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--learnkit-args", default="", help="extra learnkit options (quoted)")
+    parser.add_argument("--fastai-args", default="", help="extra fastai_side.py options (quoted)")
     parser.add_argument(
         "--threads", type=int, help="OMP_NUM_THREADS for both sides (default: each tool's own choice)"
     )
@@ -100,7 +101,9 @@ def main() -> None:
                         "wall": wall,
                         "accuracy": result["accuracy"],
                         "threads": result.get("cpu_threads", args.threads),
-                        "learnkit_args": args.learnkit_args if side == "learnkit" else "",
+                        "thread_changes": result.get("cpu_threads_changes"),
+                        "epoch_times": [round(h["time"], 2) for h in result.get("history", [])],
+                        "args": args.learnkit_args if side == "learnkit" else args.fastai_args,
                         "load_before": load,
                     }
                 )
