@@ -86,11 +86,13 @@ def _run_locked(
         with deterministic_mode(config.runtime.deterministic):
             learn = build_run_learner(config, str(dev))
             threads = cpu_threads(dev, probe, deterministic=config.runtime.deterministic)
+            follow = None
             if threads is not None and not config.runtime.deterministic:
                 from learnkit.callbacks.cpu_threads import CpuThreads
                 from learnkit.cpu_load import usable_cores
 
-                learn.callbacks.append(CpuThreads(usable_cores()))  # follows the load while training
+                follow = CpuThreads(usable_cores())  # follows the load while training
+                learn.callbacks.append(follow)
             learn.run_metadata["config"] = config.to_dict()
             config_file = write_config(config) if distributed.is_main() else None
             s = config.schedule
@@ -121,9 +123,8 @@ def _run_locked(
             result["config"] = str(config_file)
         if threads is not None:  # chosen from the load at the start, then followed (CpuThreads)
             result["cpu_threads"] = threads
-            follow = [cb for cb in learn.callbacks if type(cb).__name__ == "CpuThreads"]
-            if follow and follow[0].changes:
-                result["cpu_threads_changes"] = [list(c) for c in follow[0].changes]
+            if follow is not None and follow.changes:
+                result["cpu_threads_changes"] = [list(c) for c in follow.changes]
         result["plots"] = save_fit_plots(learn)
         ok = True
         return result

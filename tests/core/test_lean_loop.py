@@ -176,6 +176,7 @@ def test_the_default_optimizer_is_fused_on_the_cpu_and_steps_as_adamw():
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
         assert torch.allclose(p, q, atol=1e-6), name
     assert not AdamW([torch.zeros(2, dtype=torch.long)], foreach=True).defaults["fused"]
+    assert len(AdamW(nn.Linear(2, 2).parameters()).param_groups[0]["params"]) == 2  # a generator, read once
 
 
 def test_a_loaded_state_takes_its_channels_last_weights_layout_so_fused_steps_stay_right():
