@@ -22,6 +22,8 @@ from .render import escape_controls
 
 INTERRUPTED = 130
 
+_reported = False  # whether this process printed its error line (see LearnkitGroup.main)
+
 
 def report_error(message: str, exc: BaseException | None = None, *, debug: bool = False) -> None:
     """Print ``error: <message>`` as one line on stderr, preceded by the traceback when ``debug``.
@@ -30,8 +32,17 @@ def report_error(message: str, exc: BaseException | None = None, *, debug: bool 
     """
     if debug and exc is not None:
         traceback.print_exception(exc, file=sys.stderr)
+    global _reported
     line = escape_controls(" ".join(message.split())) or "failed"  # one line, whatever it holds
     print(f"error: {line}", file=sys.stderr, flush=True)
+    _reported = True
+
+
+def exit_reported_elsewhere(code: int) -> typer.Exit:
+    """The exit to raise when another process printed the error line (torchrun's ranks): none here."""
+    global _reported
+    _reported = True
+    return typer.Exit(code)
 
 
 def ignore_further_signals() -> None:
@@ -158,6 +169,8 @@ class LearnkitGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         """Click's ``main``, with usage errors printed as one line (exit 2)."""
+        global _reported
+        _reported = False
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.TyperException as exc:
@@ -177,6 +190,10 @@ class LearnkitGroup(TyperGroup):
             # rich (which prints the help) meets a closed pipe by pointing stdout at /dev/null and
             # exiting 1; for us a reader that has seen enough is not a failure
             code = pipe_closed() if exc.code == 1 and _stdout_is_devnull() else exc.code
+        if code == INTERRUPTED and not _reported:
+            # Typer's main turns a KeyboardInterrupt that lands between its own steps (entering or
+            # leaving the command's context, outside make_context and invoke) into a silent exit 130
+            code = interrupted().exit_code
         if not standalone_mode:
             return code
         _exit(code if isinstance(code, int) else 0 if code is None else 1)

@@ -18,6 +18,7 @@ from typing import Any
 import typer
 
 from .context import global_options
+from .group import exit_reported_elsewhere
 from .progress import make_reporter
 from .render import make_console, render_result, render_rows
 
@@ -73,7 +74,7 @@ def relaunch_if_asked(ctx: typer.Context, nproc: int | None, seed: int | None = 
     args = sys.argv[1:]
     if seed is not None and not typed_in(ctx, "seed"):
         args = [*args, "--seed", str(seed)]  # a drawn seed: the same one in every process
-    raise typer.Exit(relaunch(nproc, args, debug=global_options(ctx).debug))
+    raise exit_reported_elsewhere(relaunch(nproc, args, debug=global_options(ctx).debug))  # ranks report
 
 
 def run_training(ctx: typer.Context, config: Any, *, as_json: bool) -> None:
@@ -95,7 +96,7 @@ def run_training(ctx: typer.Context, config: Any, *, as_json: bool) -> None:
             except LearnkitError as exc:
                 if main:
                     raise
-                raise typer.Exit(exc.exit_code) from None  # the same line comes from rank 0
+                raise exit_reported_elsewhere(exc.exit_code) from None  # the line comes from rank 0
     if not main:
         return
     if result.get("note"):
