@@ -305,30 +305,41 @@ class ImageDataBunch(DataBunch):
         mode = resolve_cache(cache, 3 * size * size * (len(train_paths) + len(valid_paths)))
         train_ds = ImageDataset(train_paths, train_labels, size, cache=mode)
         valid_ds = ImageDataset(valid_paths, valid_labels, size, cache=mode)
+        return cls._classifier(
+            train_ds, valid_ds, names, size=size, bs=bs, seed=seed, num_workers=num_workers, augment=augment,
+            norm_stats=norm_stats, device=dev, rank=rank, world_size=world_size,
+            valid_split=split_record(valid, valid_pct, seed),
+        )  # fmt: skip
+
+    @classmethod
+    def _classifier(
+        cls,
+        train_ds: ImageDataset,
+        valid_ds: ImageDataset,
+        names: list[str],
+        *,
+        size: int,
+        bs: int,
+        seed: int,
+        num_workers: int | None,
+        augment: bool | AugmentSettings,
+        norm_stats: dict | None,
+        device: torch.device,
+        rank: int | None,
+        world_size: int | None,
+        valid_split: dict,
+        multi_label: bool = False,
+    ) -> ImageDataBunch:
+        """The bunch over a classifier's two data sets: loaders (sharded, augmented, normalised)."""
         rank, world_size = dist_info(rank, world_size)
         train_dl, valid_dl = build_loaders(
-            train_ds,
-            valid_ds,
-            bs=bs,
-            seed=seed,
-            num_workers=num_workers,
-            augment=augment,
-            norm_stats=norm_stats,
-            device=dev,
-            masks=False,
-            rank=rank,
-            world_size=world_size,
-        )
+            train_ds, valid_ds, bs=bs, seed=seed, num_workers=num_workers, augment=augment,
+            norm_stats=norm_stats, device=device, masks=False, rank=rank, world_size=world_size,
+        )  # fmt: skip
         return cls(
-            train_dl,
-            valid_dl,
-            classes=names,
-            device=dev,
-            norm_stats=norm_stats,
-            size=size,
-            task="classification",
-            valid_split=split_record(valid, valid_pct, seed),
-        )
+            train_dl, valid_dl, classes=names, device=device, norm_stats=norm_stats, size=size,
+            task="classification", multi_label=multi_label, valid_split=valid_split,
+        )  # fmt: skip
 
     @classmethod
     def from_csv(
@@ -373,8 +384,10 @@ class ImageDataBunch(DataBunch):
         if table.is_valid is not None and valid_pct is None:
             valid_idx = [i for i, v in enumerate(table.is_valid) if v]
             train_idx = [i for i, v in enumerate(table.is_valid) if not v]
+            split = {"kind": "column", "name": "is_valid"}
         elif valid_pct is not None:
             train_idx, valid_idx = split_by_pct(len(labels), valid_pct, seed)
+            split = split_record("", valid_pct, seed)
         else:
             raise DataError(f"{path / csv_labels} has no is_valid column: give valid_pct to split it")
         if not train_idx or not valid_idx:
@@ -388,29 +401,9 @@ class ImageDataBunch(DataBunch):
 
         mode = resolve_cache(cache, 3 * size * size * len(labels))
         train_ds, valid_ds = dataset(train_idx, mode), dataset(valid_idx, mode)
-        rank, world_size = dist_info(rank, world_size)
-        norm_stats = pick_norm_stats(normalize, norm_stats)
-        dev = torch.device(device) if device is not None else default_device()
-        train_dl, valid_dl = build_loaders(
-            train_ds,
-            valid_ds,
-            bs=bs,
-            seed=seed,
-            num_workers=num_workers,
-            augment=augment,
-            norm_stats=norm_stats,
-            device=dev,
-            masks=False,
-            rank=rank,
-            world_size=world_size,
-        )
-        return cls(
-            train_dl,
-            valid_dl,
-            classes=names,
-            device=dev,
-            norm_stats=norm_stats,
-            size=size,
-            task="classification",
-            multi_label=multi,
-        )
+        return cls._classifier(
+            train_ds, valid_ds, names, size=size, bs=bs, seed=seed, num_workers=num_workers, augment=augment,
+            norm_stats=pick_norm_stats(normalize, norm_stats),
+            device=torch.device(device) if device is not None else default_device(),
+            rank=rank, world_size=world_size, multi_label=multi, valid_split=split,
+        )  # fmt: skip

@@ -151,7 +151,9 @@ def describe_split(meta: dict, valid_pct: float | None, seed: int | None) -> str
     """One line saying which validation set an evaluation uses, and whether it is the fit's."""
     split = meta.get("valid_split")
     used_pct, used_seed = fit_split(meta, valid_pct, seed)
-    if used_pct is None:
+    if used_pct is None and isinstance(split, dict) and split.get("kind") == "column":
+        what = f"labels.csv's '{split.get('name') or 'is_valid'}' column"
+    elif used_pct is None:
         what = (
             f"the '{split.get('name') or 'valid'}' folder" if isinstance(split, dict) else "the valid folder"
         )
@@ -161,7 +163,7 @@ def describe_split(meta: dict, valid_pct: float | None, seed: int | None) -> str
         return f"validating on {what} (the checkpoint does not record its fit's split)"
     if split.get("kind") == "pct" and (used_pct, used_seed) == (split["valid_pct"], split["seed"]):
         return f"validating on the fit's own split ({what}, as the checkpoint records)"
-    if split.get("kind") == "folder" and used_pct is None:
+    if split.get("kind") in ("folder", "column") and used_pct is None:
         return f"validating on the fit's own split ({what})"
     return f"validating on {what}, as asked: not the fit's own split"
 

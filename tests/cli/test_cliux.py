@@ -250,6 +250,29 @@ def test_validate_defaults_to_the_fits_own_pct_split(tmp_path, image_folder):
     assert proc.returncode == 0 and "as asked: not the fit's own split" in proc.stderr
 
 
+def test_validate_defaults_to_the_fits_own_split_of_a_labels_csv(tmp_path, image_folder):
+    # before: a labels.csv run recorded no split, so `validate` with no flags failed (no is_valid
+    # column) and `--valid-pct 0.25` alone scored seed 0's split, training images included
+    data = tmp_path / "csv"
+    (data / "img").mkdir(parents=True)
+    rows = ["name,label"]
+    for name in ("blue", "red"):
+        for img in sorted((image_folder / "train" / name).iterdir()):
+            shutil.copy(img, data / "img" / f"{name}-{img.name}")
+            rows.append(f"img/{name}-{img.name},{name}")
+    (data / "labels.csv").write_text("\n".join(rows) + "\n")
+    run = str(tmp_path / "r")
+    proc = run_learnkit(
+        "fit", str(data), *TINY, "--valid-pct", "0.25", "--seed", "7", "--path", run, "--json"
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    fitted = json.loads(proc.stdout)["valid_loss"]
+    proc = run_learnkit("validate", str(data), "--model", "last", "--path", run, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["valid_loss"] == pytest.approx(fitted, abs=1e-6)
+    assert "fit's own split (--valid-pct 0.25 --seed 7" in proc.stderr
+
+
 @pytest.mark.parametrize("command", ["fit-one-cycle", "fit", "unet", "lr-find", "validate", "predict", "tta"])
 def test_help_fits_80_columns_in_panels_without_noise(command):
     env = _env() | {"COLUMNS": "80", "TERM": "dumb"}
