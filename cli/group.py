@@ -30,9 +30,9 @@ def report_error(message: str, exc: BaseException | None = None, *, debug: bool 
 
     Control characters (from file or class names) are shown escaped, never sent to the terminal.
     """
+    global _reported
     if debug and exc is not None:
         traceback.print_exception(exc, file=sys.stderr)
-    global _reported
     line = escape_controls(" ".join(message.split())) or "failed"  # one line, whatever it holds
     print(f"error: {line}", file=sys.stderr, flush=True)
     _reported = True
@@ -118,20 +118,6 @@ class LearnkitGroup(TyperGroup):
         tidy_help([self])
         return super().get_params(ctx)
 
-    def make_context(
-        self, info_name: str | None, args: list[str], parent: typer.Context | None = None, **extra: Any
-    ) -> typer.Context:
-        """Parse the root's options; an interrupt meanwhile ends with one line and exit 130.
-
-        Parsing runs outside :meth:`invoke` and can take a while (typer imports pydantic to convert
-        the first option's value). Typer's ``main`` turns a ``KeyboardInterrupt`` raised there into a
-        silent exit 130, so it is reported here, before Typer sees it.
-        """
-        try:
-            return super().make_context(info_name, args, parent, **extra)
-        except KeyboardInterrupt:
-            raise interrupted() from None
-
     def invoke(self, ctx: typer.Context) -> Any:
         """Run the chosen command; turn any error into one stderr line and ``typer.Exit(code)``.
 
@@ -168,7 +154,8 @@ class LearnkitGroup(TyperGroup):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
-        """Click's ``main``, with usage errors printed as one line (exit 2)."""
+        """Click's ``main``, with usage errors printed as one line (exit 2), and an ``error:
+        interrupted`` line for an interrupt Typer ended silently (exit 130)."""
         global _reported
         _reported = False
         try:
@@ -191,8 +178,8 @@ class LearnkitGroup(TyperGroup):
             # exiting 1; for us a reader that has seen enough is not a failure
             code = pipe_closed() if exc.code == 1 and _stdout_is_devnull() else exc.code
         if code == INTERRUPTED and not _reported:
-            # Typer's main turns a KeyboardInterrupt that lands between its own steps (entering or
-            # leaving the command's context, outside make_context and invoke) into a silent exit 130
+            # Typer's main turns a KeyboardInterrupt raised outside invoke (while the root's options
+            # are parsed, as it enters or leaves the command's context) into a silent exit 130
             code = interrupted().exit_code
         if not standalone_mode:
             return code

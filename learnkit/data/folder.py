@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -319,22 +320,20 @@ class ImageDataBunch(DataBunch):
         names: list[str],
         *,
         size: int,
-        bs: int,
-        seed: int,
-        num_workers: int | None,
-        augment: bool | AugmentSettings,
         norm_stats: dict | None,
         device: torch.device,
         rank: int | None,
         world_size: int | None,
         valid_split: dict,
         multi_label: bool = False,
+        **loader: Any,
     ) -> ImageDataBunch:
-        """The bunch over a classifier's two data sets: loaders (sharded, augmented, normalised)."""
+        """The bunch over a classifier's two data sets; ``loader`` (bs, seed, num_workers, augment)
+        goes to :func:`build_loaders`."""
         rank, world_size = dist_info(rank, world_size)
         train_dl, valid_dl = build_loaders(
-            train_ds, valid_ds, bs=bs, seed=seed, num_workers=num_workers, augment=augment,
-            norm_stats=norm_stats, device=device, masks=False, rank=rank, world_size=world_size,
+            train_ds, valid_ds, norm_stats=norm_stats, device=device, masks=False, rank=rank,
+            world_size=world_size, **loader,
         )  # fmt: skip
         return cls(
             train_dl, valid_dl, classes=names, device=device, norm_stats=norm_stats, size=size,

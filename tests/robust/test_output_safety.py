@@ -233,9 +233,8 @@ def test_an_interrupt_at_any_moment_of_start_up_ends_with_one_line_and_130(tmp_p
         if code == 0:
             break  # the fit finished: start-up is over
         assert code == 130 and "Exception ignored" not in err, (delay, code, err)
-        assert err.strip().splitlines()[-1:] != [] and err.strip().splitlines()[-1].startswith(
-            "error: interrupted"
-        ), (delay, err)
+        lines = err.strip().splitlines()
+        assert lines and lines[-1].startswith("error: interrupted"), (delay, err)
         one_error_line(err)
 
 
