@@ -65,6 +65,7 @@ def build_unet_learner(config: RunConfig, device: str = "auto") -> Learner:
     setup.set_precision(learn, r.precision)
     if dev.type == "cuda":
         learn.to_channels_last()
+    setup.add_cpu_conv_grad(learn, dev)
     return learn
 
 
