@@ -158,3 +158,15 @@ def test_a_fit_with_and_without_it_trains_the_same_weights():
         weights.append({k: v.clone() for k, v in learn.model.state_dict().items()})
     for k in weights[0]:
         torch.testing.assert_close(weights[1][k], weights[0][k], rtol=1e-4, atol=1e-5)
+
+
+def test_a_cpu_run_of_the_command_line_fits_with_it(tmp_path):
+    from learnkit.jobs.setup import build_learner
+    from tests.core.tiny_images import make_class_folder
+
+    folder = make_class_folder(tmp_path / "data")
+    learn = build_learner(str(folder), "resnet18", bs=4, size=32, seed=0, path=tmp_path / "run", device="cpu")
+    assert sum(isinstance(cb, SmallConvGrad) for cb in learn.callbacks) == 1
+    seen = _Seen()
+    learn.fit(1, 1e-3, callbacks=[seen])
+    assert any(seen.installed)  # resnet18's last stage at 32 px: 1x1 outputs
