@@ -58,13 +58,27 @@ class _SmallOutputConv2d(torch.autograd.Function):
                 [True, False, False],
             )[0]  # fmt: skip
         if need_w:
-            n, out_ch = grad.shape[:2]
-            cols = F.unfold(x, weight.shape[2:], dilation=dilation, padding=padding, stride=stride)
-            grad_rows = grad.reshape(n, out_ch, -1).transpose(0, 1).reshape(out_ch, -1)  # O x N*L
-            grad_w = (grad_rows @ cols.transpose(1, 2).reshape(-1, cols.shape[1])).view(weight.shape)
+            grad_w = _weight_grad(grad, x, weight, stride, padding, dilation)
         if need_b:
             grad_b = grad.sum((0, 2, 3))
         return grad_x, grad_w, grad_b, None, None, None
+
+
+def _weight_grad(
+    grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride, padding, dilation
+) -> torch.Tensor:  # noqa: ANN001
+    """dL/dweight as one product over the batch, in the weight's own memory format (so that
+    autograd need not copy it into the parameter's layout)."""
+    n, out_ch = grad.shape[:2]
+    in_ch, taps = weight.shape[1], weight.shape[2] * weight.shape[3]
+    cols = F.unfold(x, weight.shape[2:], dilation=dilation, padding=padding, stride=stride)  # N x C*k x L
+    grad_rows = grad.reshape(n, out_ch, -1).transpose(0, 1).reshape(out_ch, -1)  # O x N*L
+    if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+        # rows ordered (kh, kw, C): the product is then the channels-last weight's memory
+        cols = cols.view(n, in_ch, taps, -1).transpose(1, 2)
+        grad_w = grad_rows @ cols.permute(0, 3, 1, 2).reshape(-1, taps * in_ch)
+        return grad_w.view(out_ch, *weight.shape[2:], in_ch).permute(0, 3, 1, 2)
+    return (grad_rows @ cols.transpose(1, 2).reshape(-1, in_ch * taps)).view(weight.shape)
 
 
 def output_positions(conv: nn.Conv2d, x: torch.Tensor) -> int:
