@@ -31,23 +31,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+Pair = tuple[int, ...]  # a convolution's stride, padding or dilation
+
 MAX_POSITIONS = 4
 """The most output positions (H_out x W_out) that take the batched path. Measured on a 2-core AMD
-EPYC (bench/README.md): at 1 and 4 positions the batched product is 1.3-14x faster than
-oneDNN's, at 9 about even, at 16 (4x4) oneDNN is faster."""
+EPYC (bench/README.md, table F): with 256-512 channels the batched product is 1.6-14x faster
+than oneDNN's at 1 and 4 positions (about even with 32-64 channels), still faster at 9, and slower
+from 16 (4x4) on."""
 
 
 class _SmallOutputConv2d(torch.autograd.Function):
     """``F.conv2d`` whose weight gradient is one matrix product over the batch."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: Any, stride, padding, dilation):  # noqa: ANN001
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: Any,
+        stride: Pair,
+        padding: Pair,
+        dilation: Pair,
+    ) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.geometry = (stride, padding, dilation)
         return F.conv2d(x, weight, bias, stride, padding, dilation)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor):  # noqa: ANN205
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         x, weight = ctx.saved_tensors
         stride, padding, dilation = ctx.geometry
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
@@ -65,8 +76,8 @@ class _SmallOutputConv2d(torch.autograd.Function):
 
 
 def _weight_grad(
-    grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride, padding, dilation
-) -> torch.Tensor:  # noqa: ANN001
+    grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: Pair, padding: Pair, dilation: Pair
+) -> torch.Tensor:
     """dL/dweight as one product over the batch, in the weight's own memory format (so that
     autograd need not copy it into the parameter's layout)."""
     n, out_ch = grad.shape[:2]
