@@ -5,7 +5,7 @@ oneDNN (torch's CPU convolutions) computes the weight gradient of a convolution 
 four positions (a resnet's last stage at 32 px: 512 channels at 1x1 or 2x2, or any net on small
 images) those products are nearly vector products and the weight gradient takes 5-15x the
 convolution's forward time: a resnet18 step at 32 px spent about 40% of its time in three such
-convolutions (bench/README.md, "Where the time goes"). One matrix product over the whole batch,
+convolutions (bench/README.md, table F). One matrix product over the whole batch,
 ``grad_out (O x N*L) @ unfold(x) (N*L x C*kh*kw)``, computes the same sums (in another order)
 in a fraction of the time. The input gradient and everything else stay torch's own.
 
