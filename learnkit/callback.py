@@ -6,6 +6,13 @@ It stops a batch, an epoch or the whole fit by raising :class:`CancelBatch`, :cl
 :class:`CancelFit`; the loop then calls the matching ``on_cancel_*`` event and carries on (or ends
 the fit), so cleanup in ``on_epoch_end``/``on_train_end`` always runs.
 
+fastai v1's protocol works beside it: a hook that takes the state as keyword arguments
+(``def on_epoch_end(self, epoch, last_metrics, **kwargs)``) gets v1's state names (``epoch``,
+``iteration``, ``num_batch``, ``last_loss``, ``last_output``, ``last_metrics``, ``smooth_loss``,
+...) and may return a dict that updates them (``{'stop_training': True}``, ``{'last_output': ...}``),
+as v1's ``CallbackHandler`` does; see :mod:`learnkit.callback_v1`. The handler tells the two apart
+once, from each hook's signature, so a typed hook pays nothing for it.
+
 Example:
     >>> class StopAfter(Callback):
     ...     def __init__(self, n): self.n = n
@@ -64,13 +71,20 @@ class RunState:
         learn: the Learner running the fit, or None for the module-level functions.
         n_epochs: epochs this fit runs; ``epoch`` counts from ``start_epoch``.
         epoch: the run's epoch number (continues across fits and resumes).
+        epoch_base: the run epoch this fit's shown epochs count from (``fit_epoch`` is
+            ``epoch - epoch_base``): ``start_epoch`` for a Learner's fit (fastai v1 restarts at 0 each
+            fit), 0 for the command line's runs (a resumed run continues its numbering).
         iteration: batches trained in the run so far (continues like ``epoch``).
+        start_iteration: ``iteration`` when this fit began (v1's ``iteration`` counts from it).
         num_batch: index of the current batch in its epoch.
         train: True while training, False during validation.
         last_input, last_target, last_output, last_loss: the current batch and its results.
         last_metrics: ``[valid_loss, *metrics]`` after validation, else None.
         skip_backward, skip_step, skip_zero: set by a callback to skip that part of the step.
         skip_validate: set to skip the validation at the end of this epoch.
+        stop_epoch: set during a batch to end the epoch after it (validation still runs); fastai v1's.
+        stop_training: set to end the fit after this epoch's ``on_epoch_end``; fastai v1's.
+        smooth_loss: the smoothed training loss, kept only when a v1-style hook is listening.
     """
 
     learn: Learner | None = None
@@ -84,7 +98,9 @@ class RunState:
     n_epochs: int = 0
     start_epoch: int = 0
     epoch: int = 0
+    epoch_base: int = 0
     iteration: int = 0
+    start_iteration: int = 0
     num_batch: int = 0
     n_batches: int = 0
     train: bool = True
@@ -97,7 +113,15 @@ class RunState:
     skip_step: bool = False
     skip_zero: bool = False
     skip_validate: bool = False
+    stop_epoch: bool = False
+    stop_training: bool = False
+    smooth_loss: Any = None
     exception: BaseException | None = None
+
+    @property
+    def fit_epoch(self) -> int:
+        """The epoch as shown (tables, history, v1 callbacks): counted from ``epoch_base``."""
+        return self.epoch - self.epoch_base
 
 
 class Callback:
@@ -160,16 +184,31 @@ class CallbackHandler:
     """Calls the callbacks of a run, in ``order``, for each event, with one shared :class:`RunState`.
 
     For each event it keeps the list of callbacks that define it, so an event nobody listens to
-    costs one empty loop.
+    costs one empty loop. A hook written for fastai v1's protocol (state as keyword arguments, a
+    returned dict of updates) is wrapped once here (see :mod:`learnkit.callback_v1`). ``metrics``
+    (callbacks made from the learner's metrics) run before the other callbacks of the same event,
+    as in v1, so the Recorder and the trackers see the values they add.
     """
 
-    def __init__(self, callbacks=(), state: RunState | None = None):
-        self.callbacks = sorted((cb for cb in callbacks if cb is not None), key=lambda cb: cb.order)
+    def __init__(self, callbacks=(), state: RunState | None = None, metrics=()):
+        from learnkit.callback_v1 import V1Hooks, hook_kind
+
+        metric_ids = {id(m) for m in metrics if m is not None}
+        both = [cb for cb in [*callbacks, *metrics] if cb is not None]
+        self.callbacks = sorted(both, key=lambda cb: (id(cb) not in metric_ids, callback_order(cb)))
         self.state = state if state is not None else RunState()
-        self._listeners = {
-            event: [getattr(cb, event.value) for cb in self.callbacks if _overrides(cb, event.value)]
-            for event in Event
-        }
+        self.v1 = V1Hooks(self.state)
+        self._listeners: dict[Event, list] = {}
+        for event in Event:
+            fns = []
+            for cb in self.callbacks:
+                if not _overrides(cb, event.value):
+                    continue
+                fn = getattr(cb, event.value)
+                kind = hook_kind(fn)
+                fns.append(fn if kind is None else self.v1.wrap(fn, kind, event, id(cb) in metric_ids))
+            self._listeners[event] = fns
+        self.v1.attach(self._listeners)
 
     def __call__(self, event: Event) -> None:
         for fn in self._listeners[event]:
@@ -178,6 +217,17 @@ class CallbackHandler:
     def listens(self, event: Event) -> bool:
         """True if some callback handles ``event``."""
         return bool(self._listeners[event])
+
+
+def callback_order(cb: Any) -> int:
+    """A callback's sort key: ``order``, or fastai v1's ``_order`` where the callback sets that and
+    keeps the base class's ``order``."""
+    order = getattr(cb, "order", 0)
+    if order == Callback.order and "order" not in vars(cb) and hasattr(cb, "_order"):
+        explicit = any("order" in vars(k) for k in type(cb).__mro__ if k is not Callback)
+        if not explicit:
+            return cb._order
+    return order
 
 
 def _overrides(cb: Callback, method: str) -> bool:

@@ -73,8 +73,14 @@ class Learner:
         layer_groups: the modules the model is split into (default: the whole model).
         model_spec: how the zoo built the model (stored in checkpoints to rebuild it).
         quiet: print nothing while fitting; otherwise ``fit``, ``fit_one_cycle`` and ``lr_find``
-            print the per-epoch table on a terminal or in a notebook (see
-            :mod:`learnkit.callbacks.epoch_table`).
+            show fastai v1's progress: the per-epoch table on stdout (with a live bar on a terminal,
+            an updating table in a notebook; see :mod:`learnkit.callbacks.epoch_table`).
+        silent: fastai v1's name for ``quiet`` (either turns the output off).
+
+    Attributes:
+        restart_epochs: each fit numbers its epochs from 0, as fastai v1 (True, the default); the
+            command line's runs set False, so a resumed run continues its numbering. The run's
+            position (``epoch``, ``iteration``) counts on across fits either way.
     """
 
     def __init__(
@@ -95,6 +101,7 @@ class Learner:
         layer_groups: Sequence[nn.Module] | None = None,
         model_spec: dict | None = None,
         quiet: bool = False,
+        silent: bool | None = None,
     ):
         self.data, self.opt_func = data, opt_func
         self.model = model.to(data.device) if getattr(data, "device", None) is not None else model
@@ -110,7 +117,8 @@ class Learner:
         self.run_metadata: dict = {}  # more model-file metadata for every save (a job puts its config here)
         self.layer_groups = list(layer_groups) if layer_groups else [self.model]
         self.model_spec = model_spec
-        self.quiet = quiet
+        self.quiet = bool(quiet or silent)
+        self.restart_epochs = True
         self.opt: OptimWrapper | None = None
         self.precision: Precision = Precision()
         self.epoch = self.iteration = self.batch = 0  # position in the run: see _RunPosition
@@ -118,6 +126,15 @@ class Learner:
         self.fn_callbacks = [fn(self) for fn in self.callback_fns]
         for cb in self.fn_callbacks:  # the one place callbacks become attributes
             setattr(self, cb.cb_name, cb)
+
+    @property
+    def silent(self) -> bool:
+        """fastai v1's name for :attr:`quiet`."""
+        return self.quiet
+
+    @silent.setter
+    def silent(self, value: bool | None) -> None:
+        self.quiet = bool(value)
 
     # --- optimizer and layer groups ---
     def lr_range(self, lr: LRLike) -> list[float]:
@@ -221,9 +238,11 @@ class Learner:
             n_epochs=epochs,
             start_epoch=self.epoch,
             epoch=self.epoch,
+            epoch_base=self.epoch if self.restart_epochs else 0,
             iteration=self.iteration,
+            start_iteration=self.iteration,
         )
-        cbh = CallbackHandler(cbs + [_as_callback(m) for m in metrics], state)
+        cbh = CallbackHandler(cbs, state, metrics=[_as_callback(m) for m in metrics])
         run_epochs(epochs, state, cbh, start_batch=self.batch)
 
     def fit_one_cycle(self, cyc_len: int, max_lr: LRLike = slice(3e-3), **kwargs: Any) -> None:
@@ -302,7 +321,8 @@ class Learner:
             n_epochs=1,
             metrics_names=[metric_name(m) for m in metrics],
         )
-        cbh = CallbackHandler([*self.callbacks, *listify(callbacks), *map(_as_callback, metrics)], state)
+        metric_cbs = [_as_callback(m) for m in metrics]
+        cbh = CallbackHandler([*self.callbacks, *listify(callbacks)], state, metrics=metric_cbs)
         cbh(Event.train_begin)
         cbh(Event.epoch_begin)
         state.last_metrics = [validate(self.model, dl, self.loss_func, cbh)]

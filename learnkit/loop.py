@@ -110,7 +110,7 @@ def validate(
             losses.append(loss.float() * bs)
             sizes.append(bs)
             cbh(Event.batch_end)
-            if n_batch is not None and len(sizes) >= n_batch:
+            if state.stop_epoch or (n_batch is not None and len(sizes) >= n_batch):
                 break
     if not average:
         if not losses:
@@ -186,6 +186,7 @@ def _train_batches(dl: Iterable, state: RunState, cbh: CallbackHandler) -> None:
     model, opt = state.model, state.opt
     for i, (xb, yb) in enumerate(dl, start=state.num_batch):
         state.num_batch, state.last_input, state.last_target = i, xb, yb
+        state.stop_epoch = False
         try:
             cbh(Event.batch_begin)
             state.last_loss = loss_batch(
@@ -196,6 +197,8 @@ def _train_batches(dl: Iterable, state: RunState, cbh: CallbackHandler) -> None:
         except CancelBatch:
             cbh(Event.cancel_batch)
         state.num_batch = i + 1
+        if state.stop_epoch:  # fastai v1's way to end an epoch from a callback
+            break
 
 
 def run_epochs(epochs: int, state: RunState, cbh: CallbackHandler, start_batch: int = 0) -> None:
@@ -203,12 +206,15 @@ def run_epochs(epochs: int, state: RunState, cbh: CallbackHandler, start_batch: 
 
     ``start_batch`` skips that many batches of the first epoch (a resumed run). ``on_train_end``
     runs whatever happens, with ``state.exception`` set when the fit failed or was interrupted.
+    A callback ends the fit by raising :class:`CancelFit`, or, fastai v1's way, by setting
+    ``state.stop_training`` (the fit ends after that epoch's ``on_epoch_end``).
     """
     data = state.data
     try:
         cbh(Event.train_begin)
         for epoch in range(state.start_epoch, state.start_epoch + epochs):
             state.epoch, state.last_metrics, state.skip_validate = epoch, None, False
+            state.stop_training = state.stop_epoch = False
             first = start_batch if epoch == state.start_epoch else 0
             if hasattr(data.train_dl, "set_epoch"):
                 data.train_dl.set_epoch(epoch, first)
@@ -225,6 +231,8 @@ def run_epochs(epochs: int, state: RunState, cbh: CallbackHandler, start_batch: 
                 state.last_metrics = [validate(state.model, data.valid_dl, state.loss_func, cbh)]
             state.train = True
             cbh(Event.epoch_end)
+            if state.stop_training:
+                break
     except CancelFit:
         cbh(Event.cancel_train)
     except BaseException as exc:
@@ -268,4 +276,4 @@ def fit(
         n_epochs=epochs,
     )
     as_cb = [m if hasattr(m, "order") else AverageMetric(m) for m in metrics]
-    run_epochs(epochs, state, CallbackHandler([*callbacks, *as_cb], state))
+    run_epochs(epochs, state, CallbackHandler(callbacks, state, metrics=as_cb))

@@ -49,7 +49,8 @@ class Recorder(LearnerCallback):
         group_lrs: the learning rate of every layer group, every batch.
         val_losses, metrics: per epoch; ``metrics_names`` names the columns of ``metrics``.
         nb_batches: batches trained in each epoch.
-        history: one dict per epoch, keyed by :attr:`names`: epoch, train_loss, valid_loss, each
+        history: one dict per epoch, keyed by :attr:`names`: epoch (from 0 in each fit, as fastai v1,
+            unless the learner's ``restart_epochs`` is off), train_loss, valid_loss, each
             metric, lr and mom (of the epoch's last training batch), time (seconds).
         schedule: the lr schedule of the latest fit (cleared as a fit begins, set by a scheduler
             such as 1cycle's; kept in checkpoints, so that a resumed run continues it), or None.
@@ -126,7 +127,7 @@ class Recorder(LearnerCallback):
         self.nb_batches.append(self._epoch_batches)
         metrics = state.last_metrics or []
         valid_loss = metrics[0] if metrics else None
-        row = {"epoch": state.epoch, "train_loss": self.smoother.smooth, "valid_loss": valid_loss}
+        row = {"epoch": state.fit_epoch, "train_loss": self.smoother.smooth, "valid_loss": valid_loss}
         values = metrics[1:] if metrics else [None] * len(self.metrics_names)
         row.update(zip(self.metrics_names, values))
         # the last group's lr and the momentum of the epoch's last training batch

@@ -310,6 +310,7 @@ def build_learner(
     metric_fns = resolve_metrics(metrics)
     learn = cnn_learner(bunch, arch, pretrained=weights, metrics=metric_fns, path=path)
     learn.quiet = True  # a command reports through its own reporter, never the default table
+    learn.restart_epochs = False  # a run's epochs (history.csv, resume) count on across its fits
     set_precision(learn, precision)
     if dev.type in ("cuda", "cpu"):  # faster on both: CPU steps 5-15% (bench/README.md)
         learn.to_channels_last()

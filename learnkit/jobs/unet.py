@@ -62,6 +62,7 @@ def build_unet_learner(config: RunConfig, device: str = "auto") -> Learner:
         path=config.checkpoint.path,
     )
     learn.quiet = True  # the command reports through its own reporter, never the default table
+    learn.restart_epochs = False  # a run's epochs (history.csv, resume) count on across its fits
     setup.set_precision(learn, r.precision)
     if dev.type == "cuda":
         learn.to_channels_last()
