@@ -3,6 +3,12 @@
 ``TrackerCallback`` holds what both need (monitor, mode, min_delta, best so far), as Keras's
 MonitorCallback does. The monitored value comes from the epoch's validation (``valid_loss`` or a
 metric's name) or from the training loss (``train_loss``).
+
+As fastai v1, every fit starts afresh: ``best`` (and ``wait``) are reset at ``on_train_begin``, so a
+second ``fit`` never compares with the first one's best. The one exception is a run resumed from
+its checkpoint by the command line (a learner whose ``restart_epochs`` is off, continuing past
+epoch 0): the restored ``best``/``wait`` carry on. Unless the learner is ``quiet``, they print
+v1's lines ("Better model found at epoch 0 with valid_loss value: 0.61.", "Epoch 3: early stopping").
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from learnkit.callback import CancelFit, LearnerCallback, RunState
+from learnkit.callback import LearnerCallback, RunState
 from learnkit.distributed import is_main
 from learnkit.errors import UsageError
 
@@ -38,7 +44,20 @@ class TrackerCallback(LearnerCallback):
         if mode == "auto":
             mode = "max" if any(h in monitor.lower() for h in _MAX_HINTS) else "min"
         self.monitor, self.mode, self.min_delta = monitor, mode, abs(min_delta)
-        self.best = -math.inf if mode == "max" else math.inf
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the best value (a new fit)."""
+        self.best = -math.inf if self.mode == "max" else math.inf
+
+    def on_train_begin(self, state: RunState) -> None:
+        if state.epoch_base == state.start_epoch:  # a new fit, not a resumed command-line run
+            self.reset()
+
+    def say(self, line: str) -> None:
+        """Print one of v1's lines, unless the learner is quiet (the command line's are)."""
+        if not getattr(self.learn, "quiet", False) and is_main():
+            print(line, flush=True)
 
     def current(self, state: RunState) -> float | None:
         """The monitored value at the end of this epoch (None when there was no validation)."""
@@ -65,7 +84,7 @@ class TrackerCallback(LearnerCallback):
 class SaveModelCallback(TrackerCallback):
     """Save the model after an epoch: ``every='epoch'``, or on ``'improvement'`` of ``monitor``.
 
-    As fastai v1: with ``every='epoch'`` each epoch gets its own file, ``name_<epoch>`` (the run's
+    As fastai v1: with ``every='epoch'`` each epoch gets its own file, ``name_<epoch>`` (the fit's
     epoch, from 0); with ``every='improvement'`` the file ``name`` holds the best model so far, and
     at the end of the fit the best weights are loaded back into the learner (weights only: the
     optimizer and the run's position stay where the fit ended; not after a fit that failed).
@@ -105,6 +124,11 @@ class SaveModelCallback(TrackerCallback):
         self.load_best, self.rolling = load_best, rolling
         self.saved = False  # whether this callback has written ``name`` (only then is it loaded back)
 
+    def on_train_begin(self, state: RunState) -> None:
+        if state.epoch_base == state.start_epoch:
+            self.saved = False
+        super().on_train_begin(state)
+
     @property
     def cb_name(self) -> str:
         return f"save_model_{self.name}"
@@ -116,14 +140,15 @@ class SaveModelCallback(TrackerCallback):
     def on_epoch_end(self, state: RunState) -> None:
         if self.every == "epoch":
             if is_main():
-                self.learn.save(self.file_name(state.epoch), with_opt=self.with_opt)
+                self.learn.save(self.file_name(state.fit_epoch), with_opt=self.with_opt)
             return
         value = self.current(state)
         if value is not None and not math.isnan(value) and self.improved(value):
             self.best = value
+            self.say(f"Better model found at epoch {state.fit_epoch} with {self.monitor} value: {value}.")
             if is_main():
                 # the checkpoint says what made it best (history.csv's epoch numbering)
-                best = {"epoch": int(state.epoch), "monitor": self.monitor, "value": float(value)}
+                best = {"epoch": int(state.fit_epoch), "monitor": self.monitor, "value": float(value)}
                 self.learn.save(self.name, with_opt=self.with_opt, metadata={"best": best})
             self.saved = True
 
@@ -137,7 +162,8 @@ class SaveModelCallback(TrackerCallback):
 
 
 class EarlyStoppingCallback(TrackerCallback):
-    """End the fit when ``monitor`` has not improved for ``patience`` epochs."""
+    """End the fit when ``monitor`` has not improved for ``patience`` epochs (after that epoch's
+    ``on_epoch_end``, as v1's ``stop_training``); prints ``Epoch N: early stopping``."""
 
     order = 60
 
@@ -149,8 +175,12 @@ class EarlyStoppingCallback(TrackerCallback):
         min_delta: float = 0.0,
         patience: int = 0,
     ):
+        self.patience = patience
         super().__init__(learn, monitor, mode, min_delta)
-        self.patience, self.wait = patience, 0
+
+    def reset(self) -> None:
+        super().reset()
+        self.wait = 0
 
     def on_epoch_end(self, state: RunState) -> None:
         value = self.current(state)
@@ -162,7 +192,8 @@ class EarlyStoppingCallback(TrackerCallback):
         self.wait += 1
         if self.wait > self.patience:
             self.stopped_epoch = state.epoch
-            raise CancelFit(f"{self.monitor} did not improve for {self.wait} epochs")
+            self.say(f"Epoch {state.fit_epoch}: early stopping")
+            state.stop_training = True
 
     def state_dict(self) -> dict:
         return {"best": self.best, "wait": self.wait}
