@@ -10,7 +10,7 @@ class ``c`` with ``tp`` pixels right, ``fp`` predicted wrongly as ``c`` and ``fn
 
 Two ways to use them:
 
-- as functions ``dice(output, target)``: the value on one batch (``output`` the logits
+- as functions ``multi_dice(output, target)``: the value on one batch (``output`` the logits
   ``N x C x H x W``, or class indices ``N x H x W``);
 - as Learner metrics: :func:`segmentation_metrics` gives callbacks (:class:`Dice`, :class:`IoU`,
   :class:`PixelAccuracy`) that add up the confusion matrix over the whole validation set, so the
@@ -99,8 +99,10 @@ def iou_per_class(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return iou_from_confusion(confusion_matrix(output, target))
 
 
-def dice(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean dice over the classes present (true or predicted) in this batch."""
+def multi_dice(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean dice over the classes present (true or predicted) in this batch (background counts).
+
+    Not fastai v1's ``dice`` (binary masks, per item: :func:`learnkit.metrics.dice`)."""
     return _nanmean(dice_per_class(output, target))
 
 
@@ -204,7 +206,10 @@ def _pad(cm: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class Dice(ConfusionMetric):
-    """Mean dice over the validation set's classes (see the module docstring), as a Learner metric."""
+    """Mean dice over the validation set's classes (see the module docstring), as a Learner metric.
+
+    Its column is ``dice`` (the command line's unet reports it so); the value is the multi-class,
+    whole-set dice of :func:`multi_dice`, not v1's binary per-item :func:`learnkit.metrics.dice`."""
 
     def __init__(self) -> None:
         super().__init__("dice", dice_from_confusion)

@@ -17,10 +17,10 @@ from learnkit.seg_metrics import (
     IoU,
     PixelAccuracy,
     confusion_matrix,
-    dice,
     dice_per_class,
     iou,
     iou_per_class,
+    multi_dice,
     pixel_accuracy,
     segmentation_metrics,
 )
@@ -52,7 +52,7 @@ def test_per_class_values_by_hand_with_an_absent_class():
 
 
 def test_means_skip_absent_classes_and_pixel_accuracy():
-    assert float(dice(logits(PRED), TARGET)) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert float(multi_dice(logits(PRED), TARGET)) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
     assert float(iou(logits(PRED), TARGET)) == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
     assert float(pixel_accuracy(logits(PRED), TARGET)) == pytest.approx(4 / 6)
 
@@ -63,23 +63,23 @@ def test_a_class_predicted_but_never_true_scores_zero():
     d = dice_per_class(logits(pred), target)
     assert d[3] == 0 and math.isnan(d[2])
     # class 0: tp 1, fn 1 -> 2/3; class 1: tp 2 -> 1; class 3: 0
-    assert float(dice(logits(pred), target)) == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert float(multi_dice(logits(pred), target)) == pytest.approx((2 / 3 + 1 + 0) / 3)
 
 
 def test_perfect_and_all_background_predictions():
-    assert float(dice(logits(TARGET), TARGET)) == 1.0
+    assert float(multi_dice(logits(TARGET), TARGET)) == 1.0
     assert float(iou(logits(TARGET), TARGET)) == 1.0
     background = torch.zeros_like(TARGET)
     # background: tp 2, fp 4 -> dice 4/8; classes 1 and 2 missed entirely -> 0
-    assert float(dice(logits(background), TARGET)) == pytest.approx(0.5 / 3)
+    assert float(multi_dice(logits(background), TARGET)) == pytest.approx(0.5 / 3)
 
 
 def test_class_indices_binary_logits_and_ignored_pixels():
-    assert float(dice(PRED, TARGET)) == pytest.approx(float(dice(logits(PRED), TARGET)))
+    assert float(multi_dice(PRED, TARGET)) == pytest.approx(float(multi_dice(logits(PRED), TARGET)))
     binary_target = torch.tensor([[[0, 1], [1, 1]]])
     binary_logit = torch.tensor([[[[-2.0, 3.0], [-1.0, 4.0]]]])  # N x 1 x H x W: class 1 where > 0
     # class 0: tp 1, fp 1 -> 2/3; class 1: tp 2, fn 1 -> 4/5
-    assert float(dice(binary_logit, binary_target)) == pytest.approx((2 / 3 + 4 / 5) / 2)
+    assert float(multi_dice(binary_logit, binary_target)) == pytest.approx((2 / 3 + 4 / 5) / 2)
     ignored = TARGET.clone()
     ignored[0, 1, 2] = 255  # the one wrong class-2 pixel is not counted
     assert float(pixel_accuracy(logits(PRED), ignored)) == pytest.approx(4 / 5)
@@ -101,9 +101,9 @@ def test_callbacks_score_the_whole_set_not_a_mean_of_batches():
     b_target = torch.tensor([[[3, 3, 3], [3, 3, 0]]])
     b = (logits(torch.tensor([[[3, 3, 3], [0, 0, 0]]])), b_target)
     whole = (torch.cat([a[0], b[0]]), torch.cat([a[1], b[1]]))
-    for cb, fn in ((Dice(), dice), (IoU(), iou), (PixelAccuracy(), pixel_accuracy)):
+    for cb, fn in ((Dice(), multi_dice), (IoU(), iou), (PixelAccuracy(), pixel_accuracy)):
         assert _run_callback(cb, [a, b]) == pytest.approx(float(fn(*whole)))
-    for cb, fn in ((Dice(), dice), (IoU(), iou)):  # here a mean of batch means would be wrong
+    for cb, fn in ((Dice(), multi_dice), (IoU(), iou)):  # here a mean of batch means would be wrong
         assert _run_callback(cb, [a, b]) != pytest.approx((float(fn(*a)) + float(fn(*b))) / 2)
     dice_cb = Dice()
     _run_callback(dice_cb, [a, b])
@@ -125,7 +125,7 @@ def test_learner_validate_accumulates_over_the_validation_set():
     data = DataBunch(dl, dl, classes=["a", "b", "c"], task="segmentation", device="cpu")
     learn = Learner(data, nn.Identity(), metrics=segmentation_metrics())
     _, d, j, acc = learn.validate()
-    assert d == pytest.approx(float(dice(x, target)))
+    assert d == pytest.approx(float(multi_dice(x, target)))
     assert j == pytest.approx(float(iou(x, target)))
     assert acc == pytest.approx(float(pixel_accuracy(x, target)))
     assert [m.__name__ for m in learn.metrics] == ["dice", "iou", "pixel_accuracy"]
