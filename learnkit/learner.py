@@ -273,8 +273,14 @@ class Learner:
 
     # --- precision ---
     def to_fp16(self, loss_scale: float = 512.0, dynamic: bool = True) -> Learner:
-        """float16 autocast with (dynamic) loss scaling; weights stay fp32."""
-        self.precision = FP16(loss_scale, dynamic, device=str(getattr(self.data, "device", None) or "cpu"))
+        """float16 autocast with (dynamic) loss scaling; weights stay fp32.
+
+        On a CPU float16 trains many times slower than fp32: it still does what is asked, with
+        one warning per process pointing at ``to_bf16()``/``to_fp32()``."""
+        device = str(getattr(self.data, "device", None) or "cpu")
+        if torch.device(device).type == "cpu":
+            _warn_fp16_on_cpu()
+        self.precision = FP16(loss_scale, dynamic, device=device)
         return self
 
     def to_bf16(self) -> Learner:
@@ -451,6 +457,24 @@ class Learner:
         return (
             f"Learner(model={type(self.model).__name__}, groups={len(self.layer_groups)}, opt={self.opt!r})"
         )
+
+
+_FP16_WARNED = []
+
+
+def _warn_fp16_on_cpu() -> None:
+    """One warning per process: fp16 on a CPU is slow."""
+    if _FP16_WARNED:
+        return
+    _FP16_WARNED.append(True)
+    import warnings
+
+    warnings.warn(
+        "to_fp16() on a CPU: float16 is emulated there and trains many times slower than fp32 "
+        "(use to_bf16() or to_fp32() on a CPU)",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _as_callback(metric: Any) -> Callback:
