@@ -323,6 +323,14 @@ class RuntimeConfig:
     nproc: int | None = option(
         None, "Train over N processes (torchrun, DDP).", RUNTIME, low=1, high=1024, resume_free=True
     )
+    # CPU runs only: the batched weight gradient of small convolutions (learnkit.conv_grad, the
+    # SmallConvGrad callback: a resnet18 step at 32 px about 2x faster; it acts on no convolution
+    # with more than 4 output positions, so not at all past ~128 px) and a thread count that follows
+    # the machine's load (CpuThreads); bench/README.md table F. Off: torch's own kernels and threads.
+    cpu_tuning: bool = option(
+        True, "CPU: batched small-conv gradients, load-following threads.", RUNTIME,
+        flag="--cpu-tuning/--no-cpu-tuning", resume_free=True,
+    )  # fmt: skip
     # torch.compile the model (a warning and eager mode where it cannot); the same computation
     compile: bool = option(False, "torch.compile the model (eager if it cannot).", RECIPE, resume_free=True)
 

@@ -338,7 +338,8 @@ def learner_for(
     set_precision(learn, r.precision)
     if dev.type in ("cuda", "cpu"):  # faster on both: CPU steps 5-15% (bench/README.md)
         learn.to_channels_last()
-    add_cpu_conv_grad(learn, dev)
+    if r.cpu_tuning:
+        add_cpu_conv_grad(learn, dev)
     _apply_recipes(learn, config)
     return learn
 

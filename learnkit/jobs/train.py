@@ -91,7 +91,8 @@ def _run_locked(
     try:
         with deterministic_mode(config.runtime.deterministic):
             learn = learner_for(config, str(dev))
-            threads = cpu_threads(dev, probe, deterministic=config.runtime.deterministic)
+            tuning = config.runtime.cpu_tuning
+            threads = cpu_threads(dev, probe, deterministic=config.runtime.deterministic) if tuning else None
             follow = None
             if threads is not None and not config.runtime.deterministic:
                 from learnkit.callbacks.cpu_threads import CpuThreads
