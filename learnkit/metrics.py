@@ -87,8 +87,9 @@ def foreground_acc(output: torch.Tensor, target: torch.Tensor, void_code: int) -
     return (output.argmax(dim=1)[mask] == target[mask]).float().mean()
 
 
-def flatten_check(output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both flattened; they must hold as many elements (v1's ``flatten_check``)."""
+def _flatten_check(output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both flattened; they must hold as many elements (v1's ``flatten_check``; private here, so the
+    command line's ``--metrics`` does not offer it)."""
     output, target = output.contiguous().view(-1), target.contiguous().view(-1)
     if len(output) != len(target):
         raise ValueError(f"expected output and target of the same size, got {len(output)} and {len(target)}")
@@ -97,20 +98,20 @@ def flatten_check(output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Ten
 
 def exp_rmspe(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     """Root mean squared percentage error of ``exp(pred)`` against ``exp(targ)`` (log targets)."""
-    pred, targ = flatten_check(pred, targ)
+    pred, targ = _flatten_check(pred, targ)
     pred, targ = torch.exp(pred), torch.exp(targ)
     return torch.sqrt((((targ - pred) / targ) ** 2).mean())
 
 
 def mean_absolute_error(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     """Mean absolute error."""
-    pred, targ = flatten_check(pred, targ)
+    pred, targ = _flatten_check(pred, targ)
     return (targ - pred).abs().mean()
 
 
 def mean_squared_error(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     """Mean squared error."""
-    pred, targ = flatten_check(pred, targ)
+    pred, targ = _flatten_check(pred, targ)
     return torch.nn.functional.mse_loss(pred, targ)
 
 
@@ -121,19 +122,19 @@ def root_mean_squared_error(pred: torch.Tensor, targ: torch.Tensor) -> torch.Ten
 
 def mean_squared_logarithmic_error(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     """Mean squared error of ``log(1 + x)``."""
-    pred, targ = flatten_check(pred, targ)
+    pred, targ = _flatten_check(pred, targ)
     return torch.nn.functional.mse_loss(torch.log(1 + pred), torch.log(1 + targ))
 
 
 def explained_variance(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     """``1 - var(targ - pred) / var(targ)``."""
-    pred, targ = flatten_check(pred, targ)
+    pred, targ = _flatten_check(pred, targ)
     return 1 - torch.var(targ - pred) / torch.var(targ)
 
 
 def r2_score(pred: torch.Tensor, targ: torch.Tensor) -> torch.Tensor:
     """The coefficient of determination, ``1 - SS_res / SS_tot``."""
-    pred, targ = flatten_check(pred, targ)
+    pred, targ = _flatten_check(pred, targ)
     return 1 - ((targ - pred) ** 2).sum() / ((targ - targ.mean()) ** 2).sum()
 
 
