@@ -46,7 +46,8 @@ def loss_batch(
 
     Returns the detached loss tensor (on the batch's device), or ``(output, target)`` when there
     is no ``loss_func``. Callbacks may replace the output (``on_loss_begin``) and the loss
-    (``on_backward_begin``), and skip the backward pass, the step or the zeroing of gradients.
+    (``on_backward_begin``), and skip the backward pass, the step or the zeroing of gradients
+    (``state.skip_*``, which the fit loop clears at each training batch's start, as fastai v1).
     """
     cbh = cb_handler if cb_handler is not None else CallbackHandler()
     state = cbh.state
@@ -63,7 +64,6 @@ def loss_batch(
     if opt is None:
         return loss.detach()
     state.last_loss = loss
-    state.skip_backward = state.skip_step = state.skip_zero = False
     cbh(Event.backward_begin)
     if not state.skip_backward:
         precision.backward(state.last_loss)
@@ -186,7 +186,8 @@ def _train_batches(dl: Iterable, state: RunState, cbh: CallbackHandler) -> None:
     model, opt = state.model, state.opt
     for i, (xb, yb) in enumerate(dl, start=state.num_batch):
         state.num_batch, state.last_input, state.last_target = i, xb, yb
-        state.stop_epoch = False
+        # reset as v1's on_batch_begin does: a callback may set them from on_batch_begin on
+        state.stop_epoch = state.skip_backward = state.skip_step = state.skip_zero = False
         try:
             cbh(Event.batch_begin)
             state.last_loss = loss_batch(

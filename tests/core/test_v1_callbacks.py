@@ -310,3 +310,14 @@ def test_to_fp16_on_a_cpu_warns_once():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _learn().to_fp16()  # once a process
+
+
+def test_skip_step_returned_at_batch_begin_skips_the_step():
+    class NoStep(Callback):
+        def on_batch_begin(self, train, **kwargs):
+            return {"skip_step": train}  # v1 clears the skip flags at on_batch_begin, before callbacks
+
+    learn = _learn()
+    before = [p.detach().clone() for p in learn.model.parameters()]
+    learn.fit(1, 1e-2, callbacks=[NoStep()])
+    assert all(torch.equal(a, b) for a, b in zip(before, learn.model.parameters()))
