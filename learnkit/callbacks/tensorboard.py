@@ -86,7 +86,7 @@ class TensorBoardLogger(LearnerCallback):
         self._flush_steps()
         recorder = self.learn.recorder
         row = recorder.history[-1] if recorder.history else {}
-        epoch = int(row.get("epoch", state.epoch))
+        epoch = int(state.epoch)  # the run's epoch: a second fit's rows (from 0 again) must not overwrite
         for key, value in row.items():
             if key not in ("epoch", "time") and isinstance(value, int | float):
                 self.writer.add_scalar(f"epoch/{key}", float(value), epoch)
