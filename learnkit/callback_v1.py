@@ -24,10 +24,18 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from learnkit.callback import Event
-
 if TYPE_CHECKING:
-    from learnkit.callback import RunState
+    from learnkit.callback import Event, RunState
+
+# the events by their names (learnkit.callback.Event is a StrEnum: its members equal these strings;
+# importing it here would make an import cycle with the handler that imports this module)
+TRAIN_BEGIN, EPOCH_BEGIN, BACKWARD_BEGIN = "on_train_begin", "on_epoch_begin", "on_backward_begin"
+BATCH_BEGIN, BATCH_END, EPOCH_END, TRAIN_END = (
+    "on_batch_begin",
+    "on_batch_end",
+    "on_epoch_end",
+    "on_train_end",
+)
 
 # v1's name -> RunState's field, for the keys a returned dict may change
 WRITABLE = {
@@ -47,7 +55,7 @@ WRITABLE = {
 READ_ONLY = ("epoch", "iteration", "num_batch", "n_epochs", "train", "smooth_loss", "metrics", "pbar")
 STATE_NAMES = frozenset([*WRITABLE, *READ_ONLY, "metrics_names", "exception"])
 
-_BATCH_EVENTS = (Event.batch_begin, Event.batch_end)
+_BATCH_EVENTS = (BATCH_BEGIN, BATCH_END)
 
 
 class Kind:
@@ -120,7 +128,7 @@ class V1Hooks:
         def call(state: RunState) -> None:
             if is_metric and (
                 (event in _BATCH_EVENTS and state.train)
-                or (event is Event.epoch_end and state.last_metrics is None)
+                or (event == EPOCH_END and state.last_metrics is None)
             ):
                 return
             kwargs = self.kwargs(event, kind.accepts_all or "smooth_loss" in kind.names)
@@ -137,9 +145,9 @@ class V1Hooks:
         """Add the bookkeeping v1 hooks need (nothing when there are none)."""
         if not self.count:
             return
-        listeners[Event.train_begin].insert(0, self._train_begin)
-        listeners[Event.epoch_begin].insert(0, self._epoch_begin)
-        listeners[Event.backward_begin].insert(0, self._backward_begin)
+        listeners[TRAIN_BEGIN].insert(0, self._train_begin)
+        listeners[EPOCH_BEGIN].insert(0, self._epoch_begin)
+        listeners[BACKWARD_BEGIN].insert(0, self._backward_begin)
 
     def _train_begin(self, state: RunState) -> None:
         self.smooth.reset()
@@ -159,7 +167,7 @@ class V1Hooks:
         which reads the pending losses from the device)."""
         s = self.state
         iteration = s.iteration - s.start_iteration
-        if event is Event.batch_end and s.train:
+        if event == BATCH_END and s.train:
             iteration -= 1  # v1 counts the batch after its on_batch_end
         kw = {
             "epoch": s.fit_epoch,
@@ -182,9 +190,9 @@ class V1Hooks:
             "metrics": s.metrics,
             "pbar": None,
         }
-        if event is Event.train_begin:
+        if event == TRAIN_BEGIN:
             kw["metrics_names"] = list(s.metrics_names)
-        if event is Event.train_end:
+        if event == TRAIN_END:
             kw["exception"] = s.exception if s.exception is not None else False
         return kw
 
@@ -196,7 +204,7 @@ class V1Hooks:
             field = WRITABLE.get(key)
             if field is not None:
                 setattr(self.state, field, value)
-                if key == "skip_validate" and event is Event.train_begin:
+                if key == "skip_validate" and event == TRAIN_BEGIN:
                     self.skip_validate = bool(value)
             elif key not in STATE_NAMES:
                 from learnkit.errors import UsageError
