@@ -223,7 +223,7 @@ def callback_order(cb: Any) -> int:
     """A callback's sort key: ``order``, or fastai v1's ``_order`` where the callback sets that and
     keeps the base class's ``order``."""
     order = getattr(cb, "order", 0)
-    if order == Callback.order and "order" not in vars(cb) and hasattr(cb, "_order"):
+    if order == Callback.order and "order" not in getattr(cb, "__dict__", {}) and hasattr(cb, "_order"):
         explicit = any("order" in vars(k) for k in type(cb).__mro__ if k is not Callback)
         if not explicit:
             return cb._order
