@@ -318,3 +318,22 @@ def test_the_issues_cases_exit_4_within_bounded_memory(saved, tmp_path):
         assert field in one_error_line(proc.stderr)
         assert mb <= MEMORY_BOUND_MB, (args, mb)
         print(f"{args[0]} {field}: exit 4 at {mb} MB")
+
+
+@pytest.mark.parametrize("command", ["summary", "export"])
+def test_trust_size_flag_lifts_the_budget_on_the_command_line(command, saved, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from learnkit import build_budget
+    from learnkit.cli.app import app
+
+    monkeypatch.setattr(build_budget, "ACTIVATION_BUDGET", 1)  # any size is now over the budget
+    args = [command, "--model", str(saved)] + (["--format", "pt2", "--out", str(tmp_path / "m.pt2")] * (
+        command == "export"))  # fmt: skip
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 4 and "--trust-size lifts it" in refused.output
+    try:
+        trusted = CliRunner().invoke(app, [*args, "--trust-size"])
+    finally:
+        build_budget.trust_size(False)  # the command sets it for its process; this test shares ours
+    assert trusted.exit_code == 0, trusted.output
