@@ -161,9 +161,11 @@ def check_spec(spec: Any, where: str | Path) -> None:
             raise bad_field(where, f"model_spec.kwargs.{str(key)[:40]}", problem)
 
 
-def check_against_spec(infos: Mapping[str, TensorInfo], meta: Mapping[str, Any], where: str | Path) -> None:
+def check_against_spec(
+    infos: Mapping[str, TensorInfo], meta: Mapping[str, Any], where: str | Path, *, budget: bool = True
+) -> None:
     """Build the spec's model on the ``meta`` device and compare its state with the file's tensors,
-    then with the budget (:func:`learnkit.build_budget.check_budget`).
+    then (with ``budget``) with the budget (:func:`learnkit.build_budget.check_budget`).
 
     Parameter and buffer names, shapes and dtype kinds must match (a missing
     ``num_batches_tracked`` is allowed); ``layer_groups`` must name the file's tensors. A build
@@ -196,7 +198,8 @@ def check_against_spec(infos: Mapping[str, TensorInfo], meta: Mapping[str, Any],
         raise bad_field(where, "model_spec", "its build left the meta device")
     expected = {k: (tuple(v.shape), tensor_kind(v)) for k, v in model.state_dict().items()}
     check_fit(expected, infos, where)
-    check_budget(model, meta, where)
+    if budget:
+        check_budget(model, meta, where)
 
 
 def tensor_kind(t: Any) -> str:

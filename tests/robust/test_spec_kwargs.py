@@ -337,3 +337,17 @@ def test_trust_size_flag_lifts_the_budget_on_the_command_line(command, saved, tm
     finally:
         build_budget.trust_size(False)  # the command sets it for its process; this test shares ours
     assert trusted.exit_code == 0, trusted.output
+
+
+def test_a_learner_loads_its_own_weights_whatever_size_they_record(saved, tmp_path, monkeypatch):
+    """Learner.load (--resume, --init-from, SaveModelCallback's best) fills the model it already has:
+    the budget, which guards a build from the file, does not apply."""
+    from learnkit import build_budget
+    from learnkit.persist import _stage
+
+    monkeypatch.setattr(build_budget, "ACTIVATION_BUDGET", 1)
+    with trusting_size():
+        learn = load_learner(saved)
+    _stage(learn, saved, strict=True, with_opt=False)  # no CheckpointError for the budget
+    with pytest.raises(CheckpointError, match="over the budget"):
+        load_learner(saved)
