@@ -5,14 +5,12 @@ from typing import Annotated
 
 import typer
 
-from .options import RUNTIME
-
 TrustSizeOpt = Annotated[
     bool,
     typer.Option(
         "--trust-size",
         help="Lift the memory budget a checkpoint's recorded size is checked against (a file you trust).",
-        rich_help_panel=RUNTIME,
+        rich_help_panel="Runtime",
     ),
 ]
 
