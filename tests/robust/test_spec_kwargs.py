@@ -30,10 +30,10 @@ from learnkit.build_budget import ACTIVATION_BUDGET, activation_bytes, trusting_
 from learnkit.checkpoint import read_model_header
 from learnkit.checkpoint_schema import check_spec
 from learnkit.errors import CheckpointError
-from learnkit.inference import load_learner
 from learnkit.spec_kwargs import KIND_KWARGS, Kwarg, allowed_kwargs
 from learnkit.vision import cnn_learner
 from learnkit.vision import models as vision_models
+from learnkit.vision.learners import load_learner
 from tests.core.tiny_images import make_class_folder
 
 from .conftest import cli_env, learnkit_exe, one_error_line
