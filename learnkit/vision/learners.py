@@ -287,7 +287,8 @@ def load_learner(
     elif not isinstance(spec, dict):
         raise CheckpointError(
             f"{file} does not record how to build its model (no model_spec: the model was not built "
-            "from the zoo); build the same model yourself and pass it: load_learner(..., model=model)"
+            "from the zoo); build the model yourself (the same architecture) and pass it: "
+            "load_learner(..., model=model)"
         )
     else:
         try:
