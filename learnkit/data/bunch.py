@@ -245,8 +245,17 @@ class DataBunch:
         """fastai v1's ``show_batch``: ``rows x rows`` items of a batch with their labels (a
         segmentation batch: each image with its mask over it). Returns the ``Figure`` (shown by
         a notebook as the cell's value)."""
+        from learnkit.data.augment import Normalize
         from learnkit.plots import new_figure
-        from learnkit.show import mask_palette, to_display
+
+        def picture(img: torch.Tensor):  # C x H x W from the loader -> H x W x 3 in 0..1
+            img = img.detach().cpu()
+            if img.dtype == torch.uint8:
+                img = img.float() / 255.0
+            elif self.norm_stats is not None:
+                img = Normalize.from_stats(self.norm_stats).denormalize(img[None].float())[0]
+            img = img.float().clamp(0, 1)
+            return (img.expand(3, -1, -1) if img.shape[0] == 1 else img[:3]).permute(1, 2, 0).numpy()
 
         x, y = self.one_batch(ds_type)
         n = min(rows * rows, len(x))
@@ -255,12 +264,12 @@ class DataBunch:
             ax.axis("off")
             if i >= n:
                 continue
-            ax.imshow(to_display(x[i].cpu(), self.norm_stats))
+            ax.imshow(picture(x[i]))
             if y is None:
                 continue
             yi = y[i].cpu()
             if yi.dim() == 2:  # a mask
-                ax.imshow(mask_palette(max(self.c or 0, int(yi.max()) + 1))[yi.numpy()], alpha=0.5)
+                ax.imshow(yi.numpy(), alpha=0.5, cmap="tab20", vmin=0, vmax=19, interpolation="nearest")
             elif yi.dim() == 0 and self.classes is not None:
                 ax.set_title(str(self.classes[int(yi)]), fontsize=9)
             elif yi.dim() == 1 and self.classes is not None:  # multi-hot

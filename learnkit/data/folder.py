@@ -366,11 +366,46 @@ class ImageDataBunch(DataBunch):
         cls, path: str | Path, fnames: Sequence[str | Path], labels: Sequence[Any], valid_pct: float = 0.2,
         seed: int | None = None, classes: Sequence[str] | None = None, **kwargs: Any,
     ) -> ImageDataBunch:  # fmt: skip
-        """fastai v1's ``from_lists``: images ``fnames`` (under ``path``) labelled ``labels``, split at
-        random (``valid_pct``, ``seed``); ``size``, ``bs``, ``ds_tfms``... as :meth:`from_folder`."""
-        from learnkit.data.lists import from_lists
+        """fastai v1's ``from_lists``: images ``fnames`` (under ``path`` unless absolute) labelled
+        ``labels``, split at random (``valid_pct``, v1's 0.2; ``seed``, ``None`` meaning 0);
+        ``size``, ``bs``, ``ds_tfms``, ``num_workers``... as :meth:`from_folder`; ``label_delim``
+        splits each label into several (multi-label, as :meth:`from_csv`)."""
+        return cls._from_lists(path, fnames, labels, valid_pct, seed, classes, **kwargs)
 
-        return from_lists(cls, path, fnames, labels, valid_pct, seed, classes, **kwargs)
+    @classmethod
+    def _from_lists(
+        cls, path: str | Path, fnames: Sequence[str | Path], labels: Sequence[Any], valid_pct: float = 0.2,
+        seed: int | None = None, classes: Sequence[str] | None = None, *, size: int = 64, bs: int = 64,
+        num_workers: int | None = 0, ds_tfms: Any = None, augment: bool | AugmentSettings = False,
+        cache: str = "auto", device: torch.device | str | None = None, normalize: bool = True,
+        norm_stats: dict | None = None, label_delim: str | None = None,
+    ) -> ImageDataBunch:  # fmt: skip
+        from learnkit.data.lists import encode_labels
+
+        path = Path(path).expanduser()
+        files, ys, names = encode_labels(path, fnames, labels, classes, label_delim)
+        seed = 0 if seed is None else seed
+        train_idx, valid_idx = split_by_pct(len(files), valid_pct, seed)
+        if not train_idx or not valid_idx:
+            raise DataError(f"too few images ({len(files)}) to split off a validation set")
+        mode = resolve_cache(cache, 3 * size * size * len(files))
+        n_classes = len(names) if label_delim is not None else None
+
+        def dataset(idx: list[int]) -> ImageDataset:
+            return ImageDataset(
+                [files[i] for i in idx], [ys[i] for i in idx], size, cache=mode, n_classes=n_classes
+            )
+
+        bunch = cls._classifier(
+            dataset(train_idx), dataset(valid_idx), names, size=size, bs=bs, seed=seed,
+            num_workers=num_workers, augment=_augment(augment, ds_tfms),
+            norm_stats=pick_norm_stats(normalize, norm_stats),
+            device=torch.device(device) if device is not None else default_device(), rank=None,
+            world_size=None, multi_label=label_delim is not None,
+            valid_split=split_record("", valid_pct, seed),
+        )  # fmt: skip
+        bunch.path = path
+        return bunch
 
     @classmethod
     def from_name_func(
@@ -378,9 +413,9 @@ class ImageDataBunch(DataBunch):
         seed: int | None = None, **kwargs: Any,
     ) -> ImageDataBunch:  # fmt: skip
         """fastai v1's ``from_name_func``: each file labelled ``label_func(file)``."""
-        from learnkit.data.lists import from_lists, labels_from_func
+        from learnkit.data.lists import labels_from_func
 
-        return from_lists(cls, path, fnames, labels_from_func(fnames, label_func), valid_pct, seed, **kwargs)
+        return cls._from_lists(path, fnames, labels_from_func(fnames, label_func), valid_pct, seed, **kwargs)
 
     @classmethod
     def from_name_re(
@@ -388,9 +423,9 @@ class ImageDataBunch(DataBunch):
         seed: int | None = None, **kwargs: Any,
     ) -> ImageDataBunch:  # fmt: skip
         """fastai v1's ``from_name_re``: each file labelled by the first group of ``pat`` in its path."""
-        from learnkit.data.lists import from_lists, labels_from_re
+        from learnkit.data.lists import labels_from_re
 
-        return from_lists(cls, path, fnames, labels_from_re(fnames, pat), valid_pct, seed, **kwargs)
+        return cls._from_lists(path, fnames, labels_from_re(fnames, pat), valid_pct, seed, **kwargs)
 
     @classmethod
     def from_df(
@@ -399,10 +434,10 @@ class ImageDataBunch(DataBunch):
         suffix: str = "", **kwargs: Any,
     ) -> ImageDataBunch:  # fmt: skip
         """fastai v1's ``from_df``: file names and labels from a pandas DataFrame's columns."""
-        from learnkit.data.lists import from_lists, lists_from_df
+        from learnkit.data.lists import lists_from_df
 
         fnames, labels = lists_from_df(df, folder, fn_col, label_col, suffix)
-        return from_lists(cls, path, fnames, labels, valid_pct, seed, label_delim=label_delim, **kwargs)
+        return cls._from_lists(path, fnames, labels, valid_pct, seed, label_delim=label_delim, **kwargs)
 
     @classmethod
     def from_csv(
