@@ -18,8 +18,35 @@ def new_figure(*args: Any, figsize: Any = None, dpi: Any = None, **kwargs: Any) 
     switch, no window, nothing left in pyplot's list of open figures)."""
     from matplotlib.figure import Figure
 
+    if in_notebook():
+        _show_figures_as_png()
     fig = Figure(figsize=figsize, dpi=dpi)
     return fig, fig.subplots(*args, **kwargs)
+
+
+def _show_figures_as_png() -> None:
+    """Let the notebook show a ``Figure`` (a cell's value, or ``display(fig)``) as a PNG.
+
+    The inline backend registers that only once pyplot has drawn through it; learnkit draws no
+    figure through pyplot, so it registers a PNG printer itself when there is none yet, leaving
+    the backend alone.
+    """
+    from IPython import get_ipython
+    from matplotlib.figure import Figure
+
+    formatter = get_ipython().display_formatter.formatters["image/png"]
+    try:
+        formatter.lookup_by_type(Figure)
+    except KeyError:
+        formatter.for_type(Figure, _png_bytes)
+
+
+def _png_bytes(fig: Any) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return buf.getvalue()
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int | None = 100) -> Path:
