@@ -198,7 +198,12 @@ def test_zoo_show_and_summary_agree_with_the_optimizer(tmp_path):
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(8, 3, 32, 32, generator=g), torch.randint(0, 2, (8,), generator=g)
     dl = DataLoader(TensorDataset(x, y), batch_size=4)
-    cnn = cnn_learner(DataBunch(dl, dl, classes=["a", "b"], device="cpu", size=32), "resnet18", pretrained=False, path=tmp_path)
+    cnn = cnn_learner(
+        DataBunch(dl, dl, classes=["a", "b"], device="cpu", size=32),
+        "resnet18",
+        pretrained=False,
+        path=tmp_path,
+    )
     cnn.create_opt(1e-3)
     shown = show_arch("resnet18", n_out=2)
     assert [_owners(s) for s in _opt_names(cnn)] == _shown_names(shown)
