@@ -502,9 +502,11 @@ class ImageDataBunch(DataBunch):
 
         mode = resolve_cache(cache, 3 * size * size * len(labels))
         train_ds, valid_ds = dataset(train_idx, mode), dataset(valid_idx, mode)
-        return cls._classifier(
+        bunch = cls._classifier(
             train_ds, valid_ds, names, size=size, bs=bs, seed=seed, num_workers=num_workers, augment=augment,
             norm_stats=pick_norm_stats(normalize, norm_stats),
             device=torch.device(device) if device is not None else default_device(),
             rank=rank, world_size=world_size, multi_label=multi, valid_split=split,
         )  # fmt: skip
+        bunch.path = path  # fastai v1: a Learner's default path
+        return bunch

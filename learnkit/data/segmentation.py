@@ -148,7 +148,7 @@ class SegmentationDataBunch(DataBunch):
             rank=rank,
             world_size=world_size,
         )
-        return cls(
+        bunch = cls(
             train_dl,
             valid_dl,
             classes=class_names,
@@ -162,6 +162,8 @@ class SegmentationDataBunch(DataBunch):
                 else split_record("", valid_pct, seed)
             ),
         )
+        bunch.path = path  # fastai v1: a Learner's default path
+        return bunch
 
 
 def _listed_split(images: list[Path], root: Path, listing: Path) -> tuple[list[int], list[int]]:
