@@ -17,8 +17,9 @@ from learnkit.errors import UsageError
 from learnkit.learner import Learner
 from learnkit.seg_metrics import segmentation_metrics
 from learnkit.vision import build_model, cnn_learner
+from learnkit.vision.learners import unet_learner
 from learnkit.vision.unet import DynamicUnet, PixelShuffleICNR, ResBlock, SelfAttention, SigmoidRange
-from learnkit.vision.unet_learner import build_unet, unet_learner, unet_spec_for
+from learnkit.vision.unet_learner import build_unet, unet_spec_for
 
 ODD_SIZES = [(37, 45), (64, 64), (50, 70)]
 
