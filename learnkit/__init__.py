@@ -110,8 +110,6 @@ _EXPORTS = {
     "open_mask": "learnkit.vision.image",
     "Image": "learnkit.vision.image",
     "ImageSegment": "learnkit.vision.image",
-    "accuracy_thresh": "learnkit.metrics",
-    "fbeta": "learnkit.metrics",
 }
 
 # modules and objects a v1 notebook gets from its star import: name -> (module, attribute or None)
