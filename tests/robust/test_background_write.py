@@ -229,3 +229,32 @@ def test_a_kill_during_a_background_write_resumes_to_the_end(tmp_path, at):
     result = run(_config(str(folder), str(tmp_path / "run"), resume=True))
     assert len(result["history"]) == EPOCHS
     assert result["resumed_from"]["epoch"] in (1, 2)
+
+
+def test_fit_plots_are_drawn_by_a_thread_and_named_at_once(learn, tmp_path):
+    import threading as th
+
+    from learnkit.jobs.train import save_fit_plots
+
+    learn.path = tmp_path
+    paths = save_fit_plots(learn, background=True)
+    assert [p.rsplit("/", 1)[-1] for p in paths] == ["losses.png", "lr.png", "metrics.png"][: len(paths)]
+    for thread in th.enumerate():
+        if thread.name == "learnkit-plots":
+            thread.join(60)
+    assert all((tmp_path / "plots" / p.rsplit("/", 1)[-1]).stat().st_size > 0 for p in paths)
+
+
+def test_a_plot_that_cannot_be_written_is_one_warning_line(learn, tmp_path, capfd):
+    import threading as th
+
+    from learnkit.jobs.train import save_fit_plots
+
+    learn.path = tmp_path
+    (tmp_path / "plots").write_text("a file where the plots folder would go")
+    save_fit_plots(learn, background=True)
+    for thread in th.enumerate():
+        if thread.name == "learnkit-plots":
+            thread.join(60)
+    err = capfd.readouterr().err
+    assert err.startswith("warning: could not write the plots in") and err.count("\n") == 1
