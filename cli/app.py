@@ -12,17 +12,18 @@ from .context import DebugOpt, QuietOpt
 from .group import LearnkitGroup
 
 # Each command is imported only when it runs (or its --help is asked): the root's help and TAB
-# completion of a command name need only these lines. name: (module in learnkit.cli, attribute,
-# the one-line help the root's --help shows; a test keeps it equal to the command's own).
+# completion of a command name need only these lines. name: (module in learnkit.cli, attribute
+# (``f()``: the command is ``f(name)``, as the training commands generated from the RunConfig
+# schema), the one-line help the root's --help shows; a test keeps it equal to the command's own).
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "fit": (
-        "fit",
-        "fit",
+        "training",
+        "training_command()",
         "Train ARCH on DATA at a constant LR; keeps PATH/models/last and best (Ctrl-C: saves, exit 130).",
     ),
     "fit-one-cycle": (
-        "fit_one_cycle",
-        "fit_one_cycle",
+        "training",
+        "training_command()",
         "Train ARCH on DATA with 1cycle; keeps PATH/models/last and best (Ctrl-C: saves, exit 130).",
     ),
     "lr-find": (
@@ -46,8 +47,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Validate checkpoint MODEL on DATA without and with TTA (the fit's own split by default).",
     ),
     "unet": (
-        "unet",
-        "unet",
+        "training",
+        "training_command()",
         "Train a U-Net over ARCH on DATA with 1cycle; keeps PATH/models/last and best.",
     ),
     "summary": (
@@ -121,7 +122,7 @@ def main() -> None:
     from .group import interrupted
 
     try:
-        from learnkit.launch import normalize_args
+        from learnkit.cli.launch import normalize_args
 
         app(args=normalize_args(sys.argv[1:]), prog_name="learnkit")
     except KeyboardInterrupt:

@@ -1,6 +1,6 @@
 """The one place where a failed command becomes one line on stderr and an exit code.
 
-DESIGN.md section 6: errors are one clear line, no traceback unless ``--debug``; exit 2 for usage
+docs/design.md section 5: errors are one clear line, no traceback unless ``--debug``; exit 2 for usage
 errors, 3 for bad data, 4 for an unusable checkpoint, 130 when interrupted, 1 for anything else.
 """
 
@@ -113,7 +113,7 @@ class LearnkitGroup(TyperGroup):
 
     lazy_commands: dict[str, tuple[str, str, str]] = {}
     """Commands imported on first use: ``name: (module in learnkit.cli, attribute, one-line help)``;
-    the attribute is a command function or a Typer app (a group)."""
+    the attribute is a command function, a Typer app (a group), or ``f()``: ``f(name)`` makes it."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -150,7 +150,9 @@ class LearnkitGroup(TyperGroup):
         from .helpfmt import LearnkitCommand
 
         module, attr, _ = self.lazy_commands[name]
-        target = getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+        target = getattr(importlib.import_module(f"{__package__}.{module}"), attr.removesuffix("()"))
+        if attr.endswith("()"):  # a factory of commands (the training commands, from the schema)
+            target = target(name)
         if isinstance(target, typer.Typer):
             command = get_command(target)
         else:
