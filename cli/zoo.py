@@ -4,8 +4,8 @@ from typing import Annotated
 
 import typer
 
+from .basic_options import JsonOpt, complete_arch
 from .helpfmt import LearnkitCommand, LearnkitSubgroup
-from .options import JsonOpt, complete_arch
 from .render import make_console, render_result, render_rows
 
 zoo_app = typer.Typer(
