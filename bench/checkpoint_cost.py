@@ -37,7 +37,6 @@ def main(argv: list[str] | None = None) -> None:
 
     from learnkit import ImageDataBunch
     from learnkit.checkpoint_writer import CheckpointWriter
-    from learnkit.persist import snapshot_learner
     from learnkit.vision import cnn_learner
     from tests.core.tiny_images import make_class_folder
 
