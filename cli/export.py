@@ -5,8 +5,9 @@ from typing import Annotated
 
 import typer
 
-from .options import JsonOpt, ModelOpt, PathOpt
+from .options import JsonOpt
 from .render import make_console, render_result
+from .runs import RunModelOpt, RunPathOpt, locate
 
 FormatOpt = Annotated[
     str,
@@ -26,15 +27,16 @@ OutOpt = Annotated[
 
 
 def export(
-    model: ModelOpt,
+    model: RunModelOpt,
     fmt: FormatOpt = "onnx",
-    path: PathOpt = ".",
+    path: RunPathOpt = None,
     out: OutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Export checkpoint MODEL: 0..1 RGB images in (any batch), probabilities out; checked after writing."""
     from learnkit.export import export_checkpoint
 
+    model, path = locate(model, path)
     result = export_checkpoint(model, path=path, fmt=fmt, out=out).to_dict()
     print(
         f"max |exported - pytorch| {result['max_diff']:.2e} on a batch of {result['checked_batch']}",

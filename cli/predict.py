@@ -17,9 +17,10 @@ from rich.console import Console
 from learnkit.errors import DataError, UsageError
 
 from .context import global_options
-from .options import BsOpt, DeviceOpt, JsonOpt, ModelOpt, PathOpt
+from .options import BsOpt, DeviceOpt, JsonOpt
 from .progress import interactive, track_rows
 from .render import escape_controls, format_value, make_console, print_json, render_rows
+from .runs import RunModelOpt, RunPathOpt, locate
 
 ItemsArg = Annotated[
     list[str],
@@ -50,8 +51,8 @@ OverlayOpt = Annotated[
 def predict(
     ctx: typer.Context,
     items: ItemsArg,
-    model: ModelOpt,
-    path: PathOpt = ".",
+    model: RunModelOpt,
+    path: RunPathOpt = None,
     topk: TopkOpt = 1,
     as_json: JsonOpt = False,
     as_csv: CsvOpt = False,
@@ -67,6 +68,7 @@ def predict(
 
     if as_json and as_csv:
         raise UsageError("--json and --csv: choose one")
+    model, path = locate(model, path)
     run = predict_files(
         items, model, path=path, bs=bs, topk=topk, tta=tta, device=device, out=out, overlay=overlay, null=null
     )

@@ -103,19 +103,33 @@ class Reporter:
         progress: the stderr console for progress, or ``None`` for no progress at all.
         live: draw a live bar on ``progress`` (interactive terminals only); otherwise print one
             plain line per epoch there.
+        stderr: where :meth:`note` lines go (what the run learns from), or ``None`` (``--quiet``).
 
     The live bar of an epoch shows the running smoothed loss; it is taken down (cleared) before
     the epoch's row prints, so a row never lands on the bar's line -- not even when stdout goes
     through ``| tee`` to the same terminal.
     """
 
-    def __init__(self, table: Console | None, progress: Console | None, *, live: bool = False) -> None:
+    def __init__(
+        self,
+        table: Console | None,
+        progress: Console | None,
+        *,
+        live: bool = False,
+        stderr: Console | None = None,
+    ) -> None:
+        self.stderr = stderr  # where notes go (None: --quiet)
         self.table = EpochTable(table) if table is not None else None
         self.progress = progress
         self.live = live and progress is not None
         self.n_epochs = 0
         self._bar: Any = None  # a rich Progress while a live bar is up
         self._task: Any = None
+
+    def note(self, text: str) -> None:
+        """A line about the run (what it learns from) on stderr, unless ``--quiet``."""
+        if self.stderr is not None:
+            self.stderr.out(text, highlight=False)
 
     def fit_start(self, n_epochs: int, names: Sequence[str] = ()) -> None:
         """The fit begins: ``n_epochs`` epochs; ``names`` are the table's columns when known."""
@@ -249,7 +263,7 @@ def make_reporter(options: GlobalOptions, *, as_json: bool) -> Reporter:
     progress = None if options.quiet else stderr
     if progress is not None and not live and (table is stderr or same):
         progress = None  # the rows already show each epoch in that stream
-    return Reporter(table, progress, live=live)
+    return Reporter(table, progress, live=live, stderr=None if options.quiet else stderr)
 
 
 def _same_file(a: Any, b: Any) -> bool:

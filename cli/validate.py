@@ -9,13 +9,12 @@ from .options import (
     DataArg,
     DeviceOpt,
     JsonOpt,
-    ModelOpt,
-    PathOpt,
     SeedOpt,
     ValidPctOpt,
     WorkersOpt,
 )
 from .render import make_console, print_note, render_result
+from .runs import RunModelOpt, RunPathOpt, locate
 
 PlotsOpt = Annotated[
     bool,
@@ -25,8 +24,8 @@ PlotsOpt = Annotated[
 
 def validate(
     data: DataArg,
-    model: ModelOpt,
-    path: PathOpt = ".",
+    model: RunModelOpt,
+    path: RunPathOpt = None,
     bs: BsOpt = 64,
     workers: WorkersOpt = 0,
     device: DeviceOpt = "auto",
@@ -37,6 +36,9 @@ def validate(
 ) -> None:
     """Validate checkpoint MODEL on DATA: loss and metrics, on the fit's own split by default."""
     from learnkit.jobs import evaluate
+    from learnkit.jobs.runs import data_task
+
+    model, path = locate(model, path, data_task(data))
 
     result = evaluate.validate(
         data,

@@ -231,16 +231,29 @@ class Recorder(LearnerCallback):
         kept = [(e - 1, v) for e, v in pairs if e - skip_start >= 0 and n - e >= skip_end]
         return its, _trim(self.losses, skip_start, skip_end), [e for e, _ in kept], [v for _, v in kept]
 
-    def plot_losses(self, skip_start: int = 0, skip_end: int = 0, name: str = "losses") -> Path:
+    def plot_losses(
+        self, skip_start: int = 0, skip_end: int = 0, name: str = "losses", best_epoch: int | None = None
+    ) -> Path:
         """Training loss per batch and validation loss per epoch, leaving out the first
-        ``skip_start`` and last ``skip_end`` batches; returns the PNG's path."""
+        ``skip_start`` and last ``skip_end`` batches; returns the PNG's path.
+
+        ``best_epoch`` (0-based, as history.csv) is marked on the validation curve. The loss axis
+        is logarithmic when one value is over 10x the median (a spike would flatten the rest).
+        """
         its, losses, ends, val_losses = self.loss_points(skip_start, skip_end)
         fig, ax = new_figure(figsize=(6, 4))
         ax.plot(its, losses, label="train (smoothed)")
         if val_losses:
             ax.plot(ends, val_losses, marker="o", label="validation")
+            if best_epoch is not None and 0 <= best_epoch < len(val_losses) and len(ends) == len(val_losses):
+                ax.plot([ends[best_epoch]], [val_losses[best_epoch]], marker="*", markersize=14,
+                        linestyle="none", color="tab:red", label=f"best (epoch {best_epoch})")  # fmt: skip
+        if spiky([*losses, *val_losses]):
+            ax.set_yscale("log")
+            ax.set_ylabel("loss (log scale)")
+        else:
+            ax.set_ylabel("loss")
         ax.set_xlabel("batches processed")
-        ax.set_ylabel("loss")
         ax.legend()
         return save_figure(fig, self._plot_path(name))
 
@@ -261,8 +274,8 @@ class Recorder(LearnerCallback):
             axes[1].set_ylabel("momentum")
         return save_figure(fig, self._plot_path(name))
 
-    def plot_metrics(self, name: str = "metrics") -> Path:
-        """Each metric per epoch, one panel each; returns the PNG's path."""
+    def plot_metrics(self, name: str = "metrics", best_epoch: int | None = None) -> Path:
+        """Each metric per epoch, one panel each (``best_epoch`` marked); returns the PNG's path."""
         if not self.metrics:
             from learnkit.errors import UsageError
 
@@ -272,6 +285,11 @@ class Recorder(LearnerCallback):
         for i, metric in enumerate(self.metrics_names):
             values = [m[i] if m[i] is not None else math.nan for m in self.metrics]
             axes[i][0].plot(range(len(values)), values, marker="o")
+            if best_epoch is not None and 0 <= best_epoch < len(values):
+                axes[i][0].axvline(
+                    best_epoch, color="tab:red", linestyle="--", label=f"best (epoch {best_epoch})"
+                )
+                axes[i][0].legend()
             axes[i][0].set_ylabel(metric)
         axes[-1][0].set_xlabel("epoch")
         return save_figure(fig, self._plot_path(name))
@@ -323,3 +341,12 @@ def add_metrics(last_metrics: list | None, mets: Any) -> list:
     from learnkit.core import listify
 
     return [*(last_metrics or []), *listify(mets)]
+
+
+def spiky(values: list[float], ratio: float = 10.0) -> bool:
+    """Whether a linear axis would flatten ``values``: all positive and the largest over ``ratio``
+    times the median (a log axis then shows them all)."""
+    finite = sorted(v for v in values if math.isfinite(v))
+    if len(finite) < 3 or finite[0] <= 0:
+        return False
+    return finite[-1] > ratio * finite[len(finite) // 2]

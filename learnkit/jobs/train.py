@@ -94,6 +94,8 @@ def _run_locked(
                 follow = CpuThreads(usable_cores())  # follows the load while training
                 learn.callbacks.append(follow)
             learn.run_metadata["config"] = config.to_dict()
+            if distributed.is_main():
+                announce_data(learn, config, reporter)
             config_file = write_config(config) if distributed.is_main() else None
             s = config.schedule
             result = run_fit(
@@ -118,14 +120,14 @@ def _run_locked(
             result.update(segmentation_result(learn))
         best = learn.path / learn.model_dir / f"{BEST}.safetensors"
         if config.checkpoint.save_best and best.is_file():
-            result["best"] = str(best)
+            result.update(best_result(best))
         if config_file is not None:
             result["config"] = str(config_file)
         if threads is not None:  # chosen from the load at the start, then followed (CpuThreads)
             result["cpu_threads"] = threads
             if follow is not None and follow.changes:
                 result["cpu_threads_changes"] = [list(c) for c in follow.changes]
-        result["plots"] = save_fit_plots(learn)
+        result["plots"] = save_fit_plots(learn, result.get("best_epoch"))
         ok = True
         return result
     except RunInterrupted:
@@ -136,17 +138,56 @@ def _run_locked(
             distributed.shutdown(wait=ok)
 
 
-def save_fit_plots(learn: Learner) -> list[str]:
+def announce_data(learn: Learner, config: RunConfig, reporter: Any) -> None:
+    """Say what the run learns from before it trains (:mod:`learnkit.jobs.data_summary`): the lines
+    through ``reporter.note`` (when it has one), the warnings as warnings, every skipped image in
+    ``RUN/skipped.txt``."""
+    import warnings
+
+    from learnkit.jobs.data_summary import describe_data, write_skipped
+
+    info = describe_data(learn.data, epochs=config.schedule.epochs, schedule=config.schedule.kind)
+    lines = list(info["lines"])
+    listed = write_skipped(info["skipped"], learn.path)
+    if listed is not None:
+        lines.append(f"skipped {len(info['skipped'])} unreadable images, every one listed in {listed}")
+    note = getattr(reporter, "note", None)
+    if note is not None:
+        for line in lines:
+            note(line)
+    for message in info["warnings"]:
+        warnings.warn(message, stacklevel=2)
+
+
+def best_result(file: Any) -> dict[str, Any]:
+    """``best`` (the file), and ``best_epoch``, ``best_monitor``, ``best_value``: what made it
+    best, from its metadata (history.csv's epoch numbering)."""
+    from learnkit.checkpoint import read_header
+    from learnkit.errors import CheckpointError
+
+    out: dict[str, Any] = {"best": str(file)}
+    try:
+        _, meta = read_header(file)
+    except CheckpointError:
+        return out
+    made = meta.get("best")
+    if isinstance(made, dict) and isinstance(made.get("epoch"), int):
+        out.update(best_epoch=made["epoch"], best_monitor=made.get("monitor"), best_value=made.get("value"))
+    return out
+
+
+def save_fit_plots(learn: Learner, best_epoch: int | None = None) -> list[str]:
     """The curves of a finished fit, as ``<path>/plots/*.png`` (rank 0; [] elsewhere): the losses,
-    the lr and momentum, and the metrics (when there are any). Returns their paths."""
+    the lr and momentum, and the metrics (when there are any), ``best_epoch`` marked. Returns
+    their paths."""
     from learnkit.distributed import is_main
 
     if not is_main() or not learn.recorder.lrs:
         return []
     rec = learn.recorder
-    plots = [rec.plot_losses(), rec.plot_lr(show_moms=True)]
+    plots = [rec.plot_losses(best_epoch=best_epoch), rec.plot_lr(show_moms=True)]
     if rec.metrics:
-        plots.append(rec.plot_metrics())
+        plots.append(rec.plot_metrics(best_epoch=best_epoch))
     return [str(p) for p in plots]
 
 
