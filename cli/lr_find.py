@@ -11,7 +11,6 @@ from .options import (
     DataArg,
     DeviceOpt,
     JsonOpt,
-    PathOpt,
     PrecisionOpt,
     PretrainedOpt,
     SeedOpt,
@@ -38,7 +37,16 @@ def lr_find(
     bs: BsOpt = 64,
     size: SizeOpt = 64,
     seed: SeedOpt = None,
-    path: PathOpt = ".",
+    path: Annotated[
+        str | None,
+        typer.Option(
+            "--path",
+            metavar="DIR",
+            help="Folder for plots/lr_find.png (default: a new runs/lr-find/N).",
+            show_default=False,
+            rich_help_panel="Checkpoints",
+        ),
+    ] = None,
     workers: WorkersOpt = 0,
     device: DeviceOpt = "auto",
     valid_pct: ValidPctOpt = None,
@@ -51,6 +59,10 @@ def lr_find(
     The model is put back as it was: no checkpoint is written or changed.
     """
     from learnkit.jobs.lr_find import lr_find as run_lr_find
+    from learnkit.jobs.runs import new_run_path
+
+    if path is None:
+        path = str(new_run_path("lr-find"))
 
     with make_lr_find_reporter(global_options(ctx), num_it) as reporter:
         result = run_lr_find(

@@ -149,20 +149,22 @@ class ClassificationInterpretation:
         if normalize:
             cm = cm / cm.sum(1, keepdim=True).clamp_min(1)
         c = len(self.classes)
-        side = max(4.0, 0.6 * c + 2)
+        side = max(4.5, 0.6 * c + 2.5)
         fig, ax = new_figure(figsize=(side, side))
         im = ax.imshow(cm.numpy(), interpolation="nearest", cmap=cmap)
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
         ax.set_title(title)
         ax.set_xticks(range(c), self.classes, rotation=90)
         ax.set_yticks(range(c), self.classes)
-        if c <= 30:  # numbers in the cells while they still fit
+        if c <= 30:  # numbers in the cells while they still fit (counts shortened: 12.3k, 4.5M)
             top = float(cm.max()) if cm.numel() else 0.0
+            size = max(6.0, min(10.0, 80.0 / max(c, 1)))
             for i in range(c):
                 for j in range(c):
                     v = float(cm[i, j])
-                    text = f"{v:.{norm_dec}f}" if normalize else f"{int(v)}"
-                    ax.text(j, i, text, ha="center", va="center", color="white" if v > top / 2 else "black")
+                    text = f"{v:.{norm_dec}f}" if normalize else short_count(v)
+                    ax.text(j, i, text, ha="center", va="center", fontsize=size,
+                            color="white" if v > top / 2 else "black")  # fmt: skip
         ax.set_ylabel("Actual")
         ax.set_xlabel("Predicted")
         return save_figure(fig, plots_dir(self.path) / f"{name}.png", dpi=dpi)
@@ -200,6 +202,13 @@ class ClassificationInterpretation:
                 ax.axis("off")
         which = "largest" if largest else "smallest"
         fig.suptitle(f"image / true mask / predicted mask, {which} losses first", fontsize=10)
+        from matplotlib.patches import Patch
+
+        handles = [
+            Patch(facecolor=palette[k] / 255.0, edgecolor="#888", label=str(name))
+            for k, name in enumerate(self.classes[:n_classes])
+        ]
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
         return fig
 
     def plot_top_losses(
@@ -240,3 +249,20 @@ class ClassificationInterpretation:
             ax.axis("off")
         fig.suptitle("prediction / actual / loss / probability", fontsize=10)
         return save_figure(fig, plots_dir(self.path) / f"{name}.png", dpi=dpi)
+
+
+def short_count(v: float) -> str:
+    """A count short enough for a confusion-matrix cell: ``950``, ``12.3k``, ``4.5M``.
+
+    Example:
+        >>> short_count(950), short_count(12345), short_count(4_500_000)
+        ('950', '12.3k', '4.5M')
+    """
+    n = abs(v)
+    if n < 1000:
+        return f"{int(v)}"
+    if n < 999_950:
+        return f"{v / 1e3:.1f}k" if n < 99_950 else f"{v / 1e3:.0f}k"
+    if n < 999_950_000:
+        return f"{v / 1e6:.1f}M" if n < 99_950_000 else f"{v / 1e6:.0f}M"
+    return f"{v:.2g}"

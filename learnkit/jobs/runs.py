@@ -122,8 +122,8 @@ def locate_model(
 
     ``model``: a name (``best``: ``PATH/models/best.safetensors``), a run folder (its ``best``,
     else ``last``), ``RUN/models/NAME`` (``.safetensors`` added) or a file; None is a run's default
-    (best, else last). Without ``path`` a name is looked up in the current folder when it is a
-    run folder, else in the most recent run under ``runs/`` (of ``task`` when given); ``note`` then
+    (best, else last). Without ``path`` a name is looked up in ``root`` (the current folder) when
+    it is a run folder, else in the most recent run under ``runs/`` (of ``task`` when given); ``note`` then
     says which run was used (else it is None). Whether the file exists is checked by the loader.
     """
     text = None if model is None else str(model)
@@ -139,7 +139,7 @@ def locate_model(
     if path is not None:
         run = Path(path)
         return _in_run(run, text), run, None
-    here = Path(".")
+    here = Path(root)
     if (here / MODEL_DIR).is_dir() and any((here / MODEL_DIR).glob("*.safetensors")):
         return _in_run(here, text), here, None  # the current folder is a run folder (older --path .)
     run = latest_run(root, task)

@@ -52,10 +52,14 @@ def run(config: RunConfig, *, reporter: Any = None, command: Sequence[str] | Non
     from learnkit import distributed
     from learnkit.cpu_load import Probe
     from learnkit.data.samples import resolve_data
+    from learnkit.jobs.runs import place_run
     from learnkit.jobs.setup import check_memory, resolve_device, run_folder
 
     probe = Probe()  # the machine's load while the run starts picks the CPU thread count
+    config, note = place_run(config)  # no path: a new folder under runs/ (a resume: the latest run)
     config.validate()
+    if note and getattr(reporter, "note", None) is not None:
+        reporter.note(note)
     dev = distributed.local_device(resolve_device(config.runtime.device))
     check_memory(config.data.size, config.data.bs, dev)
     resolve_data(str(config.data.data))  # missing data is said before the run folder is touched
