@@ -74,10 +74,20 @@ def predict(
     )
     fmt = "json" if as_json else "csv" if as_csv else "text"
     stdout = make_console()
-    rows = track_rows(run.rows, _bar_console(ctx, stdout, streaming=fmt != "text"))
+    bar = _bar_console(ctx, stdout, streaming=fmt != "text")
+    rows = track_rows(run.rows, bar, total=_known_count(items) if bar is not None else None)
     total, failed = render_predictions(rows, stdout, fmt, run.task, run.topk)
     if failed:
         raise DataError(f"{failed} of {total} images could not be read")
+
+
+def _known_count(items: list[str]) -> int | None:
+    """How many images the items name, when that is known ahead (not for ``-``, read as it comes)."""
+    if "-" in items:
+        return None
+    from learnkit.inference import expand_items
+
+    return sum(1 for _ in expand_items(items))
 
 
 def _bar_console(ctx: typer.Context, stdout: Console, *, streaming: bool) -> Console | None:

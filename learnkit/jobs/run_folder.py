@@ -69,12 +69,24 @@ def saved_config(config: RunConfig, model_dir: str = "models") -> RunConfig | No
     return RunConfig.from_dict(saved) if isinstance(saved, dict) else None
 
 
+def absolute_data(config: RunConfig) -> RunConfig:
+    """``config`` with its DATA folder as an absolute path (a ``sample:NAME`` is kept), so its
+    config.yaml replays from any folder."""
+    from dataclasses import replace
+
+    data = config.data.data
+    if data is None or str(data).startswith("sample:"):
+        return config
+    return replace(config, data=replace(config.data, data=str(Path(str(data)).expanduser().resolve())))
+
+
 def check_same_run(saved: RunConfig, config: RunConfig) -> None:
     """A UsageError naming the fields where ``config`` would change the run ``saved`` describes.
 
     Where and how it runs may change (device, workers, nproc, cache, path, patience) and
     ``epochs`` (a larger value extends a finished run); what it computes may not.
     """
+    saved = absolute_data(saved)  # a run saved before DATA was kept absolute: the same folder here
     changed = [name for name in saved.diff(config) if name not in RESUME_FREE]
     if changed:
         raise UsageError(
@@ -98,4 +110,4 @@ def write_config(config: RunConfig, path: str | Path | None = None) -> Path:
     return file
 
 
-__all__ = ["check_same_run", "claim_run_folder", "run_files", "saved_config", "write_config"]
+__all__ = ["absolute_data", "check_same_run", "claim_run_folder", "run_files", "saved_config", "write_config"]
