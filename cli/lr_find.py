@@ -29,7 +29,16 @@ def lr_find(
     arch: ArchOpt,
     start_lr: Annotated[float, typer.Option("--start-lr", help="First lr (> 0).")] = 1e-7,
     end_lr: Annotated[float, typer.Option("--end-lr", help="Last lr (> start lr).")] = 10.0,
-    num_it: Annotated[int, typer.Option("--num-it", min=2, help="Iterations of the test.")] = 100,
+    num_it: Annotated[
+        int | None,
+        typer.Option(
+            "--num-it",
+            min=2,
+            help="Iterations (training batches) of the test; default: about 2 epochs of the training set, "
+            "30 to 100 (each costs one training step; it stops early once the loss passes 4x its best).",
+            show_default=False,
+        ),
+    ] = None,
     stop_div: Annotated[
         bool, typer.Option("--stop-div/--no-stop-div", help="Stop when the loss diverges.")
     ] = True,

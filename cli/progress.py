@@ -211,13 +211,17 @@ class LrFindReporter:
         live: draw a live bar (interactive terminals only).
     """
 
-    def __init__(self, console: Console | None, num_it: int, *, live: bool = False) -> None:
-        self.console, self.num_it, self.live = console, num_it, live and console is not None
+    def __init__(self, console: Console | None, num_it: int | None, *, live: bool = False) -> None:
+        self.console, self.live = console, live and console is not None
         self.done = 0
-        self._every = max(1, num_it // 10)
+        self.set_total(num_it or 100)
         self._bar: Any = None
         self._task: Any = None
         self._last: tuple[float | None, float | None] = (None, None)
+
+    def set_total(self, num_it: int) -> None:
+        """The test's length, once it is known (chosen from the data set's size)."""
+        self.num_it, self._every = num_it, max(1, num_it // 10)
 
     def fit_start(self, n_epochs: int, names: Sequence[str] = ()) -> None:
         self.done = 0
@@ -301,7 +305,7 @@ def _same_file(a: Any, b: Any) -> bool:
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
-def make_lr_find_reporter(options: GlobalOptions, num_it: int) -> LrFindReporter:
+def make_lr_find_reporter(options: GlobalOptions, num_it: int | None) -> LrFindReporter:
     """The LR range test's progress on stderr: live on a terminal, plain lines otherwise."""
     stderr = make_console(stderr=True)
     if options.quiet:

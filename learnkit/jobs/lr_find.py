@@ -10,6 +10,19 @@ from typing import Any
 
 from learnkit.jobs.setup import build_learner
 
+MIN_IT, MAX_IT, EPOCHS_OF_DATA = 30, 100, 2  # the default length of the test, see default_num_it
+
+
+def default_num_it(n_batches: int) -> int:
+    """The test's length when none is given: about ``EPOCHS_OF_DATA`` epochs of the training set,
+    at least ``MIN_IT`` batches (a curve to read) and at most ``MAX_IT`` (fastai's 100).
+
+    Example:
+        >>> default_num_it(6), default_num_it(20), default_num_it(500)
+        (30, 40, 100)
+    """
+    return max(MIN_IT, min(MAX_IT, EPOCHS_OF_DATA * n_batches))
+
 
 def lr_find(
     data: str | Path,
@@ -17,7 +30,7 @@ def lr_find(
     *,
     start_lr: float = 1e-7,
     end_lr: float = 10.0,
-    num_it: int = 100,
+    num_it: int | None = None,
     stop_div: bool = True,
     wd: Any = None,
     reporter: Any = None,
@@ -26,7 +39,10 @@ def lr_find(
     """LR range test of ``arch`` on ``data``: the suggestions (steep, minimum, valley) and the plot.
 
     ``suggestion`` is the ``valley`` lr, the one to pass to ``fit-one-cycle --lr``. ``reporter``
-    (the ``ProgressCallback`` protocol) sees every batch with the current lr and smoothed loss.
+    (the ``ProgressCallback`` protocol) sees every batch with the current lr and smoothed loss, and
+    its ``set_total(num_it)`` (when it has one) the test's length. ``num_it`` None: chosen from the
+    training set's size (:func:`default_num_it`). The test stops early once the smoothed loss
+    exceeds 4x its best (``stop_div``, as fastai).
     """
     import math
 
@@ -36,6 +52,11 @@ def lr_find(
     if not (math.isfinite(start_lr) and math.isfinite(end_lr) and 0 < start_lr < end_lr):
         raise UsageError(f"need 0 < --start-lr < --end-lr, got {start_lr:g} and {end_lr:g}")
     learn = build_learner(data, arch, **learner_options)
+    if num_it is None:
+        num_it = default_num_it(len(learn.data.train_dl))
+    set_total = getattr(reporter, "set_total", None)
+    if set_total is not None:
+        set_total(num_it)
     callbacks = [ProgressCallback(reporter)] if reporter is not None else []
     res = learn.lr_find(start_lr, end_lr, num_it, stop_div=stop_div, wd=wd, callbacks=callbacks)
     rec = learn.recorder

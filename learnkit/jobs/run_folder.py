@@ -3,7 +3,8 @@
 A folder holds a run when it has ``models/last``, ``models/best``, ``config.yaml`` or
 ``history.csv``. A new run there is refused (before anything is written) unless it resumes it
 (``--resume``), starts from it (``--init-from``) or replaces it (``--exist-ok``, which first removes
-those files). A resumed run must be the same run: its config is compared with the saved one.
+those files and the old run's outputs: plots, report, exports). A resumed run must be the same
+run: its config is compared with the saved one.
 """
 
 from __future__ import annotations
@@ -47,8 +48,23 @@ def claim_run_folder(config: RunConfig, *, remove: bool = True) -> None:
             "it with --init-from last, or replace it with --exist-ok (or choose another --path)"
         )
     if remove:
-        for file in found:
+        for file in [*found, *run_outputs(ck.path)]:
             file.unlink(missing_ok=True)
+
+
+OUTPUTS = ("report.html", "skipped.txt")  # what commands write into a run folder, besides plots
+
+
+def run_outputs(path: str | Path, model_dir: str = "models") -> list[Path]:
+    """What a run's commands wrote beside its checkpoints, which ``--exist-ok`` clears with the run:
+    ``plots/*.png``, ``report.html``, ``skipped.txt``, TensorBoard's event files and the exports
+    of its checkpoints (``models/{last,best}.onnx|.pt2``). Other files are never touched."""
+    folder = Path(path)
+    found = [folder / name for name in OUTPUTS]
+    found += sorted((folder / "plots").glob("*.png"))
+    found += sorted((folder / "tensorboard").glob("events.out.tfevents.*"))
+    found += [folder / model_dir / f"{n}{ext}" for n in RUN_CHECKPOINTS for ext in (".onnx", ".pt2")]
+    return [p for p in found if p.is_file()]
 
 
 def saved_config(config: RunConfig, model_dir: str = "models") -> RunConfig | None:
@@ -110,4 +126,12 @@ def write_config(config: RunConfig, path: str | Path | None = None) -> Path:
     return file
 
 
-__all__ = ["absolute_data", "check_same_run", "claim_run_folder", "run_files", "saved_config", "write_config"]
+__all__ = [
+    "absolute_data",
+    "check_same_run",
+    "claim_run_folder",
+    "run_files",
+    "run_outputs",
+    "saved_config",
+    "write_config",
+]
