@@ -1,5 +1,6 @@
 """``learnkit lr-find``: the LR range test; prints the suggested learning rates and the plot's path."""
 
+import sys
 from typing import Annotated
 
 import typer
@@ -93,4 +94,6 @@ def lr_find(
             pretrained=pretrained,
             reporter=reporter,
         )
-    render_result(result, make_console(), as_json=as_json)
+    if result.get("plot") and not global_options(ctx).quiet:
+        print(f"plot: {result['plot']}", file=sys.stderr, flush=True)
+    render_result(result, make_console(), as_json=as_json, skip=() if as_json else ("plot",))

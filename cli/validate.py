@@ -1,5 +1,6 @@
 """``learnkit validate``: a saved model's loss and metrics on DATA's validation set."""
 
+import sys
 from typing import Annotated
 
 import typer
@@ -52,4 +53,6 @@ def validate(
         plots=plots,
     )
     print_note(result)
-    render_result(result, make_console(), as_json=as_json)
+    for plot in result.get("plots") or []:
+        print(f"plot: {plot}", file=sys.stderr, flush=True)
+    render_result(result, make_console(), as_json=as_json, skip=() if as_json else ("plots",))

@@ -85,15 +85,21 @@ def saved_config(config: RunConfig, model_dir: str = "models") -> RunConfig | No
     return RunConfig.from_dict(saved) if isinstance(saved, dict) else None
 
 
+SEGMENTATION_VALID_PCT = 0.2  # a U-Net's split when none is given (learnkit.jobs.setup.load_data's)
+
+
 def absolute_data(config: RunConfig) -> RunConfig:
-    """``config`` with its DATA folder as an absolute path (a ``sample:NAME`` is kept), so its
-    config.yaml replays from any folder."""
+    """``config`` as it is recorded: its DATA folder an absolute path (a ``sample:NAME`` is kept),
+    so its config.yaml replays from any folder, and a U-Net's validation split written out
+    (``valid_pct`` 0.2 when none was given, the share segmentation data is split by)."""
     from dataclasses import replace
 
     data = config.data.data
-    if data is None or str(data).startswith("sample:"):
-        return config
-    return replace(config, data=replace(config.data, data=str(Path(str(data)).expanduser().resolve())))
+    if data is not None and not str(data).startswith("sample:"):
+        config = replace(config, data=replace(config.data, data=str(Path(str(data)).expanduser().resolve())))
+    if config.model.unet is not None and config.data.valid_pct is None:
+        config = replace(config, data=replace(config.data, valid_pct=SEGMENTATION_VALID_PCT))
+    return config
 
 
 def check_same_run(saved: RunConfig, config: RunConfig) -> None:
