@@ -152,12 +152,13 @@ def locate_model(
     return _in_run(run, text), run, f"using the latest{' ' + task if task else ''} run: {run}"
 
 
-def place_run(config: Any, name: str | None = None, root: str | Path = ".") -> Any:
+def place_run(config: Any, root: str | Path = ".") -> Any:
     """``config`` (a :class:`~learnkit.jobs.config.RunConfig`) with its run folder decided when its
     ``checkpoint.path`` is None: a resume continues the latest run of its kind (or the run of the
-    checkpoint file it names), anything else gets a new folder (:func:`new_run_path`), and an
-    ``init_from`` name is the latest run's checkpoint. Returns ``(config, note)``; the note says
-    which earlier run was used (None when none was looked up)."""
+    checkpoint file it names), anything else gets a new folder (:func:`new_run_path`, named by
+    ``checkpoint.name`` when set), and an ``init_from`` name is the latest run's checkpoint.
+    Returns ``(config, note)``; the note says which earlier run was used (None when none was
+    looked up)."""
     from dataclasses import replace
 
     ck = config.checkpoint
@@ -172,7 +173,7 @@ def place_run(config: Any, name: str | None = None, root: str | Path = ".") -> A
     if init_from is not None and _is_name(str(init_from)):
         file, _, note = locate_model(str(init_from), None, task=task, root=root)
         init_from = str(file)
-    path = new_run_path(config.command, name, root)
+    path = new_run_path(config.command, getattr(ck, "name", None), root)
     return replace(config, checkpoint=replace(ck, path=str(path), init_from=init_from)), note
 
 
