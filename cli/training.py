@@ -92,6 +92,7 @@ def build_config(ctx: typer.Context, command: str) -> Any:
     run's saved ``config.yaml`` for a ``--resume``) < the options typed on the command line, checked
     once. The seed is drawn here when no layer gives one (not for a resume, which keeps its run's)."""
     from learnkit.jobs.config import RunConfig, read_config_file, schema
+    from learnkit.jobs.run_folder import replay_note
 
     options = schema(command)
     given = {k: v for k, v in ctx.params.items() if k in options and typed_in(ctx, k)}
@@ -104,6 +105,10 @@ def build_config(ctx: typer.Context, command: str) -> Any:
     base: dict[str, Any] = {}
     if base_file is not None:
         base = read_config_file(base_file)
+        note = replay_note(base) if ctx.params.get("config") is not None else None
+        if note:
+            print(f"note: {note}", file=sys.stderr, flush=True)
+        base.pop("segments", None)
         checkpoint = base.get("checkpoint")
         if isinstance(checkpoint, dict):  # how that run started, not how this one does
             left = ("resume", "init_from", "exist_ok")

@@ -429,7 +429,8 @@ class RunConfig:
             raise UsageError(f"config key 'command': {made_by!r} is not one of {', '.join(COMMANDS)}")
         if command is not None and made_by != command:
             raise UsageError(f"the config is for `learnkit {made_by}` (command: {made_by}), not `{command}`")
-        unknown = sorted(set(d) - {"command", "versions", *SECTIONS})
+        # versions and segments (the --epochs of each training of the run) are informative
+        unknown = sorted(set(d) - {"command", "versions", "segments", *SECTIONS})
         if unknown:
             raise UsageError(f"unknown config key {unknown[0]!r}")
         sections = {}

@@ -117,15 +117,58 @@ def check_same_run(saved: RunConfig, config: RunConfig) -> None:
         )
 
 
+def run_segments(config: RunConfig) -> list[int]:
+    """The ``--epochs`` of each training of the run ``config`` starts or continues, this one last:
+    ``[2, 3]`` for a 2-epoch run extended to 3 by ``--resume --epochs 3``. A resume at the same
+    ``--epochs`` (after an interruption) continues the last segment."""
+    epochs = config.schedule.epochs
+    if config.checkpoint.resume is None:
+        return [epochs]
+    segments: list[int] = []
+    file = Path(str(config.checkpoint.path)) / CONFIG_FILE
+    if file.is_file():
+        from learnkit.jobs.config import read_config_file
+
+        try:
+            saved = read_config_file(file)
+        except UsageError:
+            saved = {}
+        found = saved.get("segments")
+        if isinstance(found, list) and all(isinstance(n, int) for n in found):
+            segments = list(found)
+        elif isinstance((saved.get("schedule") or {}).get("epochs"), int):
+            segments = [saved["schedule"]["epochs"]]  # a run saved before segments were recorded
+    return segments if segments and segments[-1] == epochs else [*segments, epochs]
+
+
+def replay_note(base: dict[str, Any]) -> str | None:
+    """What a ``--config`` replay of a run trained in several segments cannot repeat, or None."""
+    segments = base.get("segments")
+    if not (isinstance(segments, list) and len(segments) > 1):
+        return None
+    steps = ", then ".join(
+        f"--epochs {n}" if i == 0 else f"--resume --epochs {n}" for i, n in enumerate(segments)
+    )
+    return (
+        f"this run was trained in {len(segments)} segments ({steps}); one run from its config trains "
+        f"--epochs {segments[-1]} at once, which is not the same schedule: to repeat it, run those "
+        "steps with --config and the same --path"
+    )
+
+
 def write_config(config: RunConfig, path: str | Path | None = None) -> Path:
-    """Write ``config`` (with the learnkit and torch versions) to ``PATH/config.yaml``, atomically."""
+    """Write ``config`` (with the learnkit and torch versions, and the run's ``segments``, see
+    :func:`run_segments`) to ``PATH/config.yaml``, atomically."""
     import torch
+    import yaml
 
     from learnkit.version import __version__
 
     file = Path(config.checkpoint.path if path is None else path) / CONFIG_FILE
     file.parent.mkdir(parents=True, exist_ok=True)
+    segments = run_segments(config)
     text = config.to_yaml({"learnkit": __version__, "torch": torch.__version__})
+    text += yaml.safe_dump({"segments": segments}, default_flow_style=True)
     from learnkit.atomic import write_atomically
 
     write_atomically(file, lambda f: f.write(text), binary=False)
@@ -150,6 +193,8 @@ __all__ = [
     "check_same_run",
     "claim_run_folder",
     "lock_run_folder",
+    "replay_note",
+    "run_segments",
     "run_files",
     "run_outputs",
     "saved_config",

@@ -47,7 +47,8 @@ def test_a_fit_writes_its_whole_config_and_the_checkpoints_carry_it(first_run):
     assert saved["data"]["data"] == str(first_run["data"].resolve())  # absolute: replays from anywhere
     assert set(saved["versions"]) == {"learnkit", "torch"}
     _, meta = read_safetensors(path / "models" / "last.safetensors")
-    assert meta["config"] == {k: v for k, v in saved.items() if k != "versions"}
+    assert meta["config"] == {k: v for k, v in saved.items() if k not in ("versions", "segments")}
+    assert saved["segments"] == [2]  # one training of 2 epochs
     assert first_run["result"]["config"] == str(path / "config.yaml")
 
 
@@ -190,8 +191,12 @@ def test_resume_with_more_epochs_extends_a_finished_run(tmp_path, image_folder):
     out = json.loads(result.stdout)
     assert [row["epoch"] for row in out["history"]] == [0, 1]
     assert out["resumed_from"] == {"epoch": 1, "batch": 0}
-    assert yaml.safe_load((path / "config.yaml").read_text())["schedule"]["epochs"] == 2
+    saved = yaml.safe_load((path / "config.yaml").read_text())
+    assert saved["schedule"]["epochs"] == 2 and saved["segments"] == [1, 2]  # trained as 1, then to 2
     assert len((path / "history.csv").read_text().splitlines()) == 3
+    replay = _fit("--config", str(path / "config.yaml"), "--print-config")
+    assert replay.exit_code == 0 and "segments" not in replay.stdout
+    assert "trained in 2 segments (--epochs 1, then --resume --epochs 2)" in replay.stderr
 
 
 def _options(command: str) -> dict[str, str]:
