@@ -84,5 +84,5 @@ def test_dry_run_shows_the_fastai_schedule_without_training(tmp_path):
     last_p = (n - a1 - 1) / (n - a1)
     want_last = 1e-2 / 25e4 + (1e-2 - 1e-2 / 25e4) / 2 * (1 + math.cos(math.pi * last_p))
     assert math.isclose(plan["last_lr"], want_last, rel_tol=1e-6)
-    assert not (tmp_path / "runs" / "lr-find" / "1" / "models").exists()
+    assert not (tmp_path / "run" / "models").exists()
     assert (tmp_path / plan["plot"]).is_file()
