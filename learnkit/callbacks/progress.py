@@ -56,7 +56,7 @@ class ProgressCallback(Callback):
             self._host = torch.zeros(1, pin_memory=torch.cuda.is_available())
             self._view = self._host.numpy()  # once a fit, outside the batches
             names = state.learn.recorder.names  # the history row's columns (set by the Recorder, first)
-            # epochs count from the run's start: a resumed run shows "epoch 4/10", not "4/7"
+            # epochs count from the run's start: a resumed run shows "epoch 3 (of 10)", not "(of 7)"
             self.reporter.fit_start(state.start_epoch + state.n_epochs, names)
 
     def on_epoch_begin(self, state: RunState) -> None:

@@ -168,7 +168,7 @@ def write_config(config: RunConfig, path: str | Path | None = None) -> Path:
     file.parent.mkdir(parents=True, exist_ok=True)
     segments = run_segments(config)
     text = config.to_yaml({"learnkit": __version__, "torch": torch.__version__})
-    text += yaml.safe_dump({"segments": segments}, default_flow_style=True)
+    text += yaml.safe_dump({"segments": segments}, default_flow_style=None)
     from learnkit.atomic import write_atomically
 
     write_atomically(file, lambda f: f.write(text), binary=False)

@@ -63,7 +63,8 @@ def test_place_run(tmp_path):
     unplaced = cfg.__class__(**{**cfg.__dict__, "checkpoint": cfg.checkpoint.__class__(path=None)})
     placed, note = place_run(unplaced, root=tmp_path)
     assert placed.checkpoint.path == str(tmp_path / "runs" / "fit" / "1") and note is None
-    assert place_run(cfg, root=tmp_path)[0] is cfg  # a --path is kept
+    given = RunConfig.from_flat("fit", data="sample:shapes", arch="simple_cnn", path="mine")
+    assert place_run(given, root=tmp_path)[0] is given  # a --path is kept
     run = make_run(tmp_path / "runs" / "fit" / "1")
     resume = unplaced.__class__(
         **{**unplaced.__dict__, "checkpoint": unplaced.checkpoint.__class__(path=None, resume="last")}
