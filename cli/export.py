@@ -8,6 +8,7 @@ import typer
 from .options import JsonOpt
 from .render import make_console, render_result
 from .runs import RunModelOpt, RunPathOpt, locate
+from .trust_size import TrustSizeOpt, apply_trust_size
 
 FormatOpt = Annotated[
     str,
@@ -32,9 +33,12 @@ def export(
     path: RunPathOpt = None,
     out: OutOpt = None,
     as_json: JsonOpt = False,
+    trust_size: TrustSizeOpt = False,
 ) -> None:
     """Export checkpoint MODEL: 0..1 RGB images in (any batch), probabilities out; checked after writing."""
     from learnkit.export import export_checkpoint
+
+    apply_trust_size(trust_size)
 
     model, path = locate(model, path)
     result = export_checkpoint(model, path=path, fmt=fmt, out=out).to_dict()

@@ -21,6 +21,7 @@ from .options import BsOpt, DeviceOpt, JsonOpt
 from .progress import interactive, track_rows
 from .render import escape_controls, format_value, make_console, print_json, render_rows
 from .runs import RunModelOpt, RunPathOpt, locate
+from .trust_size import TrustSizeOpt, apply_trust_size
 
 ItemsArg = Annotated[
     list[str],
@@ -62,9 +63,12 @@ def predict(
     out: OutOpt = None,
     overlay: OverlayOpt = False,
     null: NullOpt = False,
+    trust_size: TrustSizeOpt = False,
 ) -> None:
     """Predict ITEM... with checkpoint MODEL: label and probability per image (segmentation: a mask)."""
     from learnkit.jobs.predict import predict_files
+
+    apply_trust_size(trust_size)
 
     if as_json and as_csv:
         raise UsageError("--json and --csv: choose one")

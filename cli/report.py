@@ -6,6 +6,7 @@ import typer
 
 from .options import BsOpt, DeviceOpt, JsonOpt
 from .render import make_console, render_result
+from .trust_size import TrustSizeOpt, apply_trust_size
 
 RunArg = Annotated[
     str | None,
@@ -58,9 +59,12 @@ def report(
     bs: BsOpt = 64,
     device: DeviceOpt = "cpu",
     as_json: JsonOpt = False,
+    trust_size: TrustSizeOpt = False,
 ) -> None:
     """Write PATH/report.html: config, epochs, curves, confusion matrix, per-class scores, top losses."""
     from learnkit.report import write_report
+
+    apply_trust_size(trust_size)
 
     if path is None:
         path = current_run()

@@ -7,6 +7,7 @@ import typer
 from .options import JsonOpt, SizeOpt, complete_arch
 from .render import make_console, render_result
 from .runs import RunPathOpt, complete_model, locate
+from .trust_size import TrustSizeOpt, apply_trust_size
 
 
 def summary(
@@ -25,9 +26,12 @@ def summary(
     size: SizeOpt = 64,
     path: RunPathOpt = None,
     as_json: JsonOpt = False,
+    trust_size: TrustSizeOpt = False,
 ) -> None:
     """Summarise --arch A (built for --n-out classes) or the checkpoint --model NAME."""
     from learnkit.jobs import info
+
+    apply_trust_size(trust_size)
 
     if model is not None:
         model, path = locate(model, path)

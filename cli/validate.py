@@ -16,6 +16,7 @@ from .options import (
 )
 from .render import make_console, print_note, render_result
 from .runs import RunModelOpt, RunPathOpt, locate
+from .trust_size import TrustSizeOpt, apply_trust_size
 
 PlotsOpt = Annotated[
     bool,
@@ -34,13 +35,14 @@ def validate(
     seed: SeedOpt = None,
     plots: PlotsOpt = False,
     as_json: JsonOpt = False,
+    trust_size: TrustSizeOpt = False,
 ) -> None:
     """Validate checkpoint MODEL on DATA: loss and metrics, on the fit's own split by default."""
     from learnkit.jobs import evaluate
     from learnkit.jobs.runs import data_task
 
+    apply_trust_size(trust_size)
     model, path = locate(model, path, data_task(data))
-
     result = evaluate.validate(
         data,
         model,
