@@ -202,9 +202,11 @@ def test_resume_with_more_epochs_extends_a_finished_run(tmp_path, image_folder):
 
 def _options(command: str) -> dict[str, str]:
     """``--option`` -> its definition as click holds it: names, help text, type (ranges included)."""
+    import click
     from typer.main import get_command
 
-    cmd = get_command(app).commands[command]
+    group = get_command(app)
+    cmd = group.get_command(click.Context(group), command)
     out = {}
     for param in cmd.params:
         if param.param_type_name == "option":
