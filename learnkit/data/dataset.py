@@ -9,7 +9,9 @@ Caching (``cache=``): ``"ram"`` decodes and resizes every image at build time in
 tensor, so no epoch decodes a file again (the check is that decode itself). ``"none"`` reads files
 at each access; the build-time check then reads headers and the files' own checksums only, so a
 truncated JPEG can still surface at load time as a ``DataError``. ``"auto"`` picks ``"ram"`` when
-the decoded tensors take less than ``CACHE_BUDGET`` bytes.
+the decoded tensors fit in the memory available (:mod:`learnkit.data.memory`: ``MemAvailable`` and
+a cgroup limit, less a headroom, shared by the run's processes); ``"ram"`` that cannot fit is
+refused before anything is decoded.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from learnkit.data.images import check_image, load_image, load_mask
 from learnkit.errors import DataError, UsageError
 
 CacheMode = Literal["auto", "ram", "none"]
-CACHE_BUDGET = 2 * 1024**3
-"""``cache="auto"`` keeps decoded images in RAM below this many bytes."""
+CACHE_BUDGET = None
+"""``cache="auto"``'s default budget: None, the memory available now (:mod:`learnkit.data.memory`)."""
 
 NO_LABEL = -1
 """The target of an unlabelled item (a test set)."""
@@ -39,13 +41,34 @@ class SkippedImagesWarning(UserWarning):
     """Some images of a data set could not be read and were left out."""
 
 
-def resolve_cache(cache: str, n_bytes: int, budget: int = CACHE_BUDGET) -> str:
-    """``"ram"`` or ``"none"`` for a cache setting and the decoded size of the data set."""
+def resolve_cache(cache: str, n_bytes: int, budget: int | None = CACHE_BUDGET, *, what: str = "") -> str:
+    """``"ram"`` or ``"none"`` for a cache setting and the decoded size of the data set.
+
+    ``budget``: the bytes the cache may take; None: :func:`learnkit.data.memory.cache_budget` (the
+    available memory less a headroom, shared by the run's processes on this machine). ``auto``
+    caches what fits; ``ram`` that cannot fit is a :class:`DataError` naming the sizes (before
+    anything is decoded). ``what`` describes the images for that message (``"2,006 images at 2048
+    px"``).
+    """
+    from learnkit.data.memory import HEADROOM, available_memory, cache_budget, gib, local_processes
+
     if cache not in ("auto", "ram", "none"):
         raise UsageError(f"cache must be one of auto, ram, none; got {cache!r}")
+    if cache == "none":
+        return cache
+    limit = cache_budget() if budget is None else budget
+    if limit is None or n_bytes <= limit:
+        return "ram"
     if cache == "auto":
-        return "ram" if n_bytes < budget else "none"
-    return cache
+        return "none"
+    procs = local_processes()
+    each = f" in each of {procs} processes" if procs > 1 else ""
+    have = available_memory() if budget is None else None
+    room = f" ({gib(have)} available, {HEADROOM:.0%} kept free)" if have is not None else ""
+    raise DataError(
+        f"--cache ram: the decoded images{' (' + what + ')' if what else ''} take {gib(n_bytes)}{each}, "
+        f"more than the {gib(limit)} a cache may use{room}; use --cache none or auto, or a smaller --size"
+    )
 
 
 def _map(fn: Callable, items: Sequence) -> list:
@@ -68,7 +91,7 @@ class ImageDataset(Dataset):
         masks: a mask file per image (segmentation): items are then ``(image, long mask H x W)``.
         n_codes: the number of segmentation classes; mask values must be below it.
         cache: ``"auto"``, ``"ram"`` or ``"none"`` (see the module docstring).
-        budget: the byte budget of ``cache="auto"``.
+        budget: the bytes the cache may take (None: the memory available, see :func:`resolve_cache`).
 
     Items are ``(x, y)`` with ``y`` a long scalar (the label, or ``NO_LABEL``) or a long mask.
     After the build, ``paths``, ``labels`` and ``mask_paths`` hold what was kept and ``skipped``
@@ -90,7 +113,7 @@ class ImageDataset(Dataset):
         masks: Sequence[str | Path] | None = None,
         n_codes: int | None = None,
         cache: CacheMode = "auto",
-        budget: int = CACHE_BUDGET,
+        budget: int | None = CACHE_BUDGET,
     ) -> None:
         self.size = int(size)
         if self.size < 1:

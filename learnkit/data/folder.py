@@ -23,19 +23,35 @@ from learnkit.data.augment import IMAGENET_STATS, PRESETS, Augment, AugmentSetti
 from learnkit.data.bunch import DataBunch, default_device
 from learnkit.data.checks import check_enough_classes, check_split
 from learnkit.data.dataset import ImageDataset, resolve_cache
-from learnkit.data.images import is_image_file
+from learnkit.data.images import IMAGE_EXTENSIONS
 from learnkit.data.loader import DeviceDataLoader
 from learnkit.data.sampler import EpochSampler, mix_seed
 from learnkit.errors import DataError, UsageError
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (any depth), sorted, hidden ones left out."""
-    return sorted(p for p in folder.rglob("*") if is_image_file(p) and not _hidden(p, folder))
-
-
-def _hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
+    """Image files under ``folder`` (any depth, symlinked folders not followed, as ``rglob``),
+    sorted, hidden ones (or in hidden folders) left out; read with ``os.scandir`` (a file's type
+    comes with its name, so 40k files list in a fraction of ``rglob``'s time)."""
+    found: list[Path] = []
+    stack = [str(folder)]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir():
+                    if not entry.is_symlink():
+                        stack.append(entry.path)
+                elif entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
+                    found.append(Path(entry.path))
+            except OSError:
+                continue
+    return sorted(found)
 
 
 def require_dir(path: Path, what: str = "data folder") -> Path:
@@ -303,7 +319,8 @@ class ImageDataBunch(DataBunch):
                 valid_what=f"--valid-pct {valid_pct:g}, seed {seed}",
                 split=True,
             )
-        mode = resolve_cache(cache, 3 * size * size * (len(train_paths) + len(valid_paths)))
+        n_images = len(train_paths) + len(valid_paths)
+        mode = resolve_cache(cache, 3 * size * size * n_images, what=f"{n_images:,} images at {size} px")
         train_ds = ImageDataset(train_paths, train_labels, size, cache=mode)
         valid_ds = ImageDataset(valid_paths, valid_labels, size, cache=mode)
         return cls._classifier(
@@ -398,7 +415,8 @@ class ImageDataBunch(DataBunch):
             ys = [labels[i] if multi else labels[i][0] for i in idx]
             return ImageDataset([table.files[i] for i in idx], ys, size, cache=mode, n_classes=n_classes)
 
-        mode = resolve_cache(cache, 3 * size * size * len(labels))
+        what = f"{len(labels):,} images at {size} px"
+        mode = resolve_cache(cache, 3 * size * size * len(labels), what=what)
         train_ds, valid_ds = dataset(train_idx, mode), dataset(valid_idx, mode)
         return cls._classifier(
             train_ds, valid_ds, names, size=size, bs=bs, seed=seed, num_workers=num_workers, augment=augment,

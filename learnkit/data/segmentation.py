@@ -107,7 +107,8 @@ class SegmentationDataBunch(DataBunch):
         train_idx, valid_idx = split_by_pct(len(image_paths), valid_pct, seed)
         if not valid_idx or not train_idx:
             raise DataError(f"too few images in {image_dir} to split off a validation set")
-        mode = resolve_cache(cache, 4 * size * size * len(image_paths))
+        what = f"{len(image_paths):,} images and masks at {size} px"
+        mode = resolve_cache(cache, 4 * size * size * len(image_paths), what=what)
 
         def dataset(idx: list[int]) -> ImageDataset:
             return ImageDataset(

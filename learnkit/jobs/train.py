@@ -52,13 +52,14 @@ def run(config: RunConfig, *, reporter: Any = None, command: Sequence[str] | Non
     from learnkit import distributed
     from learnkit.cpu_load import Probe
     from learnkit.data.samples import resolve_data
-    from learnkit.jobs.setup import check_memory, resolve_device, run_folder
+    from learnkit.jobs.setup import check_cache, check_memory, resolve_device, run_folder
 
     probe = Probe()  # the machine's load while the run starts picks the CPU thread count
     config.validate()
     dev = distributed.local_device(resolve_device(config.runtime.device))
-    check_memory(config.data.size, config.data.bs, dev)
     resolve_data(str(config.data.data))  # missing data is said before the run folder is touched
+    check_cache(config.data.data, config.data.size, config.data.cache, masks=config.model.unet is not None)
+    check_memory(config.data.size, config.data.bs, dev)
     with run_folder(config.checkpoint.path):  # one writer: the claim, config.yaml and the fit
         return _run_locked(config, dev, reporter, command, probe)
 
