@@ -412,19 +412,22 @@ class Learner:
         device: torch.device | str | int | None = None,
         strict: bool = True,
         with_opt: bool | None = None,
+        *,
+        reshard: bool = False,
     ) -> Learner:
         """Load weights (and, if present or asked, optimizer state and the run's position).
 
         ``device`` (fastai v1's argument: a device, its name, or a CUDA index) moves the model
         there first (``data.device`` by default: the model stays where it is); the optimizer state
-        follows its parameters.
+        follows its parameters. A position saved by another number of processes (DDP) is refused
+        unless ``reshard`` (see :func:`learnkit.persist.load_into`).
         """
         from learnkit.persist import load_into
 
         if device is not None:
             device = torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
             self.model.to(device)
-        load_into(self, name, strict, with_opt)
+        load_into(self, name, strict, with_opt, reshard=reshard)
         return self
 
     def __repr__(self) -> str:

@@ -136,6 +136,7 @@ def run_fit(
     save_best: bool = True,
     resume: str | None = None,
     init_from: str | None = None,
+    reshard: bool = False,
     command: Sequence[str] | None = None,
     check_nan_every: int | None = 50,
     loggers: Sequence[str] = ("csv",),
@@ -155,6 +156,8 @@ def run_fit(
         resume: continue the run saved in this checkpoint (weights, optimizer, position, RNG,
             history, callbacks' state).
         init_from: start a new run from this checkpoint's weights only.
+        reshard: let ``resume`` continue with another number of processes than the run saved
+            (the epoch's position re-planned, said in the result's ``note``); else that is refused.
         command: the command line that started the run, for the resume hint of an interruption.
         check_nan_every: how often (batches) the NaN guard synchronises to look at the loss.
         loggers: the trackers' names (``csv``, ``tensorboard`` or a plug-in's, see
@@ -182,8 +185,9 @@ def run_fit(
             learn.load(init_from, with_opt=False)
         resumed_at = None
         if resume is not None:
-            learn.load(resume, with_opt=True)
+            learn.load(resume, with_opt=True, reshard=reshard)
             resumed_at = run_position(learn)
+            resharded = getattr(learn, "resharded", None)
             if not check_resumable(learn, resume, epochs, schedule):
                 return {
                     **fit_result(learn, epochs),
@@ -201,10 +205,21 @@ def run_fit(
         result = fit_result(learn, epochs)
         if resumed_at is not None:
             result["resumed_from"] = {"epoch": resumed_at[0], "batch": resumed_at[1]}
+            if resharded:
+                result["note"] = reshard_note(resharded, resumed_at[0])
         return result
     finally:
         for cb in callbacks:
             learn.callbacks.remove(cb)
+
+
+def reshard_note(resharded: Sequence[int], epoch: int) -> str:
+    """What ``--reshard`` did: ``(saved processes, processes now, saved batch, new batch)``."""
+    saved, now, old, new = resharded
+    return (
+        f"resharded from {saved} to {now} processes: epoch {epoch + 1} resumed at batch {new} "
+        f"(batch {old} of {saved} processes); the run differs from one never interrupted"
+    )
 
 
 def fit_result(learn: Learner, epochs: int) -> dict[str, Any]:

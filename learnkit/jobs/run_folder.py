@@ -83,6 +83,19 @@ def check_same_run(saved: RunConfig, config: RunConfig) -> None:
         )
 
 
+def check_process_count(saved: RunConfig, world: int, reshard: bool = False) -> None:
+    """A UsageError when the run ``saved`` describes ran on another number of processes than
+    ``world`` (its position counts batches of its processes), unless ``reshard``: said before the
+    data is read (the checkpoint's own ``run.world_size`` is checked again when it is loaded)."""
+    was = saved.runtime.nproc or 1
+    if was != world and not reshard:
+        raise UsageError(
+            f"--resume: this run was trained by {was} process{'es' if was > 1 else ''} (nproc: {was} in "
+            f"config.yaml), this one has {world}: resume with --nproc {was}, or give --reshard to "
+            "re-plan the epoch for the new count (the run then differs from one never interrupted)"
+        )
+
+
 def write_config(config: RunConfig, path: str | Path | None = None) -> Path:
     """Write ``config`` (with the learnkit and torch versions) to ``PATH/config.yaml``, atomically."""
     import torch
@@ -98,4 +111,11 @@ def write_config(config: RunConfig, path: str | Path | None = None) -> Path:
     return file
 
 
-__all__ = ["check_same_run", "claim_run_folder", "run_files", "saved_config", "write_config"]
+__all__ = [
+    "check_process_count",
+    "check_same_run",
+    "claim_run_folder",
+    "run_files",
+    "saved_config",
+    "write_config",
+]

@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING, Any
 from learnkit.errors import RunInterrupted
 from learnkit.jobs.config import RunConfig, lr_value
 from learnkit.jobs.fitting import BEST, run_fit
-from learnkit.jobs.run_folder import check_same_run, claim_run_folder, saved_config, write_config
+from learnkit.jobs.run_folder import (
+    check_process_count,
+    check_same_run,
+    claim_run_folder,
+    saved_config,
+    write_config,
+)
 
 if TYPE_CHECKING:
     from learnkit.learner import Learner
@@ -79,8 +85,13 @@ def _run_locked(
     if saved is not None and config.runtime.seed is None:
         config = replace(config, runtime=replace(config.runtime, seed=saved.runtime.seed))
     config = config.with_seed()
+    world = distributed.env_world_size()
+    if world > 1 and config.runtime.nproc != world:  # recorded (torchrun's or --nproc's count)
+        config = replace(config, runtime=replace(config.runtime, nproc=world))
+    reshard = bool(getattr(config.checkpoint, "reshard", False))  # --reshard, where the schema has it
     if saved is not None:
         check_same_run(saved, config)
+        check_process_count(saved, world, reshard)
     joined = distributed.init_from_env(dev)
     ok = False
     try:
@@ -109,6 +120,7 @@ def _run_locked(
                 save_best=config.checkpoint.save_best,
                 resume=config.checkpoint.resume,
                 init_from=config.checkpoint.init_from,
+                reshard=reshard,
                 loggers=config.checkpoint.loggers,
                 command=command,
                 **(s.cycle_kwargs() if s.kind == "one_cycle" else {}),
