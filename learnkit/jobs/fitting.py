@@ -137,6 +137,7 @@ def run_fit(
     resume: str | None = None,
     init_from: str | None = None,
     reshard: bool = False,
+    sync_bn: bool = False,
     command: Sequence[str] | None = None,
     check_nan_every: int | None = 50,
     loggers: Sequence[str] = ("csv",),
@@ -158,6 +159,7 @@ def run_fit(
         init_from: start a new run from this checkpoint's weights only.
         reshard: let ``resume`` continue with another number of processes than the run saved
             (the epoch's position re-planned, said in the result's ``note``); else that is refused.
+        sync_bn: under DDP, BatchNorm statistics over every process's batch (SyncBatchNorm).
         command: the command line that started the run, for the resume hint of an interruption.
         check_nan_every: how often (batches) the NaN guard synchronises to look at the loss.
         loggers: the trackers' names (``csv``, ``tensorboard`` or a plug-in's, see
@@ -195,7 +197,7 @@ def run_fit(
                     f"(start a new run from its weights with --init-from {resume})",
                 }
         try:
-            _fit(learn, epochs, lr, wd, schedule, reporter, command, schedule_kwargs)
+            _fit(learn, epochs, lr, wd, schedule, reporter, command, schedule_kwargs, sync_bn)
         except OSError as exc:  # history.csv, a plot: the disk is full, read-only or gone
             reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
             where = exc.filename or learn.path
@@ -246,7 +248,15 @@ def _remove_stale_temp_files(learn: Learner) -> None:
 
 
 def _fit(
-    learn: Learner, epochs: int, lr: Any, wd: Any, schedule: str, reporter: Any, command, kwargs
+    learn: Learner,
+    epochs: int,
+    lr: Any,
+    wd: Any,
+    schedule: str,
+    reporter: Any,
+    command,
+    kwargs,
+    sync_bn: bool = False,
 ) -> None:
     from learnkit.callbacks.distributed import DistributedTrainer
     from learnkit.callbacks.progress import ProgressCallback
@@ -256,7 +266,7 @@ def _fit(
     remaining = epochs - learn.epoch
     with catch_signals() as stop:
         stopper = StopOnSignal(stop)
-        extra = [DistributedTrainer(learn), stopper]
+        extra = [DistributedTrainer(learn, sync_bn=sync_bn), stopper]
         if reporter is not None:
             extra.append(ProgressCallback(reporter))
         if schedule == "one_cycle":

@@ -17,17 +17,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from learnkit.errors import UsageError
-from learnkit.jobs import evaluate
-from learnkit.jobs.config import RunConfig
-from learnkit.jobs.train import run
-from learnkit.launch import (
+from learnkit.cli.launch import (
     _torchrun_options,
     normalize_args,
     torchrun_as_run,
     torchrun_command,
     without_nproc,
 )
+from learnkit.errors import UsageError
+from learnkit.jobs import evaluate
+from learnkit.jobs.config import RunConfig
+from learnkit.jobs.train import run
 
 from .conftest import cli_env, learnkit_exe
 
@@ -111,7 +111,7 @@ def test_resume_hint_repeats_the_torchrun_command(monkeypatch):
     assert _torchrun_options(typed) == typed[2:9]
     python_m = ["python", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "lk"]
     assert _torchrun_options(python_m) == ["--standalone", "--nproc-per-node", "2"]
-    import learnkit.launch as launch
+    import learnkit.cli.launch as launch
 
     monkeypatch.setattr(launch, "_parent_cmdline", lambda: typed)
     assert torchrun_as_run(["fit", "d", "--resume", "last"]) == [
