@@ -219,7 +219,7 @@ class ImageDataBunch(DataBunch):
         seed: int | None = 0,
         size: int = 64,
         bs: int = 64,
-        num_workers: int | None = 0,
+        num_workers: int | None = None,
         augment: bool | AugmentSettings = True,
         cache: str = "auto",
         device: torch.device | str | None = None,
@@ -243,7 +243,8 @@ class ImageDataBunch(DataBunch):
             bs: batch size (per process).
             num_workers: loader worker processes (``0``: load in this process; with the RAM
                 cache no decoding happens while training, so workers are rarely needed);
-                ``None``: :func:`auto_workers` (none with the RAM cache, else up to 4).
+                ``None`` (the default, as the command line): :func:`auto_workers` (none with
+                the RAM cache, else up to 4, kept between epochs).
             augment: train-time augmentation: settings (``AugmentConfig("fastai").settings()``),
                 ``True`` for the ``light`` preset (flip and small zoom), ``False`` for none.
             cache: ``"auto"``, ``"ram"`` or ``"none"``: keep decoded images in RAM.
@@ -367,7 +368,7 @@ class ImageDataBunch(DataBunch):
         seed: int | None = 0,
         size: int = 64,
         bs: int = 64,
-        num_workers: int | None = 0,
+        num_workers: int | None = None,
         augment: bool | AugmentSettings = True,
         cache: str = "auto",
         device: torch.device | str | None = None,

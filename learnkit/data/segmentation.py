@@ -69,7 +69,7 @@ class SegmentationDataBunch(DataBunch):
         bs: int = 16,
         valid_pct: float = 0.2,
         seed: int | None = 0,
-        num_workers: int | None = 0,
+        num_workers: int | None = None,
         augment: bool | AugmentSettings = True,
         cache: str = "auto",
         device: torch.device | str | None = None,
