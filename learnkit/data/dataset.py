@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from learnkit.data.images import check_image, load_image, load_mask
+from learnkit.data.shared_cache import SharedCache
 from learnkit.errors import DataError, UsageError
 
 CacheMode = Literal["auto", "ram", "none"]
@@ -50,7 +51,7 @@ def resolve_cache(cache: str, n_bytes: int, budget: int | None = CACHE_BUDGET, *
     anything is decoded). ``what`` describes the images for that message (``"2,006 images at 2048
     px"``).
     """
-    from learnkit.data.memory import HEADROOM, available_memory, cache_budget, gib, local_processes
+    from learnkit.data.memory import HEADROOM, available_memory, cache_budget, cache_copies, gib
 
     if cache not in ("auto", "ram", "none"):
         raise UsageError(f"cache must be one of auto, ram, none; got {cache!r}")
@@ -61,7 +62,7 @@ def resolve_cache(cache: str, n_bytes: int, budget: int | None = CACHE_BUDGET, *
         return "ram"
     if cache == "auto":
         return "none"
-    procs = local_processes()
+    procs = cache_copies() if budget is None else 1
     each = f" in each of {procs} processes" if procs > 1 else ""
     have = available_memory() if budget is None else None
     room = f" ({gib(have)} available, {HEADROOM:.0%} kept free)" if have is not None else ""
@@ -146,8 +147,13 @@ class ImageDataset(Dataset):
         """Check (and with the RAM cache, decode) every item; return the indices kept."""
         n, size = len(paths), self.size
         ram = self.cache == "ram"
-        # filled in place, so the peak memory is the cache itself, not a list of tensors plus a copy
-        self._x = torch.empty(n, 3, size, size, dtype=torch.uint8) if ram else None
+        # filled in place, so the peak memory is the cache itself, not a list of tensors plus a copy;
+        # several processes of a run on this machine share one copy (learnkit.data.shared_cache)
+        shared = SharedCache.open((n, 3, size, size)) if ram and masks is None else None
+        if shared is not None:
+            self._x = shared.tensor
+        else:
+            self._x = torch.empty(n, 3, size, size, dtype=torch.uint8) if ram else None
         self._m = torch.empty(n, size, size, dtype=torch.uint8) if ram and masks is not None else None
 
         def read(i: int) -> str | None:
@@ -164,7 +170,10 @@ class ImageDataset(Dataset):
                 return str(exc)
             return None
 
-        problems = _map(read, range(n))
+        if shared is None:
+            problems = _map(read, range(n))
+        else:  # local rank 0 decodes, the others read its problems; every rank keeps the same
+            problems = shared.publish(_map(read, range(n)) if shared.is_writer else [])
         keep = [i for i in range(n) if problems[i] is None]
         self.skipped = [(paths[i], problems[i]) for i in range(n) if problems[i] is not None]
         if not keep:

@@ -68,13 +68,21 @@ def local_processes() -> int:
         return 1
 
 
+def cache_copies() -> int:
+    """The copies of a RAM cache the run's processes on this machine hold: one when they share it
+    (:mod:`learnkit.data.shared_cache`, ``/dev/shm``), else one per process."""
+    from learnkit.data.shared_cache import sharing_possible
+
+    return 1 if sharing_possible() else local_processes()
+
+
 def cache_budget(processes: int | None = None) -> int | None:
-    """The bytes one process's cache may take: the available memory less :data:`HEADROOM`, shared
-    by ``processes`` (default :func:`local_processes`); None when the memory cannot be read."""
+    """The bytes one cache may take: the available memory less :data:`HEADROOM`, divided by the
+    copies held (``processes``, default :func:`cache_copies`); None when the memory cannot be read."""
     have = available_memory()
     if have is None:
         return None
-    return int(have * (1 - HEADROOM)) // (processes or local_processes())
+    return int(have * (1 - HEADROOM)) // (processes or cache_copies())
 
 
 def gib(n_bytes: float) -> str:
