@@ -141,7 +141,7 @@ def bench_loader(root: Path, size: int, bs: int, workers: int, rounds: int) -> d
     }
 
 
-def bench_listing(src: Path, counts: list[int], rounds: int) -> list[dict]:
+def bench_listing(src: Path, counts: list[int], rounds: int, first_max: int) -> list[dict]:
     from torchvision.datasets import ImageFolder
 
     from learnkit.data.folder import list_images
@@ -158,10 +158,12 @@ def bench_listing(src: Path, counts: list[int], rounds: int) -> list[dict]:
         ours, theirs = _median_pair(
             rounds, lambda r=root: list_images(r / "train"), lambda r=root: ImageFolder(str(r / "train"))
         )
-        start = time.perf_counter()
-        bunch = _lk_bunch_pct(root, 128)
-        next(iter(bunch.train_dl))
-        first = time.perf_counter() - start
+        first = None
+        if count <= first_max:  # listing + the scan-time check of every file + one batch
+            start = time.perf_counter()
+            bunch = _lk_bunch_pct(root, 128)
+            next(iter(bunch.train_dl))
+            first = time.perf_counter() - start
         out.append({"files": count, "list_images_s": ours, "imagefolder_s": theirs, "first_batch_s": first})
         shutil.rmtree(root)
     return out
@@ -184,6 +186,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="128,224")
     ap.add_argument("--listing", default="5000,20000,40000")
     ap.add_argument("--only", default="decode,loader,listing")
+    ap.add_argument("--first-batch-max", type=int, default=40000, help="time the first batch up to N files")
     ap.add_argument("--folder", default=None, help="reuse a generated folder")
     args = ap.parse_args()
     import torch
@@ -204,7 +207,8 @@ def main() -> None:
         for size in sizes:
             print("loader", bench_loader(root, size, args.bs, args.workers, args.rounds), flush=True)
     if "listing" in parts:
-        for row in bench_listing(root, [int(c) for c in args.listing.split(",")], args.rounds):
+        counts = [int(c) for c in args.listing.split(",")]
+        for row in bench_listing(root, counts, args.rounds, args.first_batch_max):
             print("listing", row, flush=True)
 
 
