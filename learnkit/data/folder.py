@@ -29,29 +29,42 @@ from learnkit.data.sampler import EpochSampler, mix_seed
 from learnkit.errors import DataError, UsageError
 
 
+_SUFFIXES = tuple(sorted(IMAGE_EXTENSIONS))
+
+
 def list_images(folder: Path) -> list[Path]:
     """Image files under ``folder`` (any depth, symlinked folders not followed, as ``rglob``),
     sorted, hidden ones (or in hidden folders) left out; read with ``os.scandir`` (a file's type
-    comes with its name, so 40k files list in a fraction of ``rglob``'s time)."""
-    found: list[Path] = []
-    stack = [str(folder)]
+    comes with its name), each path made from its folder's (no text parsing per file)."""
+    found: list[tuple[str, Path, str]] = []
+    stack = [Path(folder)]
     while stack:
+        here = stack.pop()
         try:
-            entries = list(os.scandir(stack.pop()))
+            with os.scandir(here) as it:
+                entries = list(it)
         except OSError:
             continue
         for entry in entries:
-            if entry.name.startswith("."):
+            name = entry.name
+            if name[0] == ".":
                 continue
             try:
                 if entry.is_dir():
                     if not entry.is_symlink():
-                        stack.append(entry.path)
-                elif entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
-                    found.append(Path(entry.path))
+                        stack.append(_child(here, name))
+                elif name.lower().endswith(_SUFFIXES) and entry.is_file():
+                    found.append((entry.path.replace(os.sep, "\0"), here, name))
             except OSError:
                 continue
-    return sorted(found)
+    found.sort()  # separators as NUL: the order of sorted(Path(...)), part by part
+    return [_child(here, name) for _, here, name in found]
+
+
+def _child(parent: Path, name: str) -> Path:
+    """``parent / name`` for a plain name, without pathlib parsing it (the listing's hot path)."""
+    make = getattr(parent, "_make_child_relpath", None)  # CPython's own, used by Path.glob
+    return make(name) if make is not None else parent / name
 
 
 def require_dir(path: Path, what: str = "data folder") -> Path:
