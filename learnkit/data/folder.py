@@ -28,7 +28,6 @@ from learnkit.data.loader import DeviceDataLoader
 from learnkit.data.sampler import EpochSampler, mix_seed
 from learnkit.errors import DataError, UsageError
 
-
 _SUFFIXES = tuple(sorted(IMAGE_EXTENSIONS))
 
 
