@@ -240,6 +240,13 @@ def get(name: str) -> ArchEntry:
     return entry
 
 
+def _eager_or_reached(name: str, pattern: str) -> bool:
+    """An entry registered eagerly, or one a family made on first use (kept in the entries) whose
+    family ``pattern`` reaches: a bare ``*`` stays the eager zoo however many were used."""
+    family = _family_of(name)
+    return family is None or family.reached_by(pattern)
+
+
 def missing_extra(pattern: str) -> str | None:
     """For a name or pattern inside a family of one of learnkit's extras (``timm/*``) whose plugin
     is not loaded: what to install, as a sentence; None otherwise."""
@@ -257,7 +264,7 @@ def complete(incomplete: str) -> list[str]:
     eager archs, a lazy family's prefix (``timm/``) while ``incomplete`` is shorter, and the
     family's names once it is typed (from the family's listing: nothing is built)."""
     _load_plugins()
-    found = [name for name in _entries if name.startswith(incomplete)]
+    found = [n for n in _entries if n.startswith(incomplete) and _family_of(n) is None]
     for prefix, family in list(_families.items()):
         if incomplete.startswith(prefix):
             found += [n for n in family.list_names() if n.startswith(incomplete)]
@@ -273,7 +280,7 @@ def names(pattern: str = "*") -> list[str]:
     family (``timm/*``), not for a bare ``*``.
     """
     _load_plugins()
-    found = set(fnmatch.filter(_entries, pattern))
+    found = {n for n in fnmatch.filter(_entries, pattern) if _eager_or_reached(n, pattern)}
     for family in list(_families.values()):
         if family.reached_by(pattern):
             found.update(fnmatch.filter(family.list_names(), pattern))

@@ -16,9 +16,20 @@ GiB = 2**30
 
 @pytest.fixture
 def four_gib(monkeypatch):
+    from learnkit.data import shared_cache
+
     monkeypatch.setattr(memory, "mem_available", lambda: 8 * GiB)
     monkeypatch.setattr(memory, "cgroup_room", lambda: 4 * GiB)  # the container is the limit
+    monkeypatch.setattr(shared_cache, "sharing_possible", lambda: False)  # a copy per process
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+
+
+def test_processes_sharing_the_cache_count_one_copy(four_gib, monkeypatch):
+    from learnkit.data import shared_cache
+
+    monkeypatch.setattr(shared_cache, "sharing_possible", lambda: True)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert memory.cache_copies() == 1 and memory.cache_budget() == 3 * GiB
 
 
 def test_budget_is_the_smaller_room_less_headroom_shared_by_processes(four_gib, monkeypatch):
