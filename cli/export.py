@@ -5,8 +5,9 @@ from typing import Annotated
 
 import typer
 
-from .options import JsonOpt, ModelOpt, PathOpt
+from .options import JsonOpt
 from .render import make_console, render_result
+from .runs import RunModelOpt, RunPathOpt, locate
 from .trust_size import TrustSizeOpt, apply_trust_size
 
 FormatOpt = Annotated[
@@ -27,9 +28,9 @@ OutOpt = Annotated[
 
 
 def export(
-    model: ModelOpt,
+    model: RunModelOpt,
     fmt: FormatOpt = "onnx",
-    path: PathOpt = ".",
+    path: RunPathOpt = None,
     out: OutOpt = None,
     as_json: JsonOpt = False,
     trust_size: TrustSizeOpt = False,
@@ -39,6 +40,7 @@ def export(
 
     apply_trust_size(trust_size)
 
+    model, path = locate(model, path)
     result = export_checkpoint(model, path=path, fmt=fmt, out=out).to_dict()
     print(
         f"max |exported - pytorch| {result['max_diff']:.2e} on a batch of {result['checked_batch']}",

@@ -1,5 +1,6 @@
 """``learnkit lr-find``: the LR range test; prints the suggested learning rates and the plot's path."""
 
+import sys
 from typing import Annotated
 
 import typer
@@ -11,7 +12,6 @@ from .options import (
     DataArg,
     DeviceOpt,
     JsonOpt,
-    PathOpt,
     PrecisionOpt,
     PretrainedOpt,
     SeedOpt,
@@ -30,7 +30,16 @@ def lr_find(
     arch: ArchOpt,
     start_lr: Annotated[float, typer.Option("--start-lr", help="First lr (> 0).")] = 1e-7,
     end_lr: Annotated[float, typer.Option("--end-lr", help="Last lr (> start lr).")] = 10.0,
-    num_it: Annotated[int, typer.Option("--num-it", min=2, help="Iterations of the test.")] = 100,
+    num_it: Annotated[
+        int | None,
+        typer.Option(
+            "--num-it",
+            min=2,
+            help="Iterations (training batches) of the test; default: about 2 epochs of the training set, "
+            "30 to 100 (each costs one training step; it stops early once the loss passes 4x its best).",
+            show_default=False,
+        ),
+    ] = None,
     stop_div: Annotated[
         bool, typer.Option("--stop-div/--no-stop-div", help="Stop when the loss diverges.")
     ] = True,
@@ -38,7 +47,16 @@ def lr_find(
     bs: BsOpt = 64,
     size: SizeOpt = 64,
     seed: SeedOpt = None,
-    path: PathOpt = ".",
+    path: Annotated[
+        str | None,
+        typer.Option(
+            "--path",
+            metavar="DIR",
+            help="Folder for plots/lr_find.png (default: a new runs/lr-find/N).",
+            show_default=False,
+            rich_help_panel="Checkpoints",
+        ),
+    ] = None,
     workers: WorkersOpt = 0,
     device: DeviceOpt = "auto",
     valid_pct: ValidPctOpt = None,
@@ -51,6 +69,10 @@ def lr_find(
     The model is put back as it was: no checkpoint is written or changed.
     """
     from learnkit.jobs.lr_find import lr_find as run_lr_find
+    from learnkit.jobs.runs import new_run_path
+
+    if path is None:
+        path = str(new_run_path("lr-find"))
 
     with make_lr_find_reporter(global_options(ctx), num_it) as reporter:
         result = run_lr_find(
@@ -72,4 +94,6 @@ def lr_find(
             pretrained=pretrained,
             reporter=reporter,
         )
-    render_result(result, make_console(), as_json=as_json)
+    if result.get("plot") and not global_options(ctx).quiet:
+        print(f"plot: {result['plot']}", file=sys.stderr, flush=True)
+    render_result(result, make_console(), as_json=as_json, skip=() if as_json else ("plot",))

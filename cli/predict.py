@@ -17,9 +17,10 @@ from rich.console import Console
 from learnkit.errors import DataError, UsageError
 
 from .context import global_options
-from .options import BsOpt, DeviceOpt, JsonOpt, ModelOpt, PathOpt
+from .options import BsOpt, DeviceOpt, JsonOpt
 from .progress import interactive, track_rows
 from .render import escape_controls, format_value, make_console, print_json, render_rows
+from .runs import RunModelOpt, RunPathOpt, locate
 from .trust_size import TrustSizeOpt, apply_trust_size
 
 ItemsArg = Annotated[
@@ -51,8 +52,8 @@ OverlayOpt = Annotated[
 def predict(
     ctx: typer.Context,
     items: ItemsArg,
-    model: ModelOpt,
-    path: PathOpt = ".",
+    model: RunModelOpt,
+    path: RunPathOpt = None,
     topk: TopkOpt = 1,
     as_json: JsonOpt = False,
     as_csv: CsvOpt = False,
@@ -71,15 +72,26 @@ def predict(
 
     if as_json and as_csv:
         raise UsageError("--json and --csv: choose one")
+    model, path = locate(model, path)
     run = predict_files(
         items, model, path=path, bs=bs, topk=topk, tta=tta, device=device, out=out, overlay=overlay, null=null
     )
     fmt = "json" if as_json else "csv" if as_csv else "text"
     stdout = make_console()
-    rows = track_rows(run.rows, _bar_console(ctx, stdout, streaming=fmt != "text"))
+    bar = _bar_console(ctx, stdout, streaming=fmt != "text")
+    rows = track_rows(run.rows, bar, total=_known_count(items) if bar is not None else None)
     total, failed = render_predictions(rows, stdout, fmt, run.task, run.topk)
     if failed:
         raise DataError(f"{failed} of {total} images could not be read")
+
+
+def _known_count(items: list[str]) -> int | None:
+    """How many images the items name, when that is known ahead (not for ``-``, read as it comes)."""
+    if "-" in items:
+        return None
+    from learnkit.inference import expand_items
+
+    return sum(1 for _ in expand_items(items))
 
 
 def _bar_console(ctx: typer.Context, stdout: Console, *, streaming: bool) -> Console | None:

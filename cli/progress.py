@@ -18,7 +18,10 @@ from rich.console import Console
 from .context import GlobalOptions
 from .render import format_value, make_console
 
-_MIN_WIDTH = 10  # a column is at least this wide, so rows line up without knowing values ahead
+_MIN_WIDTH = 8  # a column is at least this wide (a 6-decimal value), so rows line up unseen
+_WIDTHS = {"epoch": 5, "time": 7, "lr": 9}  # columns whose values are known to be this wide at most
+_SHORT = {"pixel_accuracy": "pixel_acc", "accuracy_thresh": "acc_thresh"}  # headers kept to 10 wide
+TABLE_LEFT_OUT = ("mom",)  # in history.csv and plots/lr.png; left out so a row fits 80 columns
 
 
 def format_time(seconds: Any) -> str:
@@ -41,6 +44,11 @@ def format_cell(name: str, value: Any) -> str:
     return format_value(value)
 
 
+def short_name(name: str) -> str:
+    """A column's header: the name, shortened past 10 characters (``pixel_accuracy``: ``pixel_acc``)."""
+    return _SHORT.get(name, name if len(name) <= 10 else name[:10])
+
+
 class EpochTable:
     """Prints the per-epoch rows under one header, each column padded to a fixed width."""
 
@@ -49,11 +57,12 @@ class EpochTable:
         self.columns: list[str] = []
 
     def header(self, columns: Sequence[str]) -> None:
-        """Print the header line (once)."""
+        """Print the header line (once); long metric names are shortened (``pixel_acc``) and
+        ``mom`` is left out, so a U-Net's row fits an 80-column terminal."""
         if self.columns:
             return
-        self.columns = list(columns)
-        self._line(self.columns, style="bold")
+        self.columns = [c for c in columns if c not in TABLE_LEFT_OUT]
+        self._line([short_name(c) for c in self.columns], style="bold")
 
     def row(self, row: Mapping[str, Any]) -> None:
         """Print one epoch's row, adding the header first if it was not printed yet."""
@@ -61,7 +70,7 @@ class EpochTable:
         self._line([format_cell(name, row.get(name)) for name in self.columns])
 
     def _line(self, cells: Sequence[str], style: str | None = None) -> None:
-        widths = [max(len(name), _MIN_WIDTH) for name in self.columns]
+        widths = [_WIDTHS.get(name, max(len(short_name(name)), _MIN_WIDTH)) for name in self.columns]
         text = "  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
         if self.console.is_terminal:
             self.console.print(text, style=style, markup=False, highlight=False)
@@ -103,19 +112,34 @@ class Reporter:
         progress: the stderr console for progress, or ``None`` for no progress at all.
         live: draw a live bar on ``progress`` (interactive terminals only); otherwise print one
             plain line per epoch there.
+        stderr: where :meth:`note` lines go (what the run learns from), or ``None`` (``--quiet``).
 
     The live bar of an epoch shows the running smoothed loss; it is taken down (cleared) before
     the epoch's row prints, so a row never lands on the bar's line -- not even when stdout goes
     through ``| tee`` to the same terminal.
     """
 
-    def __init__(self, table: Console | None, progress: Console | None, *, live: bool = False) -> None:
+    def __init__(
+        self,
+        table: Console | None,
+        progress: Console | None,
+        *,
+        live: bool = False,
+        stderr: Console | None = None,
+    ) -> None:
+        self.stderr = stderr  # where notes go (None: --quiet)
         self.table = EpochTable(table) if table is not None else None
         self.progress = progress
         self.live = live and progress is not None
         self.n_epochs = 0
         self._bar: Any = None  # a rich Progress while a live bar is up
         self._task: Any = None
+        self._valid: Any = None  # the validation line of the live bar
+
+    def note(self, text: str) -> None:
+        """A line about the run (what it learns from) on stderr, unless ``--quiet``."""
+        if self.stderr is not None:
+            self.stderr.out(text, highlight=False)
 
     def fit_start(self, n_epochs: int, names: Sequence[str] = ()) -> None:
         """The fit begins: ``n_epochs`` epochs; ``names`` are the table's columns when known."""
@@ -129,7 +153,7 @@ class Reporter:
             return
         self._take_down()
         self._bar = _live_bar(self.progress, "{task.fields[loss]}")
-        label = f"epoch {epoch + 1}/{self.n_epochs}" if self.n_epochs else f"epoch {epoch + 1}"
+        label = epoch_label(epoch, self.n_epochs)
         self._task = self._bar.add_task(label, total=n_batches, loss="")
         self._bar.start()
 
@@ -139,6 +163,16 @@ class Reporter:
         if self._bar is not None and self._task is not None:
             fields = {"loss": _fmt_loss(loss)} if loss is not None else {}
             self._bar.update(self._task, completed=i + 1, **fields)
+
+    def validate_start(self, n_batches: int | None) -> None:
+        """The epoch's validation begins: a second line on the live bar counts its batches."""
+        if self._bar is not None:
+            self._valid = self._bar.add_task("  validation", total=n_batches, loss="")
+
+    def valid_batch_end(self, i: int) -> None:
+        """Validation batch ``i`` (from 0) is done."""
+        if self._bar is not None and self._valid is not None:
+            self._bar.update(self._valid, completed=i + 1)
 
     def epoch_end(self, row: Mapping[str, Any]) -> None:
         """An epoch is done: clear the bar, print its row, and a plain progress line when there is
@@ -154,6 +188,7 @@ class Reporter:
             self._bar.stop()
             self._bar = None
             self._task = None
+            self._valid = None
 
     def fit_end(self) -> None:
         """The fit is over (or stopped): take the live bar down. Safe to call twice."""
@@ -176,13 +211,17 @@ class LrFindReporter:
         live: draw a live bar (interactive terminals only).
     """
 
-    def __init__(self, console: Console | None, num_it: int, *, live: bool = False) -> None:
-        self.console, self.num_it, self.live = console, num_it, live and console is not None
+    def __init__(self, console: Console | None, num_it: int | None, *, live: bool = False) -> None:
+        self.console, self.live = console, live and console is not None
         self.done = 0
-        self._every = max(1, num_it // 10)
+        self.set_total(num_it or 100)
         self._bar: Any = None
         self._task: Any = None
         self._last: tuple[float | None, float | None] = (None, None)
+
+    def set_total(self, num_it: int) -> None:
+        """The test's length, once it is known (chosen from the data set's size)."""
+        self.num_it, self._every = num_it, max(1, num_it // 10)
 
     def fit_start(self, n_epochs: int, names: Sequence[str] = ()) -> None:
         self.done = 0
@@ -220,10 +259,15 @@ class LrFindReporter:
         self.fit_end()
 
 
+def epoch_label(epoch: int, n_epochs: int = 0) -> str:
+    """``epoch 0 (of 3)``: numbered from 0 as the table, history.csv, the plots and the report."""
+    return f"epoch {epoch} (of {n_epochs})" if n_epochs else f"epoch {epoch}"
+
+
 def _epoch_line(row: Mapping[str, Any], n_epochs: int) -> str:
-    """One plain progress line: ``epoch 2/5  train_loss 0.412345  ...  time 00:03``."""
+    """One plain progress line: ``epoch 1 (of 5)  train_loss 0.412345  ...  time 00:03``."""
     epoch = row.get("epoch")
-    head = f"epoch {epoch + 1}/{n_epochs}" if isinstance(epoch, int) and n_epochs else f"epoch {epoch}"
+    head = epoch_label(epoch, n_epochs) if isinstance(epoch, int) else f"epoch {epoch}"
     rest = [f"{name} {format_cell(name, value)}" for name, value in row.items() if name != "epoch"]
     return "  ".join([head, *rest])
 
@@ -249,7 +293,7 @@ def make_reporter(options: GlobalOptions, *, as_json: bool) -> Reporter:
     progress = None if options.quiet else stderr
     if progress is not None and not live and (table is stderr or same):
         progress = None  # the rows already show each epoch in that stream
-    return Reporter(table, progress, live=live)
+    return Reporter(table, progress, live=live, stderr=None if options.quiet else stderr)
 
 
 def _same_file(a: Any, b: Any) -> bool:
@@ -261,7 +305,7 @@ def _same_file(a: Any, b: Any) -> bool:
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
-def make_lr_find_reporter(options: GlobalOptions, num_it: int) -> LrFindReporter:
+def make_lr_find_reporter(options: GlobalOptions, num_it: int | None) -> LrFindReporter:
     """The LR range test's progress on stderr: live on a terminal, plain lines otherwise."""
     stderr = make_console(stderr=True)
     if options.quiet:

@@ -8,7 +8,14 @@ from .options import BsOpt, DeviceOpt, JsonOpt
 from .render import make_console, render_result
 from .trust_size import TrustSizeOpt, apply_trust_size
 
-RunArg = Annotated[str, typer.Argument(metavar="PATH", help="The run folder (the --path of the fit).")]
+RunArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="[PATH]",
+        help="The run folder (default: here if it holds a run, else the latest run under runs/).",
+        show_default=False,
+    ),
+]
 ReportModelOpt = Annotated[
     str | None,
     typer.Option("--model", help="The checkpoint to describe (default: best, else last)."),
@@ -26,8 +33,26 @@ OutOpt = Annotated[
 ]
 
 
+def current_run() -> str:
+    """The run a report without PATH describes: the current folder when it holds a run, else the
+    latest under runs/ (said on stderr)."""
+    import sys
+
+    from learnkit.errors import CheckpointError
+    from learnkit.jobs.run_folder import run_files
+    from learnkit.jobs.runs import RUNS, latest_run
+
+    if run_files("."):
+        return "."
+    run = latest_run()
+    if run is None:
+        raise CheckpointError(f"no run here and none under {RUNS}/: give the run folder, learnkit report RUN")
+    print(f"note: using the latest run: {run}", file=sys.stderr, flush=True)
+    return str(run)
+
+
 def report(
-    path: RunArg,
+    path: RunArg = None,
     model: ReportModelOpt = None,
     data: ReportDataOpt = None,
     out: OutOpt = None,
@@ -41,6 +66,8 @@ def report(
 
     apply_trust_size(trust_size)
 
+    if path is None:
+        path = current_run()
     result = write_report(path, model=model, data=data, out=out, bs=bs, device=device)
     row = {
         "file": str(result.file),

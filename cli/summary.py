@@ -4,8 +4,9 @@ from typing import Annotated
 
 import typer
 
-from .options import JsonOpt, PathOpt, SizeOpt, complete_arch, complete_model
+from .options import JsonOpt, SizeOpt, complete_arch
 from .render import make_console, render_result
+from .runs import RunPathOpt, complete_model, locate
 from .trust_size import TrustSizeOpt, apply_trust_size
 
 
@@ -16,12 +17,14 @@ def summary(
     model: Annotated[
         str | None,
         typer.Option(
-            "--model", help="A checkpoint name under PATH/models, or a file.", autocompletion=complete_model
+            "--model",
+            help="A checkpoint: a name under PATH/models, a run folder, RUN/models/NAME, or a file.",
+            autocompletion=complete_model,
         ),
     ] = None,
     n_out: Annotated[int, typer.Option("--n-out", min=1, help="Outputs of the head (with --arch).")] = 10,
     size: SizeOpt = 64,
-    path: PathOpt = ".",
+    path: RunPathOpt = None,
     as_json: JsonOpt = False,
     trust_size: TrustSizeOpt = False,
 ) -> None:
@@ -30,6 +33,8 @@ def summary(
 
     apply_trust_size(trust_size)
 
+    if model is not None:
+        model, path = locate(model, path)
     result = info.summary(arch=arch, model=model, n_out=n_out, size=size, path=path)
     console = make_console()
     if as_json:

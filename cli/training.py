@@ -91,29 +91,49 @@ def build_config(ctx: typer.Context, command: str) -> Any:
     """The effective RunConfig of a training command: its defaults < the ``--config`` file (or the
     run's saved ``config.yaml`` for a ``--resume``) < the options typed on the command line, checked
     once. The seed is drawn here when no layer gives one (not for a resume, which keeps its run's)."""
-    from learnkit.jobs.config import RunConfig, default_for, read_config_file, schema
+    from learnkit.jobs.config import RunConfig, read_config_file, schema
+    from learnkit.jobs.run_folder import replay_note
 
     options = schema(command)
     given = {k: v for k, v in ctx.params.items() if k in options and typed_in(ctx, k)}
     base_file = ctx.params.get("config")
+    if given.get("resume") is not None and given.get("path") is None:
+        given["path"] = resumed_run(given["resume"], command)  # the latest run, said on stderr
     if base_file is None and given.get("resume") is not None:
-        path = given.get("path", default_for(options["path"][1], command))
-        saved = Path(path) / "config.yaml"
+        saved = Path(given["path"]) / "config.yaml"
         base_file = saved if saved.is_file() else None
     base: dict[str, Any] = {}
     if base_file is not None:
         base = read_config_file(base_file)
+        note = replay_note(base) if ctx.params.get("config") is not None else None
+        if note:
+            print(f"note: {note}", file=sys.stderr, flush=True)
+        base.pop("segments", None)
         checkpoint = base.get("checkpoint")
         if isinstance(checkpoint, dict):  # how that run started, not how this one does
-            base["checkpoint"] = {
-                k: v for k, v in checkpoint.items() if k not in ("resume", "init_from", "exist_ok", "reshard")
-            }
+            left = ("resume", "init_from", "exist_ok", "reshard")
+            if ctx.params.get("config") is not None:
+                left += ("path", "name")  # a replay writes a new run folder unless told where
+            base["checkpoint"] = {k: v for k, v in checkpoint.items() if k not in left}
         runtime = base.get("runtime")
         if given.get("resume") is not None and isinstance(runtime, dict):
             # a resume runs on the processes asked now (one without --nproc); the run checks the count
             base["runtime"] = {k: v for k, v in runtime.items() if k != "nproc"}
     config = RunConfig.merge(command, base, given)
     return config if config.checkpoint.resume is not None else config.with_seed()
+
+
+def resumed_run(resume: str, command: str) -> str:
+    """The run folder a ``--resume`` without ``--path`` continues: the current folder when it is a
+    run folder, else the latest run of the command's kind under runs/ (said on stderr); a
+    checkpoint file's own run for ``--resume FILE``."""
+    from learnkit.jobs.runs import locate_model
+
+    task = "segmentation" if command == "unet" else "classification"
+    _, run, note = locate_model(resume, None, task=task)
+    if note:
+        print(f"note: {note}", file=sys.stderr, flush=True)
+    return str(run)
 
 
 def typed_in(ctx: typer.Context, name: str) -> bool:

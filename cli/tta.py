@@ -11,13 +11,12 @@ from .options import (
     DataArg,
     DeviceOpt,
     JsonOpt,
-    ModelOpt,
-    PathOpt,
     SeedOpt,
     ValidPctOpt,
     WorkersOpt,
 )
 from .render import make_console, print_json, print_note, render_result, render_rows
+from .runs import RunModelOpt, RunPathOpt, locate
 from .trust_size import TrustSizeOpt, apply_trust_size
 
 BetaOpt = Annotated[
@@ -38,8 +37,8 @@ FlipOpt = Annotated[
 
 def tta(
     data: DataArg,
-    model: ModelOpt,
-    path: PathOpt = ".",
+    model: RunModelOpt,
+    path: RunPathOpt = None,
     beta: BetaOpt = 0.4,
     scale: ScaleOpt = 1.35,
     flip: FlipOpt = None,
@@ -52,9 +51,11 @@ def tta(
     trust_size: TrustSizeOpt = False,
 ) -> None:
     """Validate checkpoint MODEL on DATA without and with TTA (the fit's own split by default)."""
+    from learnkit.jobs.runs import data_task
     from learnkit.jobs.tta import tta_scores
 
     apply_trust_size(trust_size)
+    model, path = locate(model, path, data_task(data))
 
     result = tta_scores(
         data, model, path=path, beta=beta, scale=scale, bs=bs, workers=workers, device=device,

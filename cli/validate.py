@@ -1,5 +1,6 @@
 """``learnkit validate``: a saved model's loss and metrics on DATA's validation set."""
 
+import sys
 from typing import Annotated
 
 import typer
@@ -9,13 +10,12 @@ from .options import (
     DataArg,
     DeviceOpt,
     JsonOpt,
-    ModelOpt,
-    PathOpt,
     SeedOpt,
     ValidPctOpt,
     WorkersOpt,
 )
 from .render import make_console, print_note, render_result
+from .runs import RunModelOpt, RunPathOpt, locate
 from .trust_size import TrustSizeOpt, apply_trust_size
 
 PlotsOpt = Annotated[
@@ -26,8 +26,8 @@ PlotsOpt = Annotated[
 
 def validate(
     data: DataArg,
-    model: ModelOpt,
-    path: PathOpt = ".",
+    model: RunModelOpt,
+    path: RunPathOpt = None,
     bs: BsOpt = 64,
     workers: WorkersOpt = 0,
     device: DeviceOpt = "auto",
@@ -39,9 +39,10 @@ def validate(
 ) -> None:
     """Validate checkpoint MODEL on DATA: loss and metrics, on the fit's own split by default."""
     from learnkit.jobs import evaluate
+    from learnkit.jobs.runs import data_task
 
     apply_trust_size(trust_size)
-
+    model, path = locate(model, path, data_task(data))
     result = evaluate.validate(
         data,
         model,
@@ -54,4 +55,6 @@ def validate(
         plots=plots,
     )
     print_note(result)
-    render_result(result, make_console(), as_json=as_json)
+    for plot in result.get("plots") or []:
+        print(f"plot: {plot}", file=sys.stderr, flush=True)
+    render_result(result, make_console(), as_json=as_json, skip=() if as_json else ("plots",))

@@ -176,13 +176,15 @@ class ClassificationInterpretation:
         ax.set_title(title)
         ax.set_xticks(range(c), self.classes, rotation=90)
         ax.set_yticks(range(c), self.classes)
-        if plot_txt and c <= 30:  # numbers in the cells while they still fit
+        if plot_txt and c <= 30:  # numbers in the cells while they still fit (counts shortened: 12.3k)
             top = float(cm.max()) if cm.numel() else 0.0
+            size = max(6.0, min(10.0, 80.0 / max(c, 1)))
             for i in range(c):
                 for j in range(c):
                     v = float(cm[i, j])
-                    text = f"{v:.{norm_dec}f}" if normalize else f"{int(v)}"
-                    ax.text(j, i, text, ha="center", va="center", color="white" if v > top / 2 else "black")
+                    text = f"{v:.{norm_dec}f}" if normalize else short_count(v)
+                    ax.text(j, i, text, ha="center", va="center", fontsize=size,
+                            color="white" if v > top / 2 else "black")  # fmt: skip
         ax.set_ylabel("Actual")
         ax.set_xlabel("Predicted")
         return finish_figure(fig, plots_dir(self.path) / f"{name}.png", dpi, return_fig)
@@ -220,6 +222,13 @@ class ClassificationInterpretation:
                 ax.axis("off")
         which = "largest" if largest else "smallest"
         fig.suptitle(f"image / true mask / predicted mask, {which} losses first", fontsize=10)
+        from matplotlib.patches import Patch
+
+        handles = [
+            Patch(facecolor=palette[k] / 255.0, edgecolor="#888", label=str(name))
+            for k, name in enumerate(self.classes[:n_classes])
+        ]
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
         return fig
 
     def plot_top_losses(
@@ -305,3 +314,20 @@ class ClassificationInterpretation:
         if acts.dim() != 4 or acts.shape[-1] < thresh:
             return None
         return acts[0].mean(0).float().cpu().numpy()
+
+
+def short_count(v: float) -> str:
+    """A count short enough for a confusion-matrix cell: ``950``, ``12.3k``, ``4.5M``.
+
+    Example:
+        >>> short_count(950), short_count(12345), short_count(4_500_000)
+        ('950', '12.3k', '4.5M')
+    """
+    n = abs(v)
+    if n < 1000:
+        return f"{int(v)}"
+    if n < 999_950:
+        return f"{v / 1e3:.1f}k" if n < 99_950 else f"{v / 1e3:.0f}k"
+    if n < 999_950_000:
+        return f"{v / 1e6:.1f}M" if n < 99_950_000 else f"{v / 1e6:.0f}M"
+    return f"{v:.2g}"

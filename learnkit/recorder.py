@@ -260,17 +260,29 @@ class Recorder(LearnerCallback):
         name: str = "losses",
         figsize: tuple | None = None,
         dpi: int | None = None,
+        best_epoch: int | None = None,
     ) -> Any:
         """Training loss per batch and validation loss per epoch, leaving out the first
         ``skip_start`` and last ``skip_end`` batches; returns the PNG's path (the ``Figure`` with
-        ``return_fig``)."""
+        ``return_fig``).
+
+        ``best_epoch`` (0-based, as history.csv) is marked on the validation curve. The loss axis
+        is logarithmic when one value is over 10x the median (a spike would flatten the rest).
+        """
         its, losses, ends, val_losses = self.loss_points(skip_start, skip_end)
         fig, ax = new_figure(figsize=figsize or (6, 4), dpi=dpi)
         ax.plot(its, losses, label="train (smoothed)")
         if val_losses:
             ax.plot(ends, val_losses, marker="o", label="validation")
+            if best_epoch is not None and 0 <= best_epoch < len(val_losses) and len(ends) == len(val_losses):
+                ax.plot([ends[best_epoch]], [val_losses[best_epoch]], marker="*", markersize=14,
+                        linestyle="none", color="tab:red", label=f"best (epoch {best_epoch})")  # fmt: skip
+        if spiky([*losses, *val_losses]):
+            ax.set_yscale("log")
+            ax.set_ylabel("loss (log scale)")
+        else:
+            ax.set_ylabel("loss")
         ax.set_xlabel("batches processed")
-        ax.set_ylabel("loss")
         ax.legend()
         return finish_figure(fig, self._plot_path(name), dpi, return_fig)
 
@@ -310,9 +322,11 @@ class Recorder(LearnerCallback):
         name: str = "metrics",
         figsize: tuple | None = None,
         dpi: int | None = None,
+        best_epoch: int | None = None,
     ) -> Any:
-        """Each metric per epoch, one panel each, leaving out the first ``skip_start`` and last
-        ``skip_end`` epochs; returns the PNG's path (the ``Figure`` with ``return_fig``)."""
+        """Each metric per epoch, one panel each (``best_epoch`` marked), leaving out the first
+        ``skip_start`` and last ``skip_end`` epochs; returns the PNG's path (the ``Figure`` with
+        ``return_fig``)."""
         if not self.metrics:
             from learnkit.errors import UsageError
 
@@ -323,6 +337,11 @@ class Recorder(LearnerCallback):
             values = [m[i] if m[i] is not None else math.nan for m in self.metrics]
             epochs = _trim(list(range(len(values))), skip_start, skip_end)
             axes[i][0].plot(epochs, _trim(values, skip_start, skip_end), marker="o")
+            if best_epoch is not None and best_epoch in epochs:
+                axes[i][0].axvline(
+                    best_epoch, color="tab:red", linestyle="--", label=f"best (epoch {best_epoch})"
+                )
+                axes[i][0].legend()
             axes[i][0].set_ylabel(metric)
         axes[-1][0].set_xlabel("epoch")
         return finish_figure(fig, self._plot_path(name), dpi, return_fig)
@@ -406,3 +425,12 @@ def add_metrics(last_metrics: list | None, mets: Any) -> list:
     from learnkit.core import listify
 
     return [*(last_metrics or []), *listify(mets)]
+
+
+def spiky(values: list[float], ratio: float = 10.0) -> bool:
+    """Whether a linear axis would flatten ``values``: all positive and the largest over ``ratio``
+    times the median (a log axis then shows them all)."""
+    finite = sorted(v for v in values if math.isfinite(v))
+    if len(finite) < 3 or finite[0] <= 0:
+        return False
+    return finite[-1] > ratio * finite[len(finite) // 2]

@@ -32,6 +32,7 @@ from typing import Any
 from learnkit.errors import CheckpointError, DataError, LearnkitError, UsageError
 
 REPORT_NAME = "report.html"
+NOT_METRICS = ("epoch", "train_loss", "valid_loss", "time", "lr", "mom")  # history.csv's other columns
 
 
 @dataclass
@@ -195,8 +196,17 @@ def _history_plots(report: Report) -> None:
             ax.plot(ends[: len(valid)], valid, "o-", label="valid (per epoch)")
         if not losses and rows:
             ax.plot(epochs, _floats(rows, "train_loss"), "o-", label="train (per epoch)")
+        best = _best_epoch(report)
+        if best is not None and valid and len(ends) >= len(valid) and 0 <= best < len(valid):
+            ax.plot(
+                [ends[best]], [valid[best]], "*", color="tab:red", markersize=14, label=f"best (epoch {best})"
+            )
         ax.set_xlabel("step" if losses else "epoch")
-        ax.set_ylabel("loss")
+        from learnkit.recorder import spiky
+
+        if spiky([*losses, *valid]):
+            ax.set_yscale("log")
+        ax.set_ylabel("loss (log scale)" if ax.get_yscale() == "log" else "loss")
         ax.legend()
         ax.set_title("Losses")
         report.plots["Losses"] = figure_uri(fig)
@@ -213,7 +223,7 @@ def _history_plots(report: Report) -> None:
         report.plots["Learning rate and momentum"] = figure_uri(fig)
     elif report.model is not None:
         report.notes.append("no optimizer file beside the checkpoint: no per-step loss/lr/momentum plots")
-    metrics = [k for k in (rows[0] if rows else {}) if k not in ("epoch", "train_loss", "valid_loss", "time")]
+    metrics = [k for k in (rows[0] if rows else {}) if k not in NOT_METRICS]
     if metrics:
         fig, ax = new_figure(figsize=(6, 3.4))
         for name in metrics:
@@ -222,6 +232,20 @@ def _history_plots(report: Report) -> None:
         ax.legend()
         ax.set_title("Metrics")
         report.plots["Metrics"] = figure_uri(fig)
+
+
+def _best_epoch(report: Report) -> int | None:
+    """The epoch of the best checkpoint (its metadata), when the run has one."""
+    if report.model is None:
+        return None
+    from learnkit.checkpoint import read_header, resolve_checkpoint
+
+    try:
+        _, meta = read_header(resolve_checkpoint("best", report.run))
+    except (CheckpointError, OSError):
+        return None
+    best = meta.get("best")
+    return best.get("epoch") if isinstance(best, dict) and isinstance(best.get("epoch"), int) else None
 
 
 def _recorder_state(report: Report) -> dict[str, Any]:

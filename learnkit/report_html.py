@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,15 +25,31 @@ def _esc(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
+def _number(number: float) -> str:
+    """4 decimals, or scientific notation for a small value (an lr of 3e-05 is not 0.0000)."""
+    if number != 0 and abs(number) < 1e-3:
+        return f"{number:.3e}"
+    return f"{number:.4f}"
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return _number(value)
     try:
         number = float(value)
     except (TypeError, ValueError):
         return _esc(value)
     text = str(value)
-    return _esc(f"{number:.4f}" if "." in text or "e" in text.lower() else text)
+    return _esc(_number(number) if "." in text or "e" in text.lower() else text)
+
+
+def best_text(best: Any) -> str | None:
+    """What made the checkpoint best, in words: ``epoch 3, valid_loss 0.0842``."""
+    if not isinstance(best, dict):
+        return None if best is None else str(best)
+    value = best.get("value")
+    shown = _number(value) if isinstance(value, int | float) else value
+    return f"epoch {best.get('epoch')}, {best.get('monitor')} {shown}"
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str], left: tuple[str, ...] = ()) -> str:
@@ -59,7 +74,8 @@ def _figure(title: str, uri: str) -> str:
 
 def render(report: Report) -> str:
     """The whole page for ``report``."""
-    parts = [f"<h1>learnkit run report: {_esc(report.run.name or report.run)}</h1>"]
+    name = report.run.resolve().name or str(report.run)  # "." is the folder's own name
+    parts = [f"<h1>learnkit run report: {_esc(name)}</h1>"]
     ck = report.checkpoint
     facts = {
         "run folder": str(report.run),
@@ -68,7 +84,7 @@ def render(report: Report) -> str:
         "task": ck.get("task"),
         "input size": ck.get("size"),
         "classes": ", ".join(map(str, ck.get("classes") or [])) or None,
-        "best": json.dumps(ck["best"]) if ck.get("best") else None,
+        "best": best_text(ck.get("best")),
         "validation data": report.data,
         "learnkit": ck.get("learnkit_version"),
     }
@@ -100,7 +116,7 @@ def render(report: Report) -> str:
     if report.notes:
         notes = "".join(f'<li class="note">{_esc(n)}</li>' for n in report.notes)
         parts.append(_section("Not shown", f"<ul>{notes}</ul>"))
-    title = f"learnkit report: {_esc(report.run.name)}"
+    title = f"learnkit report: {_esc(name)}"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{title}</title><style>{_CSS}</style></head>\n<body>\n"

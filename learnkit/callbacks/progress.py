@@ -5,7 +5,9 @@ A reporter is any object with ``fit_start(n_epochs, names)``, ``epoch_start(epoc
 Recorder's history row of the epoch (epoch, train_loss, valid_loss, each metric, time). ``loss``
 is the running smoothed training loss, refreshed about twice a second (``None`` in between): it
 is averaged on the device and copied to the host without blocking, so no batch waits on a sync;
-``lr`` is the last layer group's learning rate. Only the main process reports.
+``lr`` is the last layer group's learning rate at the step that loss was read (``None`` with it).
+A reporter may also have ``validate_start(n_batches)`` and ``valid_batch_end(i)``: the validation
+pass's progress. Only the main process reports.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class ProgressCallback(Callback):
         self._view: Any = None  # ... a numpy view of it: reading that is no tensor call, no sync
         self._event: Any = None  # marks the copy on a CUDA stream; None when no copy is in flight
         self._copied_n = 0  # how many losses the copy in flight averages
+        self._copied_lr: float | None = None  # the lr of the step that copy was made at
         self._due = 0.0
 
     def on_train_begin(self, state: RunState) -> None:
@@ -53,19 +56,35 @@ class ProgressCallback(Callback):
             self._host = torch.zeros(1, pin_memory=torch.cuda.is_available())
             self._view = self._host.numpy()  # once a fit, outside the batches
             names = state.learn.recorder.names  # the history row's columns (set by the Recorder, first)
-            # epochs count from the run's start: a resumed run shows "epoch 4/10", not "4/7"
+            # epochs count from the run's start: a resumed run shows "epoch 3 (of 10)", not "(of 7)"
             self.reporter.fit_start(state.start_epoch + state.n_epochs, names)
 
     def on_epoch_begin(self, state: RunState) -> None:
         if self._main:
             self.reporter.epoch_start(state.epoch, state.n_batches)
 
+    def on_validate_begin(self, state: RunState) -> None:
+        start = getattr(self.reporter, "validate_start", None)
+        if self._main and start is not None:
+            dl = getattr(getattr(state.learn, "data", None), "valid_dl", None)
+            try:
+                start(len(dl) if dl is not None else None)
+            except TypeError:  # a loader without a length
+                start(None)
+
     def on_batch_end(self, state: RunState) -> None:
-        if not (state.train and self._main):
+        if not self._main:
+            return
+        if not state.train:
+            step = getattr(self.reporter, "valid_batch_end", None)
+            if step is not None:
+                step(state.num_batch)
             return
         if state.last_loss is not None:
             self._average(state.last_loss)
-        self.reporter.batch_end(state.num_batch, loss=self._read(), lr=_last_lr(state))
+        loss = self._read(_last_lr(state))
+        # the lr goes with the loss it was read with (the same step), never a newer one
+        self.reporter.batch_end(state.num_batch, loss=loss, lr=self._copied_lr if loss is not None else None)
 
     def _average(self, loss: Any) -> None:
         """Fold ``loss`` into the running average on its own device: queued work, no sync."""
@@ -81,12 +100,13 @@ class ProgressCallback(Callback):
         self._avg.mul_(self.beta).add_(value, alpha=1 - self.beta)
         self._n += 1
 
-    def _read(self) -> float | None:
+    def _read(self, lr: float | None = None) -> float | None:
         """The running smoothed loss when a fresh value is on the host, else None.
 
         About every ``REFRESH_S`` seconds the average is copied to pinned host memory without
         blocking (a CUDA event marks when it lands); a later batch reads the copy once the event
-        says it is done. The host never waits on the device, so the loop keeps its pace.
+        says it is done. ``lr`` (this step's) is kept with the copy, as ``_copied_lr``. The host
+        never waits on the device, so the loop keeps its pace.
         """
         if self._view is None or self._avg is None:
             return None
@@ -99,7 +119,7 @@ class ProgressCallback(Callback):
         now = time.monotonic()
         if self._event is None and now >= self._due:
             self._due = now + REFRESH_S
-            self._copied_n = self._n
+            self._copied_n, self._copied_lr = self._n, lr
             if self._avg.is_cuda:
                 self._host[0].copy_(self._avg, non_blocking=True)
                 self._event = torch.cuda.Event()

@@ -95,9 +95,9 @@ class TerminateOnNaN(LearnerCallback):
             self._stop(state.epoch, None, "the weights hold NaN or infinite values")
 
     def _stop(self, epoch: int, batch: int | None, what: str) -> None:
-        where = f"the end of epoch {epoch + 1}"
+        where = f"the end of epoch {epoch}"  # epochs and batches numbered from 0, as history.csv
         if batch is not None:
-            where = f"epoch {epoch + 1}, batch {batch + 1}"
+            where = f"epoch {epoch}, batch {batch}"
         self.stopped_at = (epoch, batch)
         self.message = f"training diverged: {what} at {where} (try a lower learning rate)"
         raise CancelFit(self.message)

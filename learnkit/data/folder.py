@@ -300,7 +300,7 @@ class ImageDataBunch(DataBunch):
             if not (path / train).is_dir():
                 raise DataError(
                     f"no '{train}' folder in {path} (expected {path}/{train}/<class>/*; "
-                    f"or pass valid_pct to split {path}/<class>/*)"
+                    f"or give valid_pct (--valid-pct) to split {path}/<class>/*)"
                 )
             found_train = _class_folders(path / train, classes)
             valid_dir = require_dir(path / valid, f"'{valid}' folder")

@@ -259,9 +259,13 @@ class ScheduleConfig:
 class CheckpointConfig:
     """Where the run is kept and what it keeps."""
 
-    # the run folder: models/, history.csv, config.yaml, plots/
-    path: str = option(
-        ".", "Run folder: DIR/models, DIR/plots.", CHECKPOINTS, metavar="DIR", resume_free=True
+    # the run folder: models/, history.csv, config.yaml, plots/; None: a new runs/<command>/<n>
+    # (runs/<name> with a name), or for a resume the latest run (learnkit.jobs.runs.place_run)
+    path: str | None = option(
+        None, "Run folder (default: new runs/COMMAND/N).", CHECKPOINTS, metavar="DIR", resume_free=True
+    )
+    name: str | None = option(
+        None, "Name the new run folder runs/NAME.", CHECKPOINTS, metavar="NAME", resume_free=True
     )
     # what `best` (and --patience) follows: a loss or a metric's name
     monitor: str = option("valid_loss", "Keep models/best by NAME.", CHECKPOINTS, metavar="NAME")
@@ -433,7 +437,8 @@ class RunConfig:
             raise UsageError(f"config key 'command': {made_by!r} is not one of {', '.join(COMMANDS)}")
         if command is not None and made_by != command:
             raise UsageError(f"the config is for `learnkit {made_by}` (command: {made_by}), not `{command}`")
-        unknown = sorted(set(d) - {"command", "versions", *SECTIONS})
+        # versions and segments (the --epochs of each training of the run) are informative
+        unknown = sorted(set(d) - {"command", "versions", "segments", *SECTIONS})
         if unknown:
             raise UsageError(f"unknown config key {unknown[0]!r}")
         sections = {}

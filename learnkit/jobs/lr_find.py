@@ -13,6 +13,19 @@ from learnkit.jobs.setup import build_learner
 if TYPE_CHECKING:
     from learnkit.jobs.config import RunConfig
 
+MIN_IT, MAX_IT, EPOCHS_OF_DATA = 30, 100, 2  # the default length of the test, see default_num_it
+
+
+def default_num_it(n_batches: int) -> int:
+    """The test's length when none is given: about ``EPOCHS_OF_DATA`` epochs of the training set,
+    at least ``MIN_IT`` batches (a curve to read) and at most ``MAX_IT`` (fastai's 100).
+
+    Example:
+        >>> default_num_it(6), default_num_it(20), default_num_it(500)
+        (30, 40, 100)
+    """
+    return max(MIN_IT, min(MAX_IT, EPOCHS_OF_DATA * n_batches))
+
 
 def lr_find(
     data: str | Path,
@@ -20,7 +33,7 @@ def lr_find(
     *,
     start_lr: float = 1e-7,
     end_lr: float = 10.0,
-    num_it: int = 100,
+    num_it: int | None = None,
     stop_div: bool = True,
     wd: Any = None,
     reporter: Any = None,
@@ -29,7 +42,10 @@ def lr_find(
     """LR range test of ``arch`` on ``data``: the suggestions (steep, minimum, valley) and the plot.
 
     ``suggestion`` is the ``valley`` lr, the one to pass to ``fit-one-cycle --lr``. ``reporter``
-    (the ``ProgressCallback`` protocol) sees every batch with the current lr and smoothed loss.
+    (the ``ProgressCallback`` protocol) sees every batch with the current lr and smoothed loss, and
+    its ``set_total(num_it)`` (when it has one) the test's length. ``num_it`` None: chosen from the
+    training set's size (:func:`default_num_it`). The test stops early once the smoothed loss
+    exceeds 4x its best (``stop_div``, as fastai).
     """
     import math
 
@@ -43,6 +59,11 @@ def lr_find(
     if wd is not None:
         wd = lr_value(wd, "--wd", allow_zero=True)
     learn = build_learner(data, arch, **learner_options)
+    if num_it is None:
+        num_it = default_num_it(len(learn.data.train_dl))
+    set_total = getattr(reporter, "set_total", None)
+    if set_total is not None:
+        set_total(num_it)
     callbacks = [ProgressCallback(reporter)] if reporter is not None else []
     res = learn.lr_find(start_lr, end_lr, num_it, stop_div=stop_div, wd=wd, callbacks=callbacks)
     rec = learn.recorder
@@ -68,9 +89,11 @@ def plan_one_cycle(config: RunConfig) -> dict[str, Any]:
     and their plot (the Learner is the run's own, built by :func:`learnkit.jobs.setup.learner_for`)."""
     from learnkit.callbacks.one_cycle import one_cycle_plan
     from learnkit.jobs.config import lr_value
+    from learnkit.jobs.runs import place_run
     from learnkit.jobs.setup import learner_for
     from learnkit.plots import new_figure, save_figure
 
+    config, _ = place_run(config)  # no --path: the plot goes to a new runs/fit-one-cycle/N
     s = config.schedule
     learn = learner_for(config, config.runtime.device)
     trace = one_cycle_plan(learn, s.epochs, lr_value(s.lr), s.moms, s.div_factor, s.pct_start, s.final_div)

@@ -51,11 +51,12 @@ def check_resumable(learn: Learner, name: str, epochs: int, schedule: str) -> bo
 
 
 def describe_stop(position: tuple[int, int], epochs: int) -> str:
-    """``after epoch 3 of 10`` or ``after batch 7 of epoch 4/10`` (1-based, as progress shows)."""
+    """``after 3 of 10 epochs`` or ``after batch 7 of epoch 3 (of 10)``: epochs numbered from 0, as
+    the table, history.csv and the progress lines number them; a batch count is a count."""
     epoch, batch = position
     if batch == 0:
-        return f"after epoch {epoch} of {epochs}"
-    return f"after batch {batch} of epoch {epoch + 1}/{epochs}"
+        return f"after {epoch} of {epochs} epochs"
+    return f"after batch {batch} of epoch {epoch} (of {epochs})"
 
 
 def resume_hint(command: Sequence[str] | None, name: str = LAST) -> str:

@@ -3,7 +3,8 @@
 A folder holds a run when it has ``models/last``, ``models/best``, ``config.yaml`` or
 ``history.csv``. A new run there is refused (before anything is written) unless it resumes it
 (``--resume``), starts from it (``--init-from``) or replaces it (``--exist-ok``, which first removes
-those files). A resumed run must be the same run: its config is compared with the saved one.
+those files and the old run's outputs: plots, report, exports). A resumed run must be the same
+run: its config is compared with the saved one.
 """
 
 from __future__ import annotations
@@ -47,8 +48,23 @@ def claim_run_folder(config: RunConfig, *, remove: bool = True) -> None:
             "it with --init-from last, or replace it with --exist-ok (or choose another --path)"
         )
     if remove:
-        for file in found:
+        for file in [*found, *run_outputs(ck.path)]:
             file.unlink(missing_ok=True)
+
+
+OUTPUTS = ("report.html", "skipped.txt")  # what commands write into a run folder, besides plots
+
+
+def run_outputs(path: str | Path, model_dir: str = "models") -> list[Path]:
+    """What a run's commands wrote beside its checkpoints, which ``--exist-ok`` clears with the run:
+    ``plots/*.png``, ``report.html``, ``skipped.txt``, TensorBoard's event files and the exports
+    of its checkpoints (``models/{last,best}.onnx|.pt2``). Other files are never touched."""
+    folder = Path(path)
+    found = [folder / name for name in OUTPUTS]
+    found += sorted((folder / "plots").glob("*.png"))
+    found += sorted((folder / "tensorboard").glob("events.out.tfevents.*"))
+    found += [folder / model_dir / f"{n}{ext}" for n in RUN_CHECKPOINTS for ext in (".onnx", ".pt2")]
+    return [p for p in found if p.is_file()]
 
 
 def saved_config(config: RunConfig, model_dir: str = "models") -> RunConfig | None:
@@ -69,12 +85,30 @@ def saved_config(config: RunConfig, model_dir: str = "models") -> RunConfig | No
     return RunConfig.from_dict(saved) if isinstance(saved, dict) else None
 
 
+SEGMENTATION_VALID_PCT = 0.2  # a U-Net's split when none is given (learnkit.jobs.setup.load_data's)
+
+
+def absolute_data(config: RunConfig) -> RunConfig:
+    """``config`` as it is recorded: its DATA folder an absolute path (a ``sample:NAME`` is kept),
+    so its config.yaml replays from any folder, and a U-Net's validation split written out
+    (``valid_pct`` 0.2 when none was given, the share segmentation data is split by)."""
+    from dataclasses import replace
+
+    data = config.data.data
+    if data is not None and not str(data).startswith("sample:"):
+        config = replace(config, data=replace(config.data, data=str(Path(str(data)).expanduser().resolve())))
+    if config.model.unet is not None and config.data.valid_pct is None:
+        config = replace(config, data=replace(config.data, valid_pct=SEGMENTATION_VALID_PCT))
+    return config
+
+
 def check_same_run(saved: RunConfig, config: RunConfig) -> None:
     """A UsageError naming the fields where ``config`` would change the run ``saved`` describes.
 
     Where and how it runs may change (device, workers, nproc, cache, path, patience) and
     ``epochs`` (a larger value extends a finished run); what it computes may not.
     """
+    saved = absolute_data(saved)  # a run saved before DATA was kept absolute: the same folder here
     changed = [name for name in saved.diff(config) if name not in RESUME_FREE]
     if changed:
         raise UsageError(
@@ -96,15 +130,58 @@ def check_process_count(saved: RunConfig, world: int, reshard: bool = False) -> 
         )
 
 
+def run_segments(config: RunConfig) -> list[int]:
+    """The ``--epochs`` of each training of the run ``config`` starts or continues, this one last:
+    ``[2, 3]`` for a 2-epoch run extended to 3 by ``--resume --epochs 3``. A resume at the same
+    ``--epochs`` (after an interruption) continues the last segment."""
+    epochs = config.schedule.epochs
+    if config.checkpoint.resume is None:
+        return [epochs]
+    segments: list[int] = []
+    file = Path(str(config.checkpoint.path)) / CONFIG_FILE
+    if file.is_file():
+        from learnkit.jobs.config import read_config_file
+
+        try:
+            saved = read_config_file(file)
+        except UsageError:
+            saved = {}
+        found = saved.get("segments")
+        if isinstance(found, list) and all(isinstance(n, int) for n in found):
+            segments = list(found)
+        elif isinstance((saved.get("schedule") or {}).get("epochs"), int):
+            segments = [saved["schedule"]["epochs"]]  # a run saved before segments were recorded
+    return segments if segments and segments[-1] == epochs else [*segments, epochs]
+
+
+def replay_note(base: dict[str, Any]) -> str | None:
+    """What a ``--config`` replay of a run trained in several segments cannot repeat, or None."""
+    segments = base.get("segments")
+    if not (isinstance(segments, list) and len(segments) > 1):
+        return None
+    steps = ", then ".join(
+        f"--epochs {n}" if i == 0 else f"--resume --epochs {n}" for i, n in enumerate(segments)
+    )
+    return (
+        f"this run was trained in {len(segments)} segments ({steps}); one run from its config trains "
+        f"--epochs {segments[-1]} at once, which is not the same schedule: to repeat it, run those "
+        "steps with --config and the same --path"
+    )
+
+
 def write_config(config: RunConfig, path: str | Path | None = None) -> Path:
-    """Write ``config`` (with the learnkit and torch versions) to ``PATH/config.yaml``, atomically."""
+    """Write ``config`` (with the learnkit and torch versions, and the run's ``segments``, see
+    :func:`run_segments`) to ``PATH/config.yaml``, atomically."""
     import torch
+    import yaml
 
     from learnkit.version import __version__
 
     file = Path(config.checkpoint.path if path is None else path) / CONFIG_FILE
     file.parent.mkdir(parents=True, exist_ok=True)
+    segments = run_segments(config)
     text = config.to_yaml({"learnkit": __version__, "torch": torch.__version__})
+    text += yaml.safe_dump({"segments": segments}, default_flow_style=None)
     from learnkit.atomic import write_atomically
 
     write_atomically(file, lambda f: f.write(text), binary=False)
@@ -125,11 +202,15 @@ def lock_run_folder(path: str | Path) -> Any:
 
 
 __all__ = [
+    "absolute_data",
     "check_process_count",
     "check_same_run",
     "claim_run_folder",
     "lock_run_folder",
+    "replay_note",
+    "run_segments",
     "run_files",
+    "run_outputs",
     "saved_config",
     "write_config",
 ]

@@ -34,6 +34,7 @@ from learnkit.errors import RunInterrupted, UsageError
 from learnkit.jobs.config import RunConfig, lr_value
 from learnkit.jobs.fitting import BEST, run_fit
 from learnkit.jobs.run_folder import (
+    absolute_data,
     check_process_count,
     check_same_run,
     claim_run_folder,
@@ -63,12 +64,17 @@ def run(config: RunConfig, *, reporter: Any = None, command: Sequence[str] | Non
     from learnkit import distributed
     from learnkit.cpu_load import Probe
     from learnkit.data.samples import resolve_data
+    from learnkit.jobs.runs import place_run
     from learnkit.jobs.setup import check_cache, check_memory, resolve_device
 
     probe = Probe()  # the machine's load while the run starts picks the CPU thread count
+    config, note = place_run(config)  # no path: a new folder under runs/ (a resume: the latest run)
     config.validate()
+    if note and getattr(reporter, "note", None) is not None:
+        reporter.note(note)
     dev = distributed.local_device(resolve_device(config.runtime.device))
     resolve_data(str(config.data.data))  # missing data is said before the run folder is touched
+    config = absolute_data(config)  # config.yaml replays from any folder
     check_cache(config.data.data, config.data.size, config.data.cache, masks=config.model.unet is not None)
     check_memory(config.data.size, config.data.bs, dev)
     with lock_run_folder(config.checkpoint.path):  # one writer: the claim, config.yaml and the fit
@@ -114,6 +120,8 @@ def _run_locked(
                 follow = CpuThreads(usable_cores())  # follows the load while training
                 learn.callbacks.append(follow)
             learn.run_metadata["config"] = config.to_dict()
+            if distributed.is_main():
+                announce_data(learn, config, reporter)
             config_file = write_config(config) if distributed.is_main() else None
             s = config.schedule
             result = run_fit(
@@ -138,14 +146,16 @@ def _run_locked(
             result.update(segmentation_result(learn))
         best = learn.path / learn.model_dir / f"{BEST}.safetensors"
         if config.checkpoint.save_best and best.is_file():
-            result["best"] = str(best)
+            result.update(best_result(best))
         if config_file is not None:
             result["config"] = str(config_file)
         if threads is not None:  # chosen from the load at the start, then followed (CpuThreads)
             result["cpu_threads"] = threads
             if follow is not None and follow.changes:
                 result["cpu_threads_changes"] = [list(c) for c in follow.changes]
-        result["plots"] = save_fit_plots(learn, background=True)  # drawn while the result prints
+        result["plots"] = save_fit_plots(
+            learn, result.get("best_epoch"), background=True
+        )  # drawn while the result prints
         ok = True
         return result
     except RunInterrupted:
@@ -156,9 +166,48 @@ def _run_locked(
             distributed.shutdown(wait=ok)
 
 
-def save_fit_plots(learn: Learner, background: bool = False) -> list[str]:
+def announce_data(learn: Learner, config: RunConfig, reporter: Any) -> None:
+    """Say what the run learns from before it trains (:mod:`learnkit.jobs.data_summary`): the lines
+    through ``reporter.note`` (when it has one), the warnings as warnings, every skipped image in
+    ``RUN/skipped.txt``."""
+    import warnings
+
+    from learnkit.jobs.data_summary import describe_data, write_skipped
+
+    info = describe_data(learn.data, epochs=config.schedule.epochs, schedule=config.schedule.kind)
+    lines = list(info["lines"])
+    listed = write_skipped(info["skipped"], learn.path)
+    if listed is not None:
+        lines.append(f"skipped {len(info['skipped'])} unreadable images, every one listed in {listed}")
+    note = getattr(reporter, "note", None)
+    if note is not None:
+        for line in lines:
+            note(line)
+    for message in info["warnings"]:
+        warnings.warn(message, stacklevel=2)
+
+
+def best_result(file: Any) -> dict[str, Any]:
+    """``best`` (the file), and ``best_epoch``, ``best_monitor``, ``best_value``: what made it
+    best, from its metadata (history.csv's epoch numbering)."""
+    from learnkit.checkpoint import read_header
+    from learnkit.errors import CheckpointError
+
+    out: dict[str, Any] = {"best": str(file)}
+    try:
+        _, meta = read_header(file)
+    except CheckpointError:
+        return out
+    made = meta.get("best")
+    if isinstance(made, dict) and isinstance(made.get("epoch"), int):
+        out.update(best_epoch=made["epoch"], best_monitor=made.get("monitor"), best_value=made.get("value"))
+    return out
+
+
+def save_fit_plots(learn: Learner, best_epoch: int | None = None, background: bool = False) -> list[str]:
     """The curves of a finished fit, as ``<path>/plots/*.png`` (rank 0; [] elsewhere): the losses,
-    the lr and momentum, and the metrics (when there are any). Returns their paths.
+    the lr and momentum, and the metrics (when there are any), ``best_epoch`` marked. Returns
+    their paths.
 
     With ``background`` they are drawn by a thread (matplotlib imported there) while the caller
     goes on (prints its result); the process waits for it before exiting (it is no daemon), and a
@@ -175,10 +224,10 @@ def save_fit_plots(learn: Learner, background: bool = False) -> list[str]:
     paths = [str(rec._plot_path(name)) for name in names]
 
     def draw() -> None:
-        rec.plot_losses()
+        rec.plot_losses(best_epoch=best_epoch)
         rec.plot_lr(show_moms=True)
         if metrics:
-            rec.plot_metrics()
+            rec.plot_metrics(best_epoch=best_epoch)
 
     if not background:
         draw()

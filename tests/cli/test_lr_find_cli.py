@@ -28,19 +28,19 @@ def test_lr_find_prints_suggestions_saves_a_plot_and_no_checkpoint(tmp_path):
         "32",
         "--num-it",
         "15",
-        "--path",
-        "run",
         "--json",
         cwd=tmp_path,
-    )
+    )  # no --path: a run folder of its own, runs/lr-find/1
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
+    assert out["plot"] == "runs/lr-find/1/plots/lr_find.png" and not (tmp_path / "plots").exists()
+    assert f"plot: {out['plot']}" in res.stderr.splitlines()  # the path on stderr, as a fit's plots
     assert {"steep", "minimum", "valley", "suggestion", "plot"} <= out.keys()
     assert all(1e-7 <= out[k] <= 10 for k in ("steep", "minimum", "valley"))
     assert out["suggestion"] == out["valley"] and 2 <= out["iterations"] <= 15
     with Image.open(tmp_path / out["plot"]) as img:
         assert img.format == "PNG" and img.width > 200 and img.height > 150
-    assert not (tmp_path / "run" / "models").exists()
+    assert not (tmp_path / "runs" / "lr-find" / "1" / "models").exists()
 
 
 def test_lr_find_refuses_a_bad_range(tmp_path):

@@ -37,7 +37,7 @@ def test_rows_under_one_header_and_plain_progress_lines():
     assert len(lines) == 3
     plain = progress_out.getvalue()
     assert "\r" not in plain
-    assert plain.splitlines()[1].startswith("epoch 2/2  train_loss 0.500000")
+    assert plain.splitlines()[1].startswith("epoch 1 (of 2)  train_loss 0.500000")
     assert len(plain.splitlines()) == 2
 
 
@@ -46,7 +46,7 @@ def test_live_bar_is_transient_and_rows_stay():
     progress, progress_out = _console(terminal=True)
     _fit(Reporter(table, progress, live=True))
     assert len(table_out.getvalue().splitlines()) == 3
-    assert "epoch 1/2" not in table_out.getvalue()
+    assert "epoch 0 (of 2)" not in table_out.getvalue()
 
 
 def test_no_table_no_progress_prints_nothing(capsys):

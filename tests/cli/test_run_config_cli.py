@@ -44,9 +44,11 @@ def test_a_fit_writes_its_whole_config_and_the_checkpoints_carry_it(first_run):
     assert saved["command"] == "fit-one-cycle"
     assert saved["schedule"]["lr"] == 2e-3 and saved["schedule"]["pct_start"] == 0.3  # a default too
     assert saved["runtime"]["seed"] == 3 and saved["data"]["size"] == 16
+    assert saved["data"]["data"] == str(first_run["data"].resolve())  # absolute: replays from anywhere
     assert set(saved["versions"]) == {"learnkit", "torch"}
     _, meta = read_safetensors(path / "models" / "last.safetensors")
-    assert meta["config"] == {k: v for k, v in saved.items() if k != "versions"}
+    assert meta["config"] == {k: v for k, v in saved.items() if k not in ("versions", "segments")}
+    assert saved["segments"] == [2]  # one training of 2 epochs
     assert first_run["result"]["config"] == str(path / "config.yaml")
 
 
@@ -58,6 +60,9 @@ def test_best_is_kept_by_default_and_says_what_made_it_best(first_run):
     losses = [row["valid_loss"] for row in history]
     assert best["monitor"] == "valid_loss"
     assert best["epoch"] == losses.index(min(losses))
+    result = first_run["result"]  # the fit's result says it too
+    assert (result["best_epoch"], result["best_monitor"]) == (best["epoch"], "valid_loss")
+    assert result["best_value"] == pytest.approx(min(losses))
     assert best["value"] == pytest.approx(min(losses))
     result = cli.invoke(app, ["summary", "--model", "best", "--path", str(path), "--json"])
     assert result.exit_code == 0, result.stderr
@@ -93,8 +98,14 @@ def test_exist_ok_replaces_the_run(tmp_path, image_folder):
     path = tmp_path / "run"
     base = [str(image_folder), *TINY, "--seed", "0", "--path", str(path)]
     assert _fit(*base, "--epochs", "2", command="fit").exit_code == 0
+    (path / "report.html").write_text("old")  # the old run's outputs go with it ...
+    (path / "plots").mkdir(exist_ok=True)  # the fit's own plots may still be drawing (a thread)
+    (path / "plots" / "confusion_matrix.png").write_bytes(b"old")
+    (path / "notes.txt").write_text("mine")  # ... what is not a run output stays
     result = _fit(*base, "--epochs", "1", "--lr", "1e-3", "--exist-ok", "--json", command="fit")
     assert result.exit_code == 0, result.stderr
+    assert not (path / "report.html").exists() and not (path / "plots" / "confusion_matrix.png").exists()
+    assert (path / "notes.txt").read_text() == "mine"
     assert len((path / "history.csv").read_text().splitlines()) == 2  # header + the new run's one epoch
     assert yaml.safe_load((path / "config.yaml").read_text())["schedule"]["epochs"] == 1
 
@@ -181,15 +192,21 @@ def test_resume_with_more_epochs_extends_a_finished_run(tmp_path, image_folder):
     out = json.loads(result.stdout)
     assert [row["epoch"] for row in out["history"]] == [0, 1]
     assert out["resumed_from"] == {"epoch": 1, "batch": 0}
-    assert yaml.safe_load((path / "config.yaml").read_text())["schedule"]["epochs"] == 2
+    saved = yaml.safe_load((path / "config.yaml").read_text())
+    assert saved["schedule"]["epochs"] == 2 and saved["segments"] == [1, 2]  # trained as 1, then to 2
     assert len((path / "history.csv").read_text().splitlines()) == 3
+    replay = _fit("--config", str(path / "config.yaml"), "--print-config")
+    assert replay.exit_code == 0 and "segments" not in replay.stdout
+    assert "trained in 2 segments (--epochs 1, then --resume --epochs 2)" in replay.stderr
 
 
 def _options(command: str) -> dict[str, str]:
     """``--option`` -> its definition as click holds it: names, help text, type (ranges included)."""
+    import click
     from typer.main import get_command
 
-    cmd = get_command(app).commands[command]
+    group = get_command(app)
+    cmd = group.get_command(click.Context(group), command)
     out = {}
     for param in cmd.params:
         if param.param_type_name == "option":

@@ -3,6 +3,7 @@ with the schema's help, default and bounds, and one validation for every source 
 
 import math
 
+import click
 import pytest
 import typer.main
 import yaml
@@ -28,7 +29,7 @@ HOW_TO_RUN = {
 
 def _click_command(name):
     group = typer.main.get_command(app)
-    return group.commands[name]
+    return group.get_command(click.Context(group), name)  # the commands are loaded lazily
 
 
 @pytest.mark.parametrize("command", TRAINING_COMMANDS)

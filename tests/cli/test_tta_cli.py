@@ -84,8 +84,9 @@ def test_validate_plots_writes_real_pngs_and_prints_their_paths(model, trained, 
         assert plot.read_bytes()[:8] == PNG_SIGNATURE
         with Image.open(plot) as img:
             assert img.width > 100 and img.height > 100
-    text = runner.invoke(app, ["validate", str(image_folder), *model, "--plots"]).stdout
-    assert all(str(p) in text for p in plots)
+    text = runner.invoke(app, ["validate", str(image_folder), *model, "--plots"])
+    assert all(f"plot: {p}" in text.stderr.splitlines() for p in plots)  # on stderr, as a fit's
+    assert not any(str(p) in text.stdout for p in plots)
 
 
 def test_validate_without_plots_writes_none(model, image_folder):

@@ -190,7 +190,7 @@ def test_an_interrupted_cuda_run_resumes_to_the_same_weights(tmp_path, precision
     with deterministic_mode(True):
         stopped = _image_learner(tmp_path, precision, path=tmp_path / "run")
         stopped.callbacks.append(_SignalAt(epoch=1, batch=3))
-        with pytest.raises(RunInterrupted, match="after batch 4 of epoch 2/3"):
+        with pytest.raises(RunInterrupted, match=r"after batch 4 of epoch 1 \(of 3\)"):
             run_fit(stopped, 3, 1e-3, schedule="one_cycle")
         resumed = _image_learner(tmp_path, precision, path=tmp_path / "run")
         result = run_fit(resumed, 3, 1e-3, schedule="one_cycle", resume="last")

@@ -44,7 +44,7 @@ def _learner(folder, path, **kw):
 def test_terminate_on_nan_names_the_batch_and_keeps_the_last_good_one(tiny_folder, tmp_path, check_every):
     learn = _learner(tiny_folder, tmp_path)
     learn.callbacks.append(PoisonAt(epoch=1, batch=2))
-    with pytest.raises(LearnkitError, match="NaN or infinite at epoch 2, batch 3") as err:
+    with pytest.raises(LearnkitError, match="NaN or infinite at epoch 1, batch 2") as err:
         run_fit(learn, 3, 1e-3, check_nan_every=check_every)
     assert err.value.exit_code == 1
     assert "last good checkpoint is" in str(err.value)
@@ -76,7 +76,7 @@ def test_terminate_on_nan_alone_stops_the_fit(tiny_folder, tmp_path):
     learn = _learner(tiny_folder, tmp_path)
     nan = TerminateOnNaN(learn, check_every=None)
     learn.fit(2, 1e-3, callbacks=[PoisonAt(0, 0), nan])
-    assert nan.stopped_at == (0, 0) and "epoch 1, batch 1" in nan.message
+    assert nan.stopped_at == (0, 0) and "epoch 0, batch 0" in nan.message
     assert len(learn.recorder.history) == 1  # the epoch's row is there; no second epoch ran
 
 

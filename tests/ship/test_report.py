@@ -121,3 +121,31 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
         capture_output=True, timeout=120,
     )  # fmt: skip
     assert shot.is_file() and shot.stat().st_size > 20_000  # a page with pictures, not a blank one
+
+
+def test_report_facts_best_in_words_small_values_scientific_metrics_only(run, tmp_path, monkeypatch):
+    from learnkit.report_html import _cell, best_text
+
+    assert best_text({"epoch": 3, "monitor": "valid_loss", "value": 0.08421}) == "epoch 3, valid_loss 0.0842"
+    assert _cell("3.016e-05") == "3.016e-05" and _cell(0.5) == "0.5000" and _cell("7") == "7"
+    folder = tmp_path / "r"
+    shutil.copytree(run / "run", folder)
+    history = (folder / "history.csv").read_text().splitlines()
+    assert "lr" in history[0].split(",")  # the Recorder's columns: lr and mom are no metrics
+    monkeypatch.chdir(folder)
+    report = write_report(".")
+    page = report.file.read_text()
+    assert "<h1>learnkit run report: r</h1>" in page  # the folder's own name, not "."
+    assert "0.0000" not in page.split("<h2>Epochs</h2>")[1].split("</table>")[0]  # lr of ~1e-5 reads 1.0e-05
+
+
+def test_short_counts_for_confusion_matrix_cells():
+    from learnkit.interpret import short_count
+
+    assert [short_count(v) for v in (0, 950, 12_345, 123_456, 4_500_000)] == [
+        "0",
+        "950",
+        "12.3k",
+        "123k",
+        "4.5M",
+    ]
