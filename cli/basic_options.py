@@ -12,10 +12,11 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.
 
 
 def complete_arch(incomplete: str) -> list[str]:
-    """The registered arch names that start with ``incomplete`` (imports no torch)."""
+    """The arch names that start with ``incomplete`` (imports no torch): the eager archs, a plugin
+    family's prefix (``timm/``), then its names once the prefix is typed (from its listing)."""
     from learnkit import registry
 
-    return [name for name in registry.names() if name.startswith(incomplete)]
+    return registry.complete(incomplete)
 
 
 def complete_model(ctx: typer.Context, incomplete: str) -> list[str]:

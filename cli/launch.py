@@ -77,9 +77,60 @@ def user_command(args: Sequence[str] | None = None) -> list[str]:
         args = sys.argv[1:]
     args = list(args)
     if "LOCAL_WORLD_SIZE" in os.environ and "RANK" in os.environ:
-        n = os.environ["LOCAL_WORLD_SIZE"]
-        return ["torchrun", "--standalone", "--nproc-per-node", n, "-m", "learnkit", *args]
+        return torchrun_as_run(args)
     return ["learnkit", *args]
+
+
+def torchrun_as_run(args: Sequence[str]) -> list[str]:
+    """Under torchrun: the torchrun command that started this worker, as it was typed (read from
+    the launcher's ``/proc/<ppid>/cmdline``: nodes, rendezvous and options included), ending with
+    ``learnkit <args>``; where it cannot be read, one rebuilt from torchrun's environment."""
+    launcher = _torchrun_options(_parent_cmdline())
+    if launcher is not None:
+        return ["torchrun", *launcher, "-m", "learnkit", *args]
+    n = os.environ.get("LOCAL_WORLD_SIZE", "1")
+    nodes = os.environ.get("GROUP_WORLD_SIZE", "1")
+    if nodes in ("", "1"):
+        return ["torchrun", "--standalone", "--nproc-per-node", n, "-m", "learnkit", *args]
+    endpoint = f"{os.environ.get('MASTER_ADDR', 'HOST')}:{os.environ.get('MASTER_PORT', 'PORT')}"
+    node = os.environ.get("GROUP_RANK", "0")
+    return [
+        "torchrun", "--nnodes", nodes, "--nproc-per-node", n, "--node-rank", node,
+        "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "-m", "learnkit", *args,
+    ]  # fmt: skip
+
+
+def _parent_cmdline() -> list[str]:
+    try:
+        raw = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+
+
+def _torchrun_options(cmdline: Sequence[str]) -> list[str] | None:
+    """torchrun's own options in a launcher's command line (``torchrun OPTS -m learnkit ...`` or
+    ``python -m torch.distributed.run OPTS ...``); None when it is not one."""
+    cmd = list(cmdline)
+    for i, arg in enumerate(cmd):
+        if Path(arg).name == "torchrun" or (arg == "torch.distributed.run" and i > 0 and cmd[i - 1] == "-m"):
+            rest = cmd[i + 1 :]
+            for j, opt in enumerate(rest):
+                if opt == "-m" or not opt.startswith("-") and not _takes_value(rest, j):
+                    return rest[:j]
+            return None
+    return None
+
+
+def _takes_value(opts: Sequence[str], j: int) -> bool:
+    """Whether ``opts[j]`` is the value of the option before it (``--nnodes 2``)."""
+    if j == 0:
+        return False
+    before = opts[j - 1]
+    return before.startswith("--") and "=" not in before and before not in _TORCHRUN_FLAGS
+
+
+_TORCHRUN_FLAGS = {"--standalone", "--no-python", "--no_python", "--run-path", "--run_path", "--module"}
 
 
 def _run_as_learnkit(argv0: str) -> bool:

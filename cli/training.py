@@ -111,10 +111,14 @@ def build_config(ctx: typer.Context, command: str) -> Any:
         base.pop("segments", None)
         checkpoint = base.get("checkpoint")
         if isinstance(checkpoint, dict):  # how that run started, not how this one does
-            left = ("resume", "init_from", "exist_ok")
+            left = ("resume", "init_from", "exist_ok", "reshard")
             if ctx.params.get("config") is not None:
                 left += ("path", "name")  # a replay writes a new run folder unless told where
             base["checkpoint"] = {k: v for k, v in checkpoint.items() if k not in left}
+        runtime = base.get("runtime")
+        if given.get("resume") is not None and isinstance(runtime, dict):
+            # a resume runs on the processes asked now (one without --nproc); the run checks the count
+            base["runtime"] = {k: v for k, v in runtime.items() if k != "nproc"}
     config = RunConfig.merge(command, base, given)
     return config if config.checkpoint.resume is not None else config.with_seed()
 

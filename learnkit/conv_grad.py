@@ -69,7 +69,7 @@ class _SmallOutputConv2d(torch.autograd.Function):
                 [True, False, False],
             )[0]  # fmt: skip
         if need_w:
-            grad_w = _weight_grad(grad, x, weight, stride, padding, dilation)
+            grad_w = _with_strides_of(weight, _weight_grad(grad, x, weight, stride, padding, dilation))
         if need_b:
             grad_b = grad.sum((0, 2, 3))
         return grad_x, grad_w, grad_b, None, None, None
@@ -90,6 +90,21 @@ def _weight_grad(
         grad_w = grad_rows @ cols.permute(0, 3, 1, 2).reshape(-1, taps * in_ch)
         return grad_w.view(out_ch, *weight.shape[2:], in_ch).permute(0, 3, 1, 2)
     return (grad_rows @ cols.transpose(1, 2).reshape(-1, in_ch * taps)).view(weight.shape)
+
+
+def _with_strides_of(weight: torch.Tensor, grad_w: torch.Tensor) -> torch.Tensor:
+    """``grad_w`` with exactly ``weight``'s strides, as DistributedDataParallel's gradient buckets
+    expect (they are views with the parameter's strides; a mismatch warns and copies every step).
+
+    A 1 x 1 kernel's weight is both contiguous and channels-last, and its strides along the
+    size-1 dimensions can differ from the product's: the same memory then, so only the strides
+    are restated; a gradient in another layout is copied into the weight's."""
+    if grad_w.stride() == weight.stride():
+        return grad_w
+    for layout in (torch.contiguous_format, torch.channels_last):
+        if grad_w.is_contiguous(memory_format=layout) and weight.is_contiguous(memory_format=layout):
+            return grad_w.as_strided(weight.shape, weight.stride())
+    return torch.empty_like(weight, memory_format=torch.preserve_format).copy_(grad_w)
 
 
 def output_positions(conv: nn.Conv2d, x: torch.Tensor) -> int:

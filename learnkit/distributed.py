@@ -91,6 +91,16 @@ def env_rank() -> int:
         return 0
 
 
+def env_world_size() -> int:
+    """The processes ``torchrun`` started for this run (1 outside torchrun), readable before any init."""
+    if not launched_by_torchrun():
+        return 1
+    try:
+        return max(1, int(os.environ["WORLD_SIZE"]))
+    except ValueError:
+        return 1
+
+
 def local_device(device: torch.device) -> torch.device:
     """The device this process uses: under torchrun a bare ``cuda`` means ``cuda:LOCAL_RANK``."""
     if device.type == "cuda" and device.index is None and launched_by_torchrun():

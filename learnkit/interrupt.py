@@ -3,13 +3,20 @@
 The first signal only sets a flag; :class:`StopOnSignal` sees it at the next batch boundary, after
 the step of the batch in flight is complete (never a half-applied step), and ends the fit with
 ``CancelFit``. The caller then saves what continues the run (``learnkit``'s fit commands write
-``last`` with the optimizer and the run's position) and exits 130. A second signal aborts at once
+``last`` with the optimizer and the run's position) and exits 130. A second signal (one more than
+:data:`SAME_STOP` seconds after the first) aborts at once
 (``KeyboardInterrupt``, through :func:`learnkit.safe_interrupt.interrupt`: never inside an import);
 checkpoint writes are atomic, so even that leaves no torn file. The previous handlers are restored
 when the ``catch_signals`` block ends.
 
 In a run over several processes the ranks agree on the flag (a one-element all-reduce at each
 check), so all of them stop after the same batch and no collective is left waiting.
+
+Signals within :data:`SAME_STOP` seconds of the first are the same request, not a second one: a
+signal sent to every process of a run (a scheduler's SIGTERM to the job, ``kill`` of the process
+group) reaches a worker directly, then again from ``learnkit --nproc``'s launcher and from
+torchrun's agent, which pass it on; taken as a second Ctrl-C, that copy used to abort the worker
+before its ranks agreed on the stop, losing the mid-epoch save (gloo's "Connection closed by peer").
 
 Example:
     >>> with catch_signals() as stop:
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
@@ -31,6 +39,8 @@ from learnkit.distributed import any_rank, is_distributed
 from learnkit.safe_interrupt import interrupt
 
 SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
+SAME_STOP = 1.0
+"""Seconds after a first signal during which more signals are copies of it (see the module docstring)."""
 
 
 class StopRequest:
@@ -38,6 +48,7 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.at: float | None = None  # time.monotonic() of the first signal
 
     @property
     def requested(self) -> bool:
@@ -51,20 +62,22 @@ class StopRequest:
     def request(self, signum: int = signal.SIGINT) -> None:
         """Ask for a stop as a signal would (tests and callers that stop a run themselves)."""
         if self.signum is None:
-            self.signum = signum
+            self.signum, self.at = signum, time.monotonic()
 
 
 @contextmanager
 def catch_signals(signals: Sequence[signal.Signals] = SIGNALS) -> Iterator[StopRequest]:
     """Within the block, the first of ``signals`` sets the returned request's flag; a second one
-    raises ``KeyboardInterrupt`` at once. Handlers are only installed from the main thread
-    (elsewhere the block runs with the process's handlers untouched)."""
+    (past :data:`SAME_STOP` seconds) raises ``KeyboardInterrupt`` at once. Handlers are only
+    installed from the main thread (elsewhere the block runs with the process's handlers untouched)."""
     stop = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.requested and stop.at is not None and time.monotonic() - stop.at < SAME_STOP:
+            return  # a copy of the first (passed on by a launcher): the same stop
         if stop.requested:  # the second signal: no more waiting for a batch boundary
             _restore(previous)
             interrupt(frame)

@@ -468,6 +468,8 @@ class Learner:
         with_opt: bool | None = None,
         purge: bool = False,
         remove_module: bool = False,
+        *,
+        reshard: bool = False,
     ) -> Learner:
         """Load weights (and, if present or asked, optimizer state and the run's position).
 
@@ -476,6 +478,8 @@ class Learner:
         follows its parameters. ``purge`` and ``remove_module`` are fastai v1's and change nothing
         here: no memory needs purging (nothing is pickled), and checkpoints never hold a
         ``DataParallel`` ``module.`` prefix.
+        A position saved by another number of processes (DDP) is refused unless ``reshard`` (see
+        :func:`learnkit.persist.load_into`).
         """
         from learnkit.checkpoint_writer import wait_for_writers
         from learnkit.persist import load_into
@@ -484,7 +488,7 @@ class Learner:
         if device is not None:
             device = torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
             self.model.to(device)
-        load_into(self, name, strict, with_opt)
+        load_into(self, name, strict, with_opt, reshard=reshard)
         return self
 
     def __repr__(self) -> str:

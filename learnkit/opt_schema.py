@@ -43,6 +43,8 @@ def check_opt_metadata(meta: Mapping[str, Any], infos: Mapping[str, TensorInfo],
         raise bad_field(where, "run", "must hold epoch, iteration and batch, non-negative integers")
     if run["batch"] > run["iteration"]:
         raise bad_field(where, "run", "batch is past the run's iteration count")
+    if "world_size" in run and not is_int(run["world_size"], 1, 10**6):
+        raise bad_field(where, "run.world_size", "must be a positive integer (the run's process count)")
     _check_rng(meta.get("rng"), infos, where)
     precision = meta.get("precision") or {}
     name = precision.get("name", "fp32") if isinstance(precision, dict) else None

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 
-from learnkit import atomic
+from learnkit import atomic, distributed
 from learnkit.atomic import fsync_dir, temp_beside
 from learnkit.checkpoint import (
     MODEL_FORMAT,
@@ -197,7 +197,12 @@ def snapshot_learner(
         "format": OPT_FORMAT,
         "step": step,
         "hypers": learn.opt.hypers(),
-        "run": {"epoch": learn.epoch, "iteration": learn.iteration, "batch": learn.batch},
+        "run": {
+            "epoch": learn.epoch,
+            "iteration": learn.iteration,
+            "batch": learn.batch,
+            "world_size": distributed.world_size(),  # the processes the position counts batches of
+        },
         "callbacks": cb_meta,
         "precision": learn.precision.state_dict(),
         "rng": rng_meta,
@@ -424,8 +429,20 @@ def _matching_optimizer_file(o_path: Path, path: Path, step: Any) -> tuple[Path,
     raise CheckpointError(f"{o_path.name} is from another save than {path.name} (torn save?)")
 
 
-def load_into(learn: Learner, name: str | Path, strict: bool = True, with_opt: bool | None = None) -> dict:
+def load_into(
+    learn: Learner,
+    name: str | Path,
+    strict: bool = True,
+    with_opt: bool | None = None,
+    *,
+    reshard: bool = False,
+) -> dict:
     """Load a checkpoint into ``learn``; returns the model file's metadata.
+
+    A run's position is counted in batches of its processes: one saved by another number of
+    processes (``run.world_size``, 1 when absent) is a UsageError, unless ``reshard``, which
+    re-plans the position in the epoch for the processes now (:func:`reshard_batch`) and records
+    ``learn.resharded = (saved count, count now, saved batch, new batch)``.
 
     Everything is read and checked first (both files' schemas, the weights' names and shapes
     against the model, the optimizer state against a fresh optimizer, the run position and RNG
@@ -439,7 +456,7 @@ def load_into(learn: Learner, name: str | Path, strict: bool = True, with_opt: b
     for attempt in range(_ATTEMPTS):
         before = [_identity(f) for f in files]
         try:
-            staged = _stage(learn, path, strict, with_opt)
+            staged = _stage(learn, path, strict, with_opt, reshard)
             break
         except CheckpointError:
             replaced = [_identity(f) for f in files] != before
@@ -467,7 +484,7 @@ def _still(files: dict[Path, tuple | None]) -> None:
         raise CheckpointError("a save replaced the checkpoint while it was read (torn save?); reading again")
 
 
-def _stage(learn: Learner, path: Path, strict: bool, with_opt: bool | None) -> dict:
+def _stage(learn: Learner, path: Path, strict: bool, with_opt: bool | None, reshard: bool = False) -> dict:
     """Read and check everything :func:`load_into` needs, changing nothing in ``learn``."""
     o_path = optimizer_path(path)
     seen = {f: _identity(f) for f in (path, o_path, previous_path(o_path))}
@@ -487,6 +504,7 @@ def _stage(learn: Learner, path: Path, strict: bool, with_opt: bool | None) -> d
         o_file, o_infos, o_meta = _matching_optimizer_file(o_path, path, meta.get("step"))
         params = {n: tuple(p.shape) for n, p in learn.model.named_parameters()}
         check_opt_shapes(o_meta, o_infos, params, o_file)
+        o_meta = _check_world_size(o_meta, o_file, reshard)
         _check_position(learn, o_meta, o_file)
         staged |= {"o_file": o_file, "o_meta": o_meta}
     staged["tensors"] = read_tensors(path)
@@ -512,6 +530,32 @@ def _check_same_classes(learn: Learner, meta: dict, path: Path) -> None:
             f"{path}: the data's classes are not the run's (classes: {', '.join(diff) or 'order'}); "
             "resume with the run's data, or start a new run from its weights with --init-from"
         )
+
+
+def reshard_batch(batch: int, saved_world: int, world: int) -> int:
+    """The batch of an epoch that ``world`` processes resume at, for one that ``saved_world`` had
+    reached: each batch step takes ``world`` x bs samples of the epoch's one order (the sampler
+    deals it out rank by rank), so the samples done are ``batch x saved_world`` batch-steps of one
+    process; rounded down (a few samples seen twice rather than skipped)."""
+    return batch * saved_world // world
+
+
+def _check_world_size(o_meta: dict, o_file: Path, reshard: bool) -> dict:
+    """The saved run's process count against this one's: the same, or ``reshard`` (a copy of
+    ``o_meta`` with the batch re-planned and ``resharded`` recorded); else a UsageError."""
+    run = o_meta["run"]
+    saved, now = int(run.get("world_size", 1)), distributed.world_size()
+    if saved == now:
+        return o_meta
+    if not reshard:
+        raise UsageError(
+            f"{o_file.name} was saved by a run of {saved} process{'es' if saved > 1 else ''}, this one has "
+            f"{now}: resume with --nproc {saved} (or the same torchrun), or give --reshard to re-plan "
+            "the epoch for the new count (the run then differs from one never interrupted)"
+        )
+    batch = reshard_batch(int(run["batch"]), saved, now)
+    moved = {**run, "batch": batch, "iteration": int(run["iteration"]) - int(run["batch"]) + batch}
+    return {**o_meta, "run": moved, "resharded": [saved, now, int(run["batch"]), batch]}
 
 
 def _check_position(learn: Learner, o_meta: dict, o_file: Path) -> None:
@@ -604,6 +648,7 @@ def _commit(learn: Learner, staged: dict) -> dict:
         learn.opt.lr, learn.opt.wd = o_meta["hypers"]["lrs"], o_meta["hypers"]["wds"]
     run = o_meta["run"]
     learn.epoch, learn.iteration, learn.batch = run["epoch"], run["iteration"], run["batch"]
+    learn.resharded = tuple(o_meta["resharded"]) if o_meta.get("resharded") else None
     _set_rng_state(staged["o_tensors"], o_meta["rng"])
     return staged["meta"]
 

@@ -36,6 +36,8 @@ from learnkit.errors import LearnkitError, UsageError
 
 ENTRY_POINT_GROUP = "learnkit.zoo"
 BUILTIN_PLUGIN = "learnkit.zoo.builtin"
+# arch families of learnkit's own extras: prefix -> (module it needs, what to install)
+EXTRA_FAMILIES = {"timm/": ("timm", "learnkit[timm]")}
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,10 @@ class ArchEntry:
         meta: ``description`` (one line), ``min_size`` (smallest input side in pixels), ``params``
             (parameter count with 1000 outputs) and ``groups`` (layer groups), which ``zoo list``
             shows without building the model, ``encoder_cut`` (the cut that makes a U-Net
-            encoder of an arch without ``cut``), anything else a plugin wants to say.
+            encoder of an arch without ``cut``), ``native_size`` (the input side the model is made
+            for, where it is not built the same at every size) and ``size_kwarg`` (the builder
+            keyword that sets the input side, timm's ``img_size``: a Learner passes its data's
+            size there), anything else a plugin wants to say.
         source: the plugin that registered it (its entry-point name) or the builder's module.
     """
 
@@ -73,6 +78,19 @@ class ArchEntry:
     def min_size(self) -> int:
         """The smallest input side (pixels) the model accepts; 32 when the entry does not say."""
         return int(self.meta.get("min_size", 32))
+
+    @property
+    def native_size(self) -> int | None:
+        """The input side (pixels) the model is made for (``meta["native_size"]``, timm's default
+        ``input_size``); None for a model that takes any size from ``min_size`` up."""
+        size = self.meta.get("native_size")
+        return int(size) if size else None
+
+    def size_kwargs(self, size: int | None) -> dict[str, Any]:
+        """The builder keyword that sets the model's input side (``meta["size_kwarg"]``, e.g. timm's
+        ``img_size``) set to ``size``; empty for a model built the same at every size."""
+        kwarg = self.meta.get("size_kwarg")
+        return {str(kwarg): int(size)} if kwarg and size else {}
 
     def layer_groups(self, model: Any) -> list[Any]:
         """Apply the entry's split to ``model`` (as its builder made it); each group a module."""
@@ -218,8 +236,41 @@ def get(name: str) -> ArchEntry:
         pool = list(family.list_names()) if family is not None else list(_entries)
         close = difflib.get_close_matches(str(name), pool, n=3, cutoff=0.6)
         hint = f"did you mean: {', '.join(close)}?" if close else "see `learnkit zoo list`"
-        raise UsageError(f"unknown arch '{name}'; {hint}")
+        raise UsageError(f"unknown arch '{name}'; {missing_extra(str(name)) or hint}")
     return entry
+
+
+def _eager_or_reached(name: str, pattern: str) -> bool:
+    """An entry registered eagerly, or one a family made on first use (kept in the entries) whose
+    family ``pattern`` reaches: a bare ``*`` stays the eager zoo however many were used."""
+    family = _family_of(name)
+    return family is None or family.reached_by(pattern)
+
+
+def missing_extra(pattern: str) -> str | None:
+    """For a name or pattern inside a family of one of learnkit's extras (``timm/*``) whose plugin
+    is not loaded: what to install, as a sentence; None otherwise."""
+    _load_plugins()
+    for prefix, (module, extra) in EXTRA_FAMILIES.items():
+        reached = ArchFamily(prefix, tuple, lambda _: None).reached_by(pattern)
+        if reached and prefix not in _families:
+            why = "failed to load" if importlib.util.find_spec(module) else "is not installed"
+            return f"the {prefix}* archs need {module}, which {why}: pip install '{extra}'"
+    return None
+
+
+def complete(incomplete: str) -> list[str]:
+    """The arch names that start with ``incomplete``, for TAB completion (no torch imported): the
+    eager archs, a lazy family's prefix (``timm/``) while ``incomplete`` is shorter, and the
+    family's names once it is typed (from the family's listing: nothing is built)."""
+    _load_plugins()
+    found = [n for n in _entries if n.startswith(incomplete) and _family_of(n) is None]
+    for prefix, family in list(_families.items()):
+        if incomplete.startswith(prefix):
+            found += [n for n in family.list_names() if n.startswith(incomplete)]
+        elif prefix.startswith(incomplete):
+            found.append(prefix)
+    return sorted(set(found))
 
 
 def names(pattern: str = "*") -> list[str]:
@@ -229,7 +280,7 @@ def names(pattern: str = "*") -> list[str]:
     family (``timm/*``), not for a bare ``*``.
     """
     _load_plugins()
-    found = set(fnmatch.filter(_entries, pattern))
+    found = {n for n in fnmatch.filter(_entries, pattern) if _eager_or_reached(n, pattern)}
     for family in list(_families.values()):
         if family.reached_by(pattern):
             found.update(fnmatch.filter(family.list_names(), pattern))

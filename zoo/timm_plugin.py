@@ -13,6 +13,9 @@ Each ``timm/<name>`` arch has:
   ``img_size``, ``drop_rate``, ``drop_path_rate``, ``global_pool``); any other (timm's
   ``checkpoint_path``, ``pretrained_cfg_overlay``, ``cache_dir``, ``device``...) is refused before
   timm is called, from a checkpoint's spec (:mod:`learnkit.spec_kwargs`) or from code;
+  an ``img_size`` goes to the models that take one (ViTs, Swin, MaxViT, LeViT...: a Learner passes
+  its data's size, so a transformer trains at ``--size 32``) and is dropped for the others (CNNs);
+- its default input size (timm's ``pretrained_cfg``), where a new head's features are probed;
 - a cut for a new head (:func:`timm_body`: the model's ``forward_features``, its classifier
   dropped; token models give their pooled features as a 1 x 1 map);
 - a cut for the U-Net encoder (:func:`unet_encoder`: the children up to the last feature stage,
@@ -72,6 +75,8 @@ def make_entry(name: str) -> ArchEntry | None:
     meta = {
         "description": f"timm {model_name} (default input {input_size[-1]} px)",
         "min_size": 32,
+        "native_size": int(input_size[-1]),
+        "size_kwarg": "img_size",
         "list_build": False,  # `zoo list` gives no parameter counts: building 1,000+ models is slow
         "unet_cut": unet_encoder,
         "weights": functools.partial(pretrained_weights, model_name),
@@ -100,6 +105,12 @@ def _builder(model_name: str) -> Any:
                 f"timm/{model_name} takes no option {', '.join(refused)} from learnkit "
                 f"(options: {', '.join(TIMM_KWARGS)})"
             )
+        try:
+            return timm.create_model(model_name, pretrained=False, num_classes=n_out, **kwargs)
+        except TypeError as exc:
+            if "img_size" not in kwargs or "img_size" not in str(exc):
+                raise
+        kwargs.pop("img_size")  # a model built the same at every size (a CNN)
         return timm.create_model(model_name, pretrained=False, num_classes=n_out, **kwargs)
 
     build.__name__ = build.__qualname__ = model_name.replace(".", "_").replace("-", "_")

@@ -76,8 +76,10 @@ class Normalize:
             return (x.div_(255.0) if is_bytes else x), y
         scale = 1.0 / 255.0 if is_bytes else 1.0
         mean, std = self._stats_on(x)
-        # one fused pass: x * scale / std - mean / std
-        return torch.addcmul(-mean / std, x, scale / std), y
+        # one fused pass: x * scale / std - mean / std; written over the float copy of a uint8 batch
+        # (one allocation a batch, on the device after the transfer: no second batch-sized tensor)
+        out = x if is_bytes and not x.requires_grad else None
+        return torch.addcmul(-mean / std, x, scale / std, out=out), y
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         """Undo the normalisation: float images on the 0..1 scale (for showing them)."""

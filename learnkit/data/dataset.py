@@ -9,7 +9,9 @@ Caching (``cache=``): ``"ram"`` decodes and resizes every image at build time in
 tensor, so no epoch decodes a file again (the check is that decode itself). ``"none"`` reads files
 at each access; the build-time check then reads headers and the files' own checksums only, so a
 truncated JPEG can still surface at load time as a ``DataError``. ``"auto"`` picks ``"ram"`` when
-the decoded tensors take less than ``CACHE_BUDGET`` bytes.
+the decoded tensors fit in the memory available (:mod:`learnkit.data.memory`: ``MemAvailable`` and
+a cgroup limit, less a headroom, shared by the run's processes); ``"ram"`` that cannot fit is
+refused before anything is decoded.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ import torch
 from torch.utils.data import Dataset
 
 from learnkit.data.images import check_image, load_image, load_mask
+from learnkit.data.shared_cache import SharedCache
 from learnkit.errors import DataError, UsageError
 
 CacheMode = Literal["auto", "ram", "none"]
-CACHE_BUDGET = 2 * 1024**3
-"""``cache="auto"`` keeps decoded images in RAM below this many bytes."""
+CACHE_BUDGET = None
+"""``cache="auto"``'s default budget: None, the memory available now (:mod:`learnkit.data.memory`)."""
 
 NO_LABEL = -1
 """The target of an unlabelled item (a test set)."""
@@ -39,13 +42,34 @@ class SkippedImagesWarning(UserWarning):
     """Some images of a data set could not be read and were left out."""
 
 
-def resolve_cache(cache: str, n_bytes: int, budget: int = CACHE_BUDGET) -> str:
-    """``"ram"`` or ``"none"`` for a cache setting and the decoded size of the data set."""
+def resolve_cache(cache: str, n_bytes: int, budget: int | None = CACHE_BUDGET, *, what: str = "") -> str:
+    """``"ram"`` or ``"none"`` for a cache setting and the decoded size of the data set.
+
+    ``budget``: the bytes the cache may take; None: :func:`learnkit.data.memory.cache_budget` (the
+    available memory less a headroom, shared by the run's processes on this machine). ``auto``
+    caches what fits; ``ram`` that cannot fit is a :class:`DataError` naming the sizes (before
+    anything is decoded). ``what`` describes the images for that message (``"2,006 images at 2048
+    px"``).
+    """
+    from learnkit.data.memory import HEADROOM, available_memory, cache_budget, cache_copies, gib
+
     if cache not in ("auto", "ram", "none"):
         raise UsageError(f"cache must be one of auto, ram, none; got {cache!r}")
+    if cache == "none":
+        return cache
+    limit = cache_budget() if budget is None else budget
+    if limit is None or n_bytes <= limit:
+        return "ram"
     if cache == "auto":
-        return "ram" if n_bytes < budget else "none"
-    return cache
+        return "none"
+    procs = cache_copies() if budget is None else 1
+    each = f" in each of {procs} processes" if procs > 1 else ""
+    have = available_memory() if budget is None else None
+    room = f" ({gib(have)} available, {HEADROOM:.0%} kept free)" if have is not None else ""
+    raise DataError(
+        f"--cache ram: the decoded images{' (' + what + ')' if what else ''} take {gib(n_bytes)}{each}, "
+        f"more than the {gib(limit)} a cache may use{room}; use --cache none or auto, or a smaller --size"
+    )
 
 
 def _map(fn: Callable, items: Sequence) -> list:
@@ -68,7 +92,7 @@ class ImageDataset(Dataset):
         masks: a mask file per image (segmentation): items are then ``(image, long mask H x W)``.
         n_codes: the number of segmentation classes; mask values must be below it.
         cache: ``"auto"``, ``"ram"`` or ``"none"`` (see the module docstring).
-        budget: the byte budget of ``cache="auto"``.
+        budget: the bytes the cache may take (None: the memory available, see :func:`resolve_cache`).
 
     Items are ``(x, y)`` with ``y`` a long scalar (the label, or ``NO_LABEL``) or a long mask.
     After the build, ``paths``, ``labels`` and ``mask_paths`` hold what was kept and ``skipped``
@@ -90,7 +114,7 @@ class ImageDataset(Dataset):
         masks: Sequence[str | Path] | None = None,
         n_codes: int | None = None,
         cache: CacheMode = "auto",
-        budget: int = CACHE_BUDGET,
+        budget: int | None = CACHE_BUDGET,
     ) -> None:
         self.size = int(size)
         if self.size < 1:
@@ -123,8 +147,13 @@ class ImageDataset(Dataset):
         """Check (and with the RAM cache, decode) every item; return the indices kept."""
         n, size = len(paths), self.size
         ram = self.cache == "ram"
-        # filled in place, so the peak memory is the cache itself, not a list of tensors plus a copy
-        self._x = torch.empty(n, 3, size, size, dtype=torch.uint8) if ram else None
+        # filled in place, so the peak memory is the cache itself, not a list of tensors plus a copy;
+        # several processes of a run on this machine share one copy (learnkit.data.shared_cache)
+        shared = SharedCache.open((n, 3, size, size)) if ram and masks is None else None
+        if shared is not None:
+            self._x = shared.tensor
+        else:
+            self._x = torch.empty(n, 3, size, size, dtype=torch.uint8) if ram else None
         self._m = torch.empty(n, size, size, dtype=torch.uint8) if ram and masks is not None else None
 
         def read(i: int) -> str | None:
@@ -141,7 +170,10 @@ class ImageDataset(Dataset):
                 return str(exc)
             return None
 
-        problems = _map(read, range(n))
+        if shared is None:
+            problems = _map(read, range(n))
+        else:  # local rank 0 decodes, the others read its problems; every rank keeps the same
+            problems = shared.publish(_map(read, range(n)) if shared.is_writer else [])
         keep = [i for i in range(n) if problems[i] is None]
         self.skipped = [(paths[i], problems[i]) for i in range(n) if problems[i] is not None]
         if not keep:

@@ -23,10 +23,12 @@ from learnkit.data.augment import IMAGENET_STATS, PRESETS, Augment, AugmentSetti
 from learnkit.data.bunch import DataBunch, default_device
 from learnkit.data.checks import check_enough_classes, check_split
 from learnkit.data.dataset import ImageDataset, resolve_cache
-from learnkit.data.images import is_image_file
+from learnkit.data.images import IMAGE_EXTENSIONS
 from learnkit.data.loader import DeviceDataLoader
 from learnkit.data.sampler import EpochSampler, mix_seed
 from learnkit.errors import DataError, UsageError
+
+_SUFFIXES = tuple(sorted(IMAGE_EXTENSIONS))
 
 
 def _augment(augment: bool | AugmentSettings, ds_tfms: Any) -> bool | AugmentSettings:
@@ -39,12 +41,38 @@ def _augment(augment: bool | AugmentSettings, ds_tfms: Any) -> bool | AugmentSet
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (any depth), sorted, hidden ones left out."""
-    return sorted(p for p in folder.rglob("*") if is_image_file(p) and not _hidden(p, folder))
+    """Image files under ``folder`` (any depth, symlinked folders not followed, as ``rglob``),
+    sorted, hidden ones (or in hidden folders) left out; read with ``os.scandir`` (a file's type
+    comes with its name), each path made from its folder's (no text parsing per file)."""
+    found: list[tuple[str, Path, str]] = []
+    stack = [Path(folder)]
+    while stack:
+        here = stack.pop()
+        try:
+            with os.scandir(here) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry.name
+            if name[0] == ".":
+                continue
+            try:
+                if entry.is_dir():
+                    if not entry.is_symlink():
+                        stack.append(_child(here, name))
+                elif name.lower().endswith(_SUFFIXES) and entry.is_file():
+                    found.append((entry.path.replace(os.sep, "\0"), here, name))
+            except OSError:
+                continue
+    found.sort()  # separators as NUL: the order of sorted(Path(...)), part by part
+    return [_child(here, name) for _, here, name in found]
 
 
-def _hidden(path: Path, root: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
+def _child(parent: Path, name: str) -> Path:
+    """``parent / name`` for a plain name, without pathlib parsing it (the listing's hot path)."""
+    make = getattr(parent, "_make_child_relpath", None)  # CPython's own, used by Path.glob
+    return make(name) if make is not None else parent / name
 
 
 def require_dir(path: Path, what: str = "data folder") -> Path:
@@ -212,7 +240,7 @@ class ImageDataBunch(DataBunch):
         seed: int | None = 0,
         size: int = 64,
         bs: int = 64,
-        num_workers: int | None = 0,
+        num_workers: int | None = None,
         augment: bool | AugmentSettings = False,
         cache: str = "auto",
         device: torch.device | str | None = None,
@@ -238,7 +266,8 @@ class ImageDataBunch(DataBunch):
             bs: batch size (per process).
             num_workers: loader worker processes (``0``: load in this process; with the RAM
                 cache no decoding happens while training, so workers are rarely needed);
-                ``None``: :func:`auto_workers` (none with the RAM cache, else up to 4).
+                ``None`` (the default, as the command line): :func:`auto_workers` (none with
+                the RAM cache, else up to 4, kept between epochs).
             augment: train-time augmentation: settings (``AugmentConfig("fastai").settings()``),
                 ``True`` for the ``light`` preset (flip and small zoom), ``False`` (the default,
                 as fastai v1's ``ds_tfms=None``) for none.
@@ -318,7 +347,8 @@ class ImageDataBunch(DataBunch):
                 valid_what=f"--valid-pct {valid_pct:g}, seed {seed}",
                 split=True,
             )
-        mode = resolve_cache(cache, 3 * size * size * (len(train_paths) + len(valid_paths)))
+        n_images = len(train_paths) + len(valid_paths)
+        mode = resolve_cache(cache, 3 * size * size * n_images, what=f"{n_images:,} images at {size} px")
         train_ds = ImageDataset(train_paths, train_labels, size, cache=mode)
         valid_ds = ImageDataset(valid_paths, valid_labels, size, cache=mode)
         bunch = cls._classifier(
@@ -449,7 +479,7 @@ class ImageDataBunch(DataBunch):
         seed: int | None = 0,
         size: int = 64,
         bs: int = 64,
-        num_workers: int | None = 0,
+        num_workers: int | None = None,
         augment: bool | AugmentSettings = False,
         cache: str = "auto",
         device: torch.device | str | None = None,
@@ -500,7 +530,8 @@ class ImageDataBunch(DataBunch):
             ys = [labels[i] if multi else labels[i][0] for i in idx]
             return ImageDataset([table.files[i] for i in idx], ys, size, cache=mode, n_classes=n_classes)
 
-        mode = resolve_cache(cache, 3 * size * size * len(labels))
+        what = f"{len(labels):,} images at {size} px"
+        mode = resolve_cache(cache, 3 * size * size * len(labels), what=what)
         train_ds, valid_ds = dataset(train_idx, mode), dataset(valid_idx, mode)
         bunch = cls._classifier(
             train_ds, valid_ds, names, size=size, bs=bs, seed=seed, num_workers=num_workers, augment=augment,

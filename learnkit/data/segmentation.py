@@ -72,7 +72,7 @@ class SegmentationDataBunch(DataBunch):
         bs: int = 16,
         valid_pct: float = 0.2,
         seed: int | None = 0,
-        num_workers: int | None = 0,
+        num_workers: int | None = None,
         augment: bool | AugmentSettings = False,
         cache: str = "auto",
         device: torch.device | str | None = None,
@@ -122,7 +122,8 @@ class SegmentationDataBunch(DataBunch):
             train_idx, valid_idx = split_by_pct(len(image_paths), valid_pct, seed)
         if not valid_idx or not train_idx:
             raise DataError(f"too few images in {image_dir} to split off a validation set")
-        mode = resolve_cache(cache, 4 * size * size * len(image_paths))
+        what = f"{len(image_paths):,} images and masks at {size} px"
+        mode = resolve_cache(cache, 4 * size * size * len(image_paths), what=what)
 
         def dataset(idx: list[int]) -> ImageDataset:
             return ImageDataset(

@@ -285,6 +285,11 @@ class CheckpointConfig:
         None, "Start from the weights of checkpoint NAME.", CHECKPOINTS, metavar="NAME", resume_free=True
     )
     exist_ok: bool = option(False, "Replace a run already in PATH.", CHECKPOINTS, resume_free=True)
+    # with --resume: continue on another number of processes than the run saved (the epoch's
+    # position re-planned for the new count, said in a note); without it that resume is refused
+    reshard: bool = option(
+        False, "With --resume: continue on another process count.", CHECKPOINTS, resume_free=True
+    )
     # trackers (learnkit.loggers): csv is history.csv, always kept
     loggers: tuple[str, ...] = option(
         ("csv",),
@@ -327,6 +332,9 @@ class RuntimeConfig:
     nproc: int | None = option(
         None, "Train over N processes (torchrun, DDP).", RUNTIME, low=1, high=1024, resume_free=True
     )
+    # under DDP: BatchNorm statistics over the whole batch of every process (SyncBatchNorm), so
+    # --bs divided by the process count normalises as one process does; nothing in one process
+    sync_bn: bool = option(False, "Under --nproc: BatchNorm over all processes.", RUNTIME)
     # CPU runs only: the batched weight gradient of small convolutions (learnkit.conv_grad, the
     # SmallConvGrad callback: a resnet18 step at 32 px about 2x faster; it acts on no convolution
     # with more than 4 output positions, so not at all past ~128 px) and a thread count that follows

@@ -145,6 +145,8 @@ def run_fit(
     save_best: bool = True,
     resume: str | None = None,
     init_from: str | None = None,
+    reshard: bool = False,
+    sync_bn: bool = False,
     command: Sequence[str] | None = None,
     check_nan_every: int | None = 50,
     loggers: Sequence[str] = ("csv",),
@@ -164,6 +166,9 @@ def run_fit(
         resume: continue the run saved in this checkpoint (weights, optimizer, position, RNG,
             history, callbacks' state).
         init_from: start a new run from this checkpoint's weights only.
+        reshard: let ``resume`` continue with another number of processes than the run saved
+            (the epoch's position re-planned, said in the result's ``note``); else that is refused.
+        sync_bn: under DDP, BatchNorm statistics over every process's batch (SyncBatchNorm).
         command: the command line that started the run, for the resume hint of an interruption.
         check_nan_every: how often (batches) the NaN guard synchronises to look at the loss.
         loggers: the trackers' names (``csv``, ``tensorboard`` or a plug-in's, see
@@ -193,8 +198,9 @@ def run_fit(
             learn.load(init_from, with_opt=False)
         resumed_at = None
         if resume is not None:
-            learn.load(resume, with_opt=True)
+            learn.load(resume, with_opt=True, reshard=reshard)
             resumed_at = run_position(learn)
+            resharded = getattr(learn, "resharded", None)
             if not check_resumable(learn, resume, epochs, schedule):
                 return {
                     **fit_result(learn, epochs),
@@ -202,7 +208,7 @@ def run_fit(
                     f"(start a new run from its weights with --init-from {resume})",
                 }
         try:
-            _fit(learn, epochs, lr, wd, schedule, reporter, command, schedule_kwargs)
+            _fit(learn, epochs, lr, wd, schedule, reporter, command, schedule_kwargs, sync_bn)
         except OSError as exc:  # history.csv, a plot: the disk is full, read-only or gone
             reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
             where = exc.filename or learn.path
@@ -212,12 +218,23 @@ def run_fit(
         result = fit_result(learn, epochs)
         if resumed_at is not None:
             result["resumed_from"] = {"epoch": resumed_at[0], "batch": resumed_at[1]}
+            if resharded:
+                result["note"] = reshard_note(resharded, resumed_at[0])
         return result
     finally:
         for cb in callbacks:
             if isinstance(cb, CheckpointWriter):
                 cb.close()  # whatever ended the run, no checkpoint is left half-written
             learn.callbacks.remove(cb)
+
+
+def reshard_note(resharded: Sequence[int], epoch: int) -> str:
+    """What ``--reshard`` did: ``(saved processes, processes now, saved batch, new batch)``."""
+    saved, now, old, new = resharded
+    return (
+        f"resharded from {saved} to {now} processes: epoch {epoch + 1} resumed at batch {new} "
+        f"(batch {old} of {saved} processes); the run differs from one never interrupted"
+    )
 
 
 def fit_result(learn: Learner, epochs: int) -> dict[str, Any]:
@@ -244,7 +261,15 @@ def _remove_stale_temp_files(learn: Learner) -> None:
 
 
 def _fit(
-    learn: Learner, epochs: int, lr: Any, wd: Any, schedule: str, reporter: Any, command, kwargs
+    learn: Learner,
+    epochs: int,
+    lr: Any,
+    wd: Any,
+    schedule: str,
+    reporter: Any,
+    command,
+    kwargs,
+    sync_bn: bool = False,
 ) -> None:
     from learnkit.callbacks.distributed import DistributedTrainer
     from learnkit.callbacks.progress import ProgressCallback
@@ -254,7 +279,7 @@ def _fit(
     remaining = epochs - learn.epoch
     with catch_signals() as stop:
         stopper = StopOnSignal(stop)
-        extra = [DistributedTrainer(learn), stopper]
+        extra = [DistributedTrainer(learn, sync_bn=sync_bn), stopper]
         if reporter is not None:
             extra.append(ProgressCallback(reporter))
         if schedule == "one_cycle":

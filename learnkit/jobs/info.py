@@ -36,8 +36,8 @@ def summary(
         raise UsageError("give exactly one of --arch or --model")
     meta: dict[str, Any] = {}
     if arch is not None:
-        setup.check_arch(arch, size)
-        spec, source = model_spec_for(arch, n_out), arch
+        entry = setup.check_arch(arch, size)
+        spec, source = model_spec_for(arch, n_out, **entry.size_kwargs(size)), arch
     else:
         file, meta = read_model_metadata(model, path)
         spec, source, size = meta["model_spec"], str(file), int(meta.get("size") or size)

@@ -117,6 +117,19 @@ def check_same_run(saved: RunConfig, config: RunConfig) -> None:
         )
 
 
+def check_process_count(saved: RunConfig, world: int, reshard: bool = False) -> None:
+    """A UsageError when the run ``saved`` describes ran on another number of processes than
+    ``world`` (its position counts batches of its processes), unless ``reshard``: said before the
+    data is read (the checkpoint's own ``run.world_size`` is checked again when it is loaded)."""
+    was = saved.runtime.nproc or 1
+    if was != world and not reshard:
+        raise UsageError(
+            f"--resume: this run was trained by {was} process{'es' if was > 1 else ''} (nproc: {was} in "
+            f"config.yaml), this one has {world}: resume with --nproc {was}, or give --reshard to "
+            "re-plan the epoch for the new count (the run then differs from one never interrupted)"
+        )
+
+
 def run_segments(config: RunConfig) -> list[int]:
     """The ``--epochs`` of each training of the run ``config`` starts or continues, this one last:
     ``[2, 3]`` for a 2-epoch run extended to 3 by ``--resume --epochs 3``. A resume at the same
@@ -190,6 +203,7 @@ def lock_run_folder(path: str | Path) -> Any:
 
 __all__ = [
     "absolute_data",
+    "check_process_count",
     "check_same_run",
     "claim_run_folder",
     "lock_run_folder",

@@ -215,6 +215,26 @@ def check_arch(arch: str, size: int) -> Any:
     return entry
 
 
+def check_cache(data: str | Path, size: int, cache: str, *, masks: bool = False) -> None:
+    """``--cache ram`` that cannot fit, refused (DataError, exit 3) from a count of the image files
+    before anything is listed in full, decoded, or any batch estimated (:func:`check_memory`).
+
+    The count takes every image file under the folder (``images/`` for segmentation, with a mask
+    each); the data set checks again with its exact count when it is built."""
+    if cache != "ram":
+        return
+    from learnkit.data.dataset import resolve_cache
+    from learnkit.data.folder import list_images
+    from learnkit.data.samples import resolve_data
+
+    folder = Path(resolve_data(str(data)))
+    if not folder.is_dir():
+        return  # said by the data loading, with its own message
+    n = len(list_images(folder / "images" if masks else folder))
+    what = f"{n:,} images{' and masks' if masks else ''} at {size} px"
+    resolve_cache("ram", (4 if masks else 3) * size * size * n, what=what)
+
+
 ACTIVATION_FACTOR = 16
 
 

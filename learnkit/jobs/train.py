@@ -30,11 +30,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from learnkit.errors import RunInterrupted
+from learnkit.errors import RunInterrupted, UsageError
 from learnkit.jobs.config import RunConfig, lr_value
 from learnkit.jobs.fitting import BEST, run_fit
 from learnkit.jobs.run_folder import (
     absolute_data,
+    check_process_count,
     check_same_run,
     claim_run_folder,
     lock_run_folder,
@@ -64,7 +65,7 @@ def run(config: RunConfig, *, reporter: Any = None, command: Sequence[str] | Non
     from learnkit.cpu_load import Probe
     from learnkit.data.samples import resolve_data
     from learnkit.jobs.runs import place_run
-    from learnkit.jobs.setup import check_memory, resolve_device
+    from learnkit.jobs.setup import check_cache, check_memory, resolve_device
 
     probe = Probe()  # the machine's load while the run starts picks the CPU thread count
     config, note = place_run(config)  # no path: a new folder under runs/ (a resume: the latest run)
@@ -72,9 +73,10 @@ def run(config: RunConfig, *, reporter: Any = None, command: Sequence[str] | Non
     if note and getattr(reporter, "note", None) is not None:
         reporter.note(note)
     dev = distributed.local_device(resolve_device(config.runtime.device))
-    check_memory(config.data.size, config.data.bs, dev)
     resolve_data(str(config.data.data))  # missing data is said before the run folder is touched
     config = absolute_data(config)  # config.yaml replays from any folder
+    check_cache(config.data.data, config.data.size, config.data.cache, masks=config.model.unet is not None)
+    check_memory(config.data.size, config.data.bs, dev)
     with lock_run_folder(config.checkpoint.path):  # one writer: the claim, config.yaml and the fit
         return _run_locked(config, dev, reporter, command, probe)
 
@@ -94,8 +96,15 @@ def _run_locked(
     if saved is not None and config.runtime.seed is None:
         config = replace(config, runtime=replace(config.runtime, seed=saved.runtime.seed))
     config = config.with_seed()
+    world = distributed.env_world_size()
+    if world > 1 and config.runtime.nproc != world:  # recorded (torchrun's or --nproc's count)
+        config = replace(config, runtime=replace(config.runtime, nproc=world))
+    reshard = config.checkpoint.reshard and config.checkpoint.resume is not None
     if saved is not None:
         check_same_run(saved, config)
+        check_process_count(saved, world, reshard)
+    if config.runtime.sync_bn and world > 1 and dev.type != "cuda":
+        raise UsageError(f"--sync-bn needs CUDA devices (torch's SyncBatchNorm); this run is on {dev.type}")
     joined = distributed.init_from_env(dev)
     ok = False
     try:
@@ -127,6 +136,8 @@ def _run_locked(
                 save_best=config.checkpoint.save_best,
                 resume=config.checkpoint.resume,
                 init_from=config.checkpoint.init_from,
+                reshard=reshard,
+                sync_bn=config.runtime.sync_bn,
                 loggers=config.checkpoint.loggers,
                 command=command,
                 **(s.cycle_kwargs() if s.kind == "one_cycle" else {}),

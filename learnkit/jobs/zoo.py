@@ -68,8 +68,16 @@ def describe_arch(name: str, *, build: bool = False) -> dict[str, Any]:
 
 
 def list_archs(pattern: str = "*", *, build: bool = False) -> list[dict[str, Any]]:
-    """A :func:`describe_arch` row for every registered arch matching the fnmatch ``pattern``."""
-    return [describe_arch(name, build=build) for name in registry.names(pattern)]
+    """A :func:`describe_arch` row for every registered arch matching the fnmatch ``pattern``; a
+    pattern into an extra's family that is not installed (``timm/*`` without timm) is a UsageError
+    saying what to install."""
+    rows = [describe_arch(name, build=build) for name in registry.names(pattern)]
+    missing = None if rows else registry.missing_extra(pattern)
+    if missing:
+        from learnkit.errors import UsageError
+
+        raise UsageError(missing)
+    return rows
 
 
 def show_arch(name: str, n_out: int = 10, unet: bool = False) -> dict[str, Any]:

@@ -136,7 +136,7 @@ def build_cnn(
 
         skip = _keys_outside(before_cut, body)
         load_weights(full, read_state_dict(pretrained), where=str(pretrained), skip=skip)
-    nf = num_features_model(body, size=max(64, entry.min_size))
+    nf = _body_features(arch, body, arch_kwargs)
     head = create_head(nf * (2 if concat_pool else 1), n_out, lin_ftrs, ps, concat_pool, bn_final)
     _init_linear(head)
     body_ids = {id(m) for m in body.modules()} | {id(p) for p in body.parameters()}
@@ -173,6 +173,48 @@ def create_cnn_model(
         >>> model = create_cnn_model("resnet18", n_out=3)  # model[0] body, model[1] head
     """
     return build_cnn(arch, n_out, pretrained, cut, lin_ftrs, ps, concat_pool, bn_final, **arch_kwargs)[0]
+
+
+SIZES_TRIED = (32, 48, 64, 96, 128, 160, 192, 224, 256, 288, 320, 384)  # for an error's list
+
+
+def _body_features(arch: str, body: nn.Module, arch_kwargs: dict[str, Any]) -> int:
+    """The channels of ``body``'s output, probed at the size the model was built for: the size its
+    builder was given (timm's ``img_size``), else its native size, else 64 px (at least its
+    ``min_size``). A model that cannot run at the size asked is a UsageError naming the sizes it
+    takes (found by building it on torch's meta device at each of :data:`SIZES_TRIED`)."""
+    entry = registry.get(arch)
+    kwarg = entry.meta.get("size_kwarg")
+    asked = arch_kwargs.get(kwarg) if kwarg else None
+    probe = int(asked or entry.native_size or max(64, entry.min_size))
+    try:
+        return num_features_model(body, size=probe)
+    except (RuntimeError, AssertionError, ValueError, IndexError) as exc:
+        if asked is None:
+            raise
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        takes = supported_sizes(arch, {k: v for k, v in arch_kwargs.items() if k != kwarg})
+        sizes = ", ".join(str(s) for s in takes) if takes else f"none of {SIZES_TRIED[0]}-{SIZES_TRIED[-1]}"
+        raise UsageError(
+            f"arch '{arch}' cannot take {probe} px images ({reason}); sizes it takes: {sizes} px"
+        ) from None
+
+
+def supported_sizes(arch: str, arch_kwargs: dict[str, Any] | None = None) -> list[int]:
+    """The sizes of :data:`SIZES_TRIED` (from the arch's ``min_size``) at which ``arch`` builds and
+    runs a new head's body, each tried on torch's meta device (shapes only, no memory)."""
+    entry = registry.get(arch)
+    found = []
+    for size in (s for s in SIZES_TRIED if s >= entry.min_size):
+        try:
+            with torch.device("meta"):
+                full = registry.create(arch, 1, **(arch_kwargs or {}), **entry.size_kwargs(size))
+                body = create_body(full, entry.cut)
+                num_features_model(body, size=size)
+        except Exception:  # noqa: BLE001 - any failure means: not this size
+            continue
+        found.append(size)
+    return found
 
 
 def _keys_outside(full_state: dict[str, torch.Tensor], body: nn.Module) -> list[str]:

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from learnkit import registry
 from learnkit.checkpoint import read_model_header, resolve_checkpoint
 from learnkit.data.bunch import DataBunch
 from learnkit.errors import CheckpointError, UsageError
@@ -172,11 +173,12 @@ def cnn_learner(
             data, model, groups, None, split_on=split_on, pretrained=pretrained or None, **learner_kwargs
         )
     arch, pretrained = name, weights_file(pretrained, name)
+    size_kwargs = registry.get(arch).size_kwargs(getattr(data, "size", None))  # timm's img_size
     if callable(cut):  # a function cannot go in a checkpoint's spec: the model cannot rebuild itself
-        model, groups = build_cnn(arch, n_out, pretrained, cut, **head_kwargs)
+        model, groups = build_cnn(arch, n_out, pretrained, cut, **head_kwargs, **size_kwargs)
         spec = None
     else:
-        spec = model_spec_for(arch, n_out, cut=cut, **head_kwargs)
+        spec = model_spec_for(arch, n_out, cut=cut, **head_kwargs, **size_kwargs)
         model, groups = build_model(spec, pretrained=pretrained)
     return zoo_learner(data, model, groups, spec, split_on=split_on, pretrained=pretrained, **learner_kwargs)
 

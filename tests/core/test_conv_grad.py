@@ -170,3 +170,32 @@ def test_a_cpu_run_of_the_command_line_fits_with_it(tmp_path):
     seen = _Seen()
     learn.fit(1, 1e-3, callbacks=[seen])
     assert any(seen.installed)  # resnet18's last stage at 32 px: 1x1 outputs
+
+
+def test_weight_gradients_have_the_parameters_strides_for_ddp_buckets(tmp_path):
+    """DDP's gradient buckets are views with each parameter's strides: a 1 x 1 channels-last weight
+    (contiguous both ways, strides differing on size-1 dims) must get a gradient with its strides,
+    else DDP warns "Grad strides do not match bucket view strides" and copies every step."""
+    import warnings
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.Conv2d(8, 16, 1, stride=2), nn.Conv2d(16, 4, 3, padding=1)
+    ).to(memory_format=torch.channels_last)
+    convs = conv_grad.install(model)
+    x = torch.rand(4, 3, 4, 4).to(memory_format=torch.channels_last)
+    model(x).sum().backward()
+    assert all(p.grad.stride() == p.stride() for p in model.parameters())
+    model.zero_grad(set_to_none=True)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        ddp = DistributedDataParallel(model)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            ddp(x).sum().backward()
+        assert not [w for w in seen if "strides" in str(w.message)], [str(w.message) for w in seen]
+    finally:
+        dist.destroy_process_group()
+        conv_grad.uninstall(convs)

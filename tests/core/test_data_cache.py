@@ -54,7 +54,7 @@ def test_with_the_ram_cache_no_epoch_decodes(folder, decodes):
 
 
 def test_without_the_cache_every_epoch_decodes(folder, decodes):
-    data = ImageDataBunch.from_folder(folder, size=16, bs=8, cache="none", device="cpu")
+    data = ImageDataBunch.from_folder(folder, size=16, bs=8, cache="none", num_workers=0, device="cpu")
     assert not data.train_ds.cached
     built = len(decodes)
     _fit(data, epochs=2)
@@ -73,6 +73,11 @@ def test_workers_follow_the_cache(folder, cache, workers):
     n = data.train_dl.dl.num_workers
     assert n == (auto_workers(False) if workers is None else workers)
     assert data.train_dl.dl.persistent_workers == (n > 0)
+
+
+def test_from_folder_picks_workers_as_the_command_line_does(folder):
+    data = ImageDataBunch.from_folder(folder, size=16, bs=8, cache="none", device="cpu")
+    assert data.train_dl.dl.num_workers == auto_workers(False)
 
 
 def test_auto_workers():

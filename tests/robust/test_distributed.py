@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from learnkit.cli.launch import normalize_args, torchrun_command, without_nproc
+from learnkit.cli.launch import (
+    _torchrun_options,
+    normalize_args,
+    torchrun_as_run,
+    torchrun_command,
+    without_nproc,
+)
+from learnkit.errors import UsageError
 from learnkit.jobs import evaluate
 from learnkit.jobs.config import RunConfig
 from learnkit.jobs.train import run
@@ -59,6 +66,14 @@ def test_two_gloo_processes_train_like_one_and_reduce_metrics_exactly(tmp_path):
     assert again["items"] == 120
     assert again["accuracy"] == pytest.approx(result["accuracy"], abs=1e-9)
     assert again["valid_loss"] == pytest.approx(result["valid_loss"], rel=1e-5)
+    # the process count is recorded, and a resume by another count is refused before the data is read
+    assert "  nproc: 2\n" in (tmp_path / "ddp" / "config.yaml").read_text()
+    resume = RunConfig.from_flat(
+        "fit-one-cycle", data="sample:shapes", arch="simple_cnn", epochs=5, lr=3e-3, bs=32, seed=0,
+        device="cpu", path=ddp, resume="last",
+    )  # fmt: skip
+    with pytest.raises(UsageError, match=r"trained by 2 processes .*this one has 1: resume with --nproc 2"):
+        run(resume)
 
 
 @pytest.mark.slow
@@ -86,3 +101,32 @@ def test_launch_argv_helpers():
     assert normalize_args(["fit", "d", "--resume"]) == ["fit", "d", "--resume", "last"]
     assert normalize_args(["d", "--resume", "--bs", "2"]) == ["d", "--resume", "last", "--bs", "2"]
     assert normalize_args(["fit", "d", "--resume", "best"]) == ["fit", "d", "--resume", "best"]
+
+
+def test_resume_hint_repeats_the_torchrun_command(monkeypatch):
+    typed = ["/venv/bin/python", "/venv/bin/torchrun", "--nnodes", "2", "--nproc-per-node=4",
+             "--rdzv-backend", "c10d", "--rdzv-endpoint", "node0:29400",
+             "-m", "learnkit", "fit", "d"]  # fmt: skip
+    assert _torchrun_options(typed) == typed[2:9]
+    python_m = ["python", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "lk"]
+    assert _torchrun_options(python_m) == ["--standalone", "--nproc-per-node", "2"]
+    import learnkit.cli.launch as launch
+
+    monkeypatch.setattr(launch, "_parent_cmdline", lambda: typed)
+    assert torchrun_as_run(["fit", "d", "--resume", "last"]) == [
+        "torchrun",
+        *typed[2:9],
+        "-m",
+        "learnkit",
+        "fit",
+        "d",
+        "--resume",
+        "last",
+    ]
+    monkeypatch.setattr(launch, "_parent_cmdline", lambda: [])  # not readable: from the environment
+    for k, v in {"LOCAL_WORLD_SIZE": "4", "GROUP_WORLD_SIZE": "2", "GROUP_RANK": "1", "MASTER_ADDR": "node0",
+                 "MASTER_PORT": "29400"}.items():  # fmt: skip
+        monkeypatch.setenv(k, v)
+    hint = torchrun_as_run(["fit", "d"])
+    assert hint[:7] == ["torchrun", "--nnodes", "2", "--nproc-per-node", "4", "--node-rank", "1"]
+    assert "node0:29400" in hint

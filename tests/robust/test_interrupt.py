@@ -140,16 +140,29 @@ def test_init_from_takes_the_weights_only(tiny_folder, tmp_path):
     assert torch.allclose(first.model[0][0].weight, second.model[0][0].weight, atol=1e-6)
 
 
-def test_a_second_signal_aborts_at_once_and_handlers_come_back():
+def test_a_second_signal_aborts_at_once_and_handlers_come_back(monkeypatch):
+    import learnkit.interrupt
+
+    monkeypatch.setattr(learnkit.interrupt, "SAME_STOP", 0.05)
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
         with catch_signals() as stop:
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.01)
+            time.sleep(0.1)
             assert stop.requested and stop.name == "SIGINT"
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_copies_of_the_first_signal_are_the_same_stop():
+    """A signal to every process of a run reaches a worker again through the launchers (learnkit
+    --nproc's and torchrun's agent pass it on) within moments: one stop, not an abort."""
+    with catch_signals() as stop:
+        for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGINT):
+            os.kill(os.getpid(), sig)
+            time.sleep(0.01)
+        assert stop.requested and stop.name == "SIGTERM"  # no KeyboardInterrupt was raised
 
 
 @pytest.fixture
