@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from learnkit.class_names import class_names_problem
 from learnkit.errors import CheckpointError, UsageError
 from learnkit.safetensors_header import (
     TensorInfo,
@@ -61,10 +62,9 @@ def check_model_metadata(meta: Mapping[str, Any], where: str | Path) -> None:
 def _check_classes(classes: Any, spec: Any, where: str | Path) -> None:
     if classes is None:
         return
-    if not isinstance(classes, list) or not all(is_short_str(c) for c in classes):
-        raise bad_field(where, "classes", f"must be a list of strings, not {type(classes).__name__}")
-    if len(set(classes)) != len(classes):
-        raise bad_field(where, "classes", "names repeat")
+    problem = class_names_problem(classes)  # the rule the data was held to (learnkit.class_names)
+    if problem is not None or not isinstance(classes, list):
+        raise bad_field(where, "classes", problem or f"must be a list, not {type(classes).__name__}")
     n_out = spec.get("n_out") if isinstance(spec, dict) else None
     if n_out is not None and len(classes) != n_out:
         raise bad_field(where, "classes", f"{len(classes)} names for a model with {n_out} outputs")

@@ -221,17 +221,9 @@ class RunConfig:
     @classmethod
     def load(cls, file: str | Path, command: str | None = None) -> RunConfig:
         """Read a YAML config file (``config.yaml`` of a run); a UsageError if it cannot be used."""
-        import yaml
+        from learnkit.safe_yaml import read_yaml_file
 
-        try:
-            text = Path(file).read_text()
-        except OSError as exc:
-            raise UsageError(f"--config: cannot read {file}: {exc.strerror or exc}") from None
-        try:
-            d = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise UsageError(f"--config: {file} is not YAML ({str(exc).splitlines()[0]})") from None
-        return cls.from_dict(d or {}, command)
+        return cls.from_dict(read_yaml_file(file) or {}, command)  # bounded bytes, aliases, depth
 
     def validate(self) -> None:
         """UsageError for values no run can take (the CLI's ranges, checked again for config files)."""

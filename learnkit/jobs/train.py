@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING, Any
 from learnkit.errors import RunInterrupted
 from learnkit.jobs.config import RunConfig, lr_value
 from learnkit.jobs.fitting import BEST, run_fit
-from learnkit.jobs.run_folder import check_same_run, claim_run_folder, saved_config, write_config
+from learnkit.jobs.run_folder import (
+    check_outside_data,
+    check_same_run,
+    claim_run_folder,
+    saved_config,
+    write_config,
+)
 
 if TYPE_CHECKING:
     from learnkit.learner import Learner
@@ -58,7 +64,8 @@ def run(config: RunConfig, *, reporter: Any = None, command: Sequence[str] | Non
     config.validate()
     dev = distributed.local_device(resolve_device(config.runtime.device))
     check_memory(config.data.size, config.data.bs, dev)
-    resolve_data(str(config.data.data))  # missing data is said before the run folder is touched
+    data = resolve_data(str(config.data.data))  # missing data is said before the run folder is touched
+    check_outside_data(config.checkpoint.path, data)
     with run_folder(config.checkpoint.path):  # one writer: the claim, config.yaml and the fit
         return _run_locked(config, dev, reporter, command, probe)
 
