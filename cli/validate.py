@@ -17,6 +17,13 @@ from .options import (
 )
 from .render import make_console, print_note, render_result
 
+AllowChangedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-changed-data",
+        help="Go on (with a warning) when DATA changed since the fit; by default that is exit 3.",
+    ),
+]
 PlotsOpt = Annotated[
     bool,
     typer.Option("--plots", help="Also save the confusion matrix and the top losses (PATH/plots/*.png)."),
@@ -33,6 +40,7 @@ def validate(
     valid_pct: ValidPctOpt = None,
     seed: SeedOpt = None,
     plots: PlotsOpt = False,
+    allow_changed_data: AllowChangedOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Validate checkpoint MODEL on DATA: loss and metrics, on the fit's own split by default."""
@@ -48,6 +56,7 @@ def validate(
         valid_pct=valid_pct,
         seed=seed,
         plots=plots,
+        allow_changed_data=allow_changed_data,
     )
     print_note(result)
     render_result(result, make_console(), as_json=as_json)

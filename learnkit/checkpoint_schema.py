@@ -121,6 +121,9 @@ def _check_agreed_keys(meta: Mapping[str, Any], where: str | Path) -> None:
         pct = split.get("valid_pct")
         if pct is not None and not is_number(pct, 0.0, 1.0):
             raise bad_field(where, "valid_split.valid_pct", "must be a number from 0 to 1")
+    fingerprint = meta.get("data_fingerprint")
+    if fingerprint is not None and not isinstance(fingerprint, dict):
+        raise bad_field(where, "data_fingerprint", "must be a JSON object")
     if "multi_label" in meta and not isinstance(meta["multi_label"], bool | None):
         raise bad_field(where, "multi_label", "must be true or false")
     if meta.get("thresh") is not None and not is_number(meta["thresh"], 0.0, 1.0):

@@ -43,6 +43,7 @@ from learnkit.checkpoint import (
     write_safetensors_together,
 )
 from learnkit.checkpoint_schema import check_fit, tensor_kind
+from learnkit.data.fingerprint import data_fingerprint
 from learnkit.errors import CheckpointError, LearnkitError, UsageError
 from learnkit.opt_schema import check_opt_shapes
 from learnkit.optim import OptimWrapper
@@ -69,6 +70,7 @@ def model_metadata(learn: Learner) -> dict:
         "multi_label": bool(getattr(data, "multi_label", False)),
         **({"thresh": float(getattr(data, "thresh", 0.5))} if getattr(data, "multi_label", False) else {}),
         "valid_split": getattr(data, "valid_split", None),
+        "data_fingerprint": data_fingerprint(data),
         "layer_groups": [
             [names[id(p)] for p in g.parameters() if id(p) in names] for g in learn.layer_groups
         ],

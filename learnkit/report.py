@@ -286,7 +286,15 @@ def _interpretation(
 ) -> None:
     from learnkit.jobs.evaluate import checkpoint_learner
 
-    learn = checkpoint_learner(data, report.model, path=report.run, bs=bs, device=device, metrics=(), **split)
+    learn = checkpoint_learner(
+        data, report.model, path=report.run, bs=bs, device=device, metrics=(),
+        allow_changed_data=True, **split,
+    )  # fmt: skip
+    if learn.data.changed_since_fit:
+        report.notes.append(
+            f"the data changed since the fit: {'; '.join(learn.data.changed_since_fit)} "
+            "(the confusion matrix is on today's data)"
+        )
     interp = learn.interpret()
     classes = list(interp.classes)
     report.plots["Confusion matrix"] = file_uri(interp.plot_confusion_matrix())

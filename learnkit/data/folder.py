@@ -319,11 +319,13 @@ class ImageDataBunch(DataBunch):
         mode = resolve_cache(cache, 3 * size * size * (len(train_paths) + len(valid_paths)))
         train_ds = ImageDataset(train_paths, train_labels, size, cache=mode)
         valid_ds = ImageDataset(valid_paths, valid_labels, size, cache=mode)
-        return cls._classifier(
+        bunch = cls._classifier(
             train_ds, valid_ds, names, size=size, bs=bs, seed=seed, num_workers=num_workers, augment=augment,
             norm_stats=norm_stats, device=dev, rank=rank, world_size=world_size,
             valid_split=split_record(valid, valid_pct, seed),
         )  # fmt: skip
+        bunch.data_root = path  # file names in the data fingerprint are relative to it
+        return bunch
 
     @classmethod
     def _classifier(
@@ -420,9 +422,11 @@ class ImageDataBunch(DataBunch):
 
         mode = resolve_cache(cache, 3 * size * size * len(labels))
         train_ds, valid_ds = dataset(train_idx, mode), dataset(valid_idx, mode)
-        return cls._classifier(
+        bunch = cls._classifier(
             train_ds, valid_ds, names, size=size, bs=bs, seed=seed, num_workers=num_workers, augment=augment,
             norm_stats=pick_norm_stats(normalize, norm_stats),
             device=torch.device(device) if device is not None else default_device(),
             rank=rank, world_size=world_size, multi_label=multi, valid_split=split,
         )  # fmt: skip
+        bunch.data_root = path
+        return bunch

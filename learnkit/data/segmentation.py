@@ -141,7 +141,7 @@ class SegmentationDataBunch(DataBunch):
             rank=rank,
             world_size=world_size,
         )
-        return cls(
+        bunch = cls(
             train_dl,
             valid_dl,
             classes=class_names,
@@ -151,3 +151,5 @@ class SegmentationDataBunch(DataBunch):
             task="segmentation",
             valid_split=split_record("", valid_pct, seed),
         )
+        bunch.data_root = path  # file names in the data fingerprint are relative to it
+        return bunch

@@ -139,6 +139,7 @@ def run_fit(
     command: Sequence[str] | None = None,
     check_nan_every: int | None = 50,
     loggers: Sequence[str] = ("csv",),
+    allow_changed_data: bool = False,
     **schedule_kwargs: Any,
 ) -> dict[str, Any]:
     """Train ``learn`` for a run of ``epochs`` epochs (see the module docstring).
@@ -155,6 +156,9 @@ def run_fit(
         resume: continue the run saved in this checkpoint (weights, optimizer, position, RNG,
             history, callbacks' state).
         init_from: start a new run from this checkpoint's weights only.
+        allow_changed_data: resume even when the data differs from what the checkpoint's fit saw
+            (a warning); by default that is a DataError naming the change (exit 3), and so is a
+            class added or removed, always.
         command: the command line that started the run, for the resume hint of an interruption.
         check_nan_every: how often (batches) the NaN guard synchronises to look at the loss.
         loggers: the trackers' names (``csv``, ``tensorboard`` or a plug-in's, see
@@ -182,6 +186,7 @@ def run_fit(
             learn.load(init_from, with_opt=False)
         resumed_at = None
         if resume is not None:
+            check_resume_data(learn, resume, allow_changed_data)
             learn.load(resume, with_opt=True)
             resumed_at = run_position(learn)
             if not check_resumable(learn, resume, epochs, schedule):
@@ -205,6 +210,28 @@ def run_fit(
     finally:
         for cb in callbacks:
             learn.callbacks.remove(cb)
+
+
+def check_resume_data(learn: Learner, resume: str, allow_changed_data: bool) -> None:
+    """Before resuming from ``resume``: the data's classes must be the checkpoint's (else a
+    DataError naming them) and its files those the fit saw (see
+    :func:`learnkit.data.fingerprint.check_unchanged`; a warning when ``allow_changed_data``)."""
+    import warnings
+
+    from learnkit.checkpoint import read_model_header, resolve_checkpoint
+    from learnkit.data.fingerprint import check_unchanged
+    from learnkit.jobs.evaluate import ChangedDataWarning, check_classes
+
+    file = resolve_checkpoint(resume, learn.path, learn.model_dir)
+    if not file.is_file():
+        return  # the load says what is missing
+    _, meta = read_model_header(file)
+    data = learn.data
+    check_classes(file, meta.get("classes"), getattr(data, "classes", None))
+    changes = check_unchanged(meta.get("data_fingerprint"), data, allow=allow_changed_data, what=str(file))
+    if changes:
+        message = f"resuming on data that changed since {file} was saved: {'; '.join(changes)}"
+        warnings.warn(message, ChangedDataWarning, stacklevel=2)
 
 
 def fit_result(learn: Learner, epochs: int) -> dict[str, Any]:
