@@ -9,8 +9,6 @@ import typer
 
 from .context import DebugOpt, QuietOpt
 from .export import export
-from .fit import fit
-from .fit_one_cycle import fit_one_cycle
 from .group import LearnkitGroup
 from .helpfmt import LearnkitCommand
 from .lr_find import lr_find
@@ -18,8 +16,8 @@ from .predict import predict
 from .report import report
 from .sample import sample
 from .summary import summary
+from .training import training_command
 from .tta import tta
-from .unet import unet
 from .validate import validate
 from .version import version
 from .zoo import zoo_app
@@ -46,13 +44,13 @@ def _global_options(
     # --debug and --quiet are read where they are needed, through context.global_options().
 
 
-app.command("fit", cls=LearnkitCommand)(fit)
-app.command("fit-one-cycle", cls=LearnkitCommand)(fit_one_cycle)
+app.command("fit", cls=LearnkitCommand)(training_command("fit"))
+app.command("fit-one-cycle", cls=LearnkitCommand)(training_command("fit-one-cycle"))
 app.command("lr-find", cls=LearnkitCommand)(lr_find)
 app.command("validate", cls=LearnkitCommand)(validate)
 app.command("predict", cls=LearnkitCommand)(predict)
 app.command("tta", cls=LearnkitCommand)(tta)
-app.command("unet", cls=LearnkitCommand)(unet)
+app.command("unet", cls=LearnkitCommand)(training_command("unet"))
 app.command("summary", cls=LearnkitCommand)(summary)
 app.command("export", cls=LearnkitCommand)(export)
 app.command("report", cls=LearnkitCommand)(report)
@@ -75,7 +73,7 @@ def main() -> None:
     from .group import interrupted
 
     try:
-        from learnkit.launch import normalize_args
+        from learnkit.cli.launch import normalize_args
 
         app(args=normalize_args(sys.argv[1:]), prog_name="learnkit")
     except KeyboardInterrupt:

@@ -1,6 +1,6 @@
 """The one place where a failed command becomes one line on stderr and an exit code.
 
-DESIGN.md section 6: errors are one clear line, no traceback unless ``--debug``; exit 2 for usage
+docs/design.md section 5: errors are one clear line, no traceback unless ``--debug``; exit 2 for usage
 errors, 3 for bad data, 4 for an unusable checkpoint, 130 when interrupted, 1 for anything else.
 """
 

@@ -1,6 +1,6 @@
 """Shows a fit as it goes: the reporter that ``learnkit.callbacks.progress.ProgressCallback`` calls.
 
-Two streams, as DESIGN.md section 6 asks:
+Two streams, as docs/design.md section 5 asks:
 
 - the per-epoch table (epoch, train_loss, valid_loss, each metric, time) is a result, printed row
   by row on stdout -- or on stderr under ``--json``, where stdout carries only the JSON;

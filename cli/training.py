@@ -1,46 +1,114 @@
-"""What ``fit``, ``fit-one-cycle`` and ``unet`` share: the RunConfig from the options, ``--nproc``,
-the run itself, and showing its result.
+"""The training commands ``fit``, ``fit-one-cycle`` and ``unet``, generated from the RunConfig schema.
 
-A training command's body is one call, ``train_command(ctx, "fit")``: its parameters (all from the
-one definitions in :mod:`cli.options`) become a :class:`~learnkit.jobs.config.RunConfig`, over the
-``--config`` file when there is one (options given on the command line win), over the saved
-``PATH/config.yaml`` for a ``--resume``, over the command's defaults otherwise.
+No training option is written here: :func:`training_command` builds each command's signature from
+the fields of :mod:`learnkit.jobs.config` that apply to it (their help, panel, default for that
+command, flag and metavar are the schema's), and Typer builds the command from that signature.
+Bounds are not given to click: a value is checked once, after the layers are merged (the
+command's defaults < a ``--config`` file < the options typed on the command line), by
+:meth:`RunConfig.validate`, with the same message and exit code 2 whichever layer gave it.
 
 Under torchrun every rank runs the command; only rank 0 shows progress, warnings, the result and
 the one-line errors of learnkit (the other ranks exit with the same code, silently).
 """
 
+import inspect
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
 from .context import global_options
 from .group import exit_reported_elsewhere
+from .options import JsonOpt, schema_option
 from .progress import make_reporter
 from .render import make_console, render_result, render_rows
 
-NOT_CONFIG = ("config", "print_config", "as_json", "dry_run")  # how to run the command, not the run
+DOCS = {
+    "fit": "Train ARCH on DATA at a constant LR; keeps PATH/models/last and best (Ctrl-C: saves, exit 130).",
+    "fit-one-cycle": (
+        "Train ARCH on DATA with 1cycle; keeps PATH/models/last and best (Ctrl-C: saves, exit 130)."
+    ),
+    "unet": "Train a U-Net over ARCH on DATA with 1cycle; keeps PATH/models/last and best.",
+}
+CHECKPOINTS, SCHEDULE = "Checkpoints", "Schedule"
+ConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        metavar="FILE",
+        help="Options from YAML (replays config.yaml).",
+        rich_help_panel=CHECKPOINTS,
+    ),
+]
+PrintConfigOpt = Annotated[
+    bool,
+    typer.Option("--print-config", help="Print the config (YAML); no training.", rich_help_panel=CHECKPOINTS),
+]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option("--dry-run", help="Plot the lr/momentum schedule; no training.", rich_help_panel=SCHEDULE),
+]
+
+
+def training_command(command: str) -> Callable[..., None]:
+    """The Typer callback of training command ``command``: ``ctx``, one parameter per schema option
+    that applies to it, then ``--json``, ``--config``, ``--print-config`` (and ``--dry-run`` for
+    fit-one-cycle)."""
+    from learnkit.jobs.config import schema
+
+    params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
+    for name in schema(command):
+        annotation, default = schema_option(name, command, checked=False)
+        params.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+        )
+    extra: list[tuple[str, Any, Any]] = [("as_json", JsonOpt, False)]
+    if command == "fit-one-cycle":
+        extra.append(("dry_run", DryRunOpt, False))
+    extra += [("config", ConfigOpt, None), ("print_config", PrintConfigOpt, False)]
+    for name, annotation, default in extra:
+        params.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+        )
+
+    def run_command(ctx: typer.Context, **_: Any) -> None:
+        if ctx.params.get("dry_run"):
+            dry_run(ctx, command)
+        else:
+            train_command(ctx, command)
+
+    run_command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    run_command.__annotations__ = {p.name: p.annotation for p in params}
+    run_command.__doc__ = DOCS[command]
+    run_command.__name__ = command.replace("-", "_")
+    return run_command
 
 
 def build_config(ctx: typer.Context, command: str) -> Any:
-    """The effective RunConfig of a training command (see the module docstring); the seed is drawn
-    here when no layer gives one (not for a resume, which keeps its run's)."""
-    from learnkit.jobs.config import RunConfig, lr_text
+    """The effective RunConfig of a training command: its defaults < the ``--config`` file (or the
+    run's saved ``config.yaml`` for a ``--resume``) < the options typed on the command line, checked
+    once. The seed is drawn here when no layer gives one (not for a resume, which keeps its run's)."""
+    from learnkit.jobs.config import RunConfig, default_for, read_config_file, schema
 
-    params = {k: v for k, v in ctx.params.items() if k not in NOT_CONFIG}
-    params = {k: lr_text(v) if k in ("lr", "wd") and v is not None else v for k, v in params.items()}
+    options = schema(command)
+    given = {k: v for k, v in ctx.params.items() if k in options and typed_in(ctx, k)}
     base_file = ctx.params.get("config")
-    if base_file is None and params.get("resume") is not None:
-        saved = Path(params.get("path") or ".") / "config.yaml"
+    if base_file is None and given.get("resume") is not None:
+        path = given.get("path", default_for(options["path"][1], command))
+        saved = Path(path) / "config.yaml"
         base_file = saved if saved.is_file() else None
+    base: dict[str, Any] = {}
     if base_file is not None:
-        base = RunConfig.load(base_file, command)
-        given = {k: v for k, v in params.items() if typed_in(ctx, k)}
-        params = {**base.options(), "resume": None, "init_from": None, "exist_ok": False, **given}
-    config = RunConfig.from_flat(command, **params)
+        base = read_config_file(base_file)
+        checkpoint = base.get("checkpoint")
+        if isinstance(checkpoint, dict):  # how that run started, not how this one does
+            base["checkpoint"] = {
+                k: v for k, v in checkpoint.items() if k not in ("resume", "init_from", "exist_ok")
+            }
+    config = RunConfig.merge(command, base, given)
     return config if config.checkpoint.resume is not None else config.with_seed()
 
 
@@ -69,7 +137,7 @@ def relaunch_if_asked(ctx: typer.Context, nproc: int | None, seed: int | None = 
 
     if nproc is None or nproc <= 1 or launched_by_torchrun():
         return
-    from learnkit.launch import relaunch
+    from learnkit.cli.launch import relaunch
 
     args = sys.argv[1:]
     if seed is not None and not typed_in(ctx, "seed"):
@@ -77,13 +145,21 @@ def relaunch_if_asked(ctx: typer.Context, nproc: int | None, seed: int | None = 
     raise exit_reported_elsewhere(relaunch(nproc, args, debug=global_options(ctx).debug))  # ranks report
 
 
+def dry_run(ctx: typer.Context, command: str) -> None:
+    """``fit-one-cycle --dry-run``: the 1cycle's lr/momentum plan of the run, plotted; no training."""
+    from learnkit.jobs.lr_find import plan_one_cycle
+
+    plan = plan_one_cycle(build_config(ctx, command))
+    render_result(plan, make_console(), as_json=bool(ctx.params.get("as_json")))
+
+
 def run_training(ctx: typer.Context, config: Any, *, as_json: bool) -> None:
     """``learnkit.jobs.train.run(config)`` with the CLI's reporter; rank 0 renders the result (and a
     resumed run that had nothing left to do says so on stderr)."""
+    from learnkit.cli.launch import user_command
     from learnkit.distributed import env_rank
     from learnkit.errors import LearnkitError
     from learnkit.jobs.train import run
-    from learnkit.launch import user_command
 
     main = env_rank() == 0
     opts = global_options(ctx)

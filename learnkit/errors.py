@@ -1,4 +1,4 @@
-"""The errors a user can meet, each with the exit code of DESIGN.md section 6.
+"""The errors a user can meet, each with the exit code of docs/design.md section 5.
 
 The command line prints ``str(error)`` as one line and exits with ``error.exit_code``; the library
 raises these so that a caller can tell bad input from a failed run. This module imports no torch.

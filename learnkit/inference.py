@@ -1,6 +1,6 @@
 """Using a trained model: a Learner rebuilt from its checkpoint alone, and predictions on images.
 
-- :func:`load_learner` (in :mod:`learnkit.vision.learners`, re-exported here lazily) reads
+- :func:`load_learner` (in :mod:`learnkit.vision.learners`) reads
   ``<path>/<model_dir>/NAME.safetensors`` (or a file given as such), rebuilds the model from the
   zoo spec in its metadata, and the data's settings (classes, input size, normalisation, task)
   from the rest; no training data is needed.
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 __all__ = [
     "Prediction",
     "expand_items",
-    "load_learner",  # noqa: F822 - a lazy alias: see __getattr__
     "pred_batch",
     "predict",
     "predict_images",
@@ -416,13 +415,3 @@ def _read_ahead(chunks: Iterator[list], submit: Any) -> Iterator[list]:
         if isinstance(item, BaseException):
             raise item
         yield item
-
-
-def __getattr__(name: str) -> Any:
-    """PEP 562: ``load_learner`` lives in :mod:`learnkit.vision.learners` (it builds a Learner, so it
-    sits above the Learner, which calls this module's ``predict``); importing it from here still works."""
-    if name == "load_learner":
-        import learnkit.vision.learners as learners
-
-        return getattr(learners, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

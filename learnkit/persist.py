@@ -1,4 +1,4 @@
-"""Saving a Learner to safetensors checkpoints and loading it back (DESIGN.md section 4).
+"""Saving a Learner to safetensors checkpoints and loading it back (docs/design.md section 4).
 
 ``<name>.safetensors`` holds the weights and what rebuilds the model alone (zoo spec, classes, input
 size, normalisation, layer groups). ``<name>.opt.safetensors`` holds what continues the run exactly:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from learnkit.jobs.setup import build_learner
+
+if TYPE_CHECKING:
+    from learnkit.jobs.config import RunConfig
 
 
 def lr_find(
@@ -35,6 +38,10 @@ def lr_find(
 
     if not (math.isfinite(start_lr) and math.isfinite(end_lr) and 0 < start_lr < end_lr):
         raise UsageError(f"need 0 < --start-lr < --end-lr, got {start_lr:g} and {end_lr:g}")
+    from learnkit.jobs.config import lr_value
+
+    if wd is not None:
+        wd = lr_value(wd, "--wd", allow_zero=True)
     learn = build_learner(data, arch, **learner_options)
     callbacks = [ProgressCallback(reporter)] if reporter is not None else []
     res = learn.lr_find(start_lr, end_lr, num_it, stop_div=stop_div, wd=wd, callbacks=callbacks)
@@ -54,25 +61,17 @@ def lr_find(
     return {**result, "plot": str(plot)}
 
 
-def plan_one_cycle(
-    data: str | Path,
-    arch: str,
-    epochs: int,
-    lr: Any = slice(3e-3),
-    *,
-    moms: Any = (0.95, 0.85),
-    div_factor: float = 25.0,
-    pct_start: float = 0.3,
-    final_div: float | None = None,
-    **learner_options: Any,
-) -> dict[str, Any]:
-    """What ``fit-one-cycle`` would do, without training: lr and momentum per batch, and their plot."""
+def plan_one_cycle(config: RunConfig) -> dict[str, Any]:
+    """What ``fit-one-cycle`` would do with ``config``, without training: lr and momentum per batch,
+    and their plot (the Learner is the run's own, built by :func:`learnkit.jobs.setup.learner_for`)."""
     from learnkit.callbacks.one_cycle import one_cycle_plan
+    from learnkit.jobs.config import lr_value
+    from learnkit.jobs.setup import learner_for
     from learnkit.plots import new_figure, save_figure
 
-    learner_options.pop("wd", None)
-    learn = build_learner(data, arch, **learner_options)
-    trace = one_cycle_plan(learn, epochs, lr, moms, div_factor, pct_start, final_div)
+    s = config.schedule
+    learn = learner_for(config, config.runtime.device)
+    trace = one_cycle_plan(learn, s.epochs, lr_value(s.lr), s.moms, s.div_factor, s.pct_start, s.final_div)
     fig, (ax_lr, ax_mom) = new_figure(1, 2, figsize=(12, 4))
     ax_lr.plot(trace.lrs)
     ax_lr.set_xlabel("iterations")

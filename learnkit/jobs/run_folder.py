@@ -106,4 +106,24 @@ def write_config(config: RunConfig, path: str | Path | None = None) -> Path:
     return file
 
 
-__all__ = ["check_same_run", "claim_run_folder", "run_files", "saved_config", "write_config"]
+def lock_run_folder(path: str | Path) -> Any:
+    """Rank 0 checks the run folder and holds its lock for the whole fit (see :mod:`learnkit.run_lock`);
+    a run that fails before writing anything leaves no folder or lock file behind."""
+    from contextlib import nullcontext
+
+    from learnkit.distributed import env_rank
+    from learnkit.run_lock import claim_folder
+
+    if env_rank() != 0:
+        return nullcontext()
+    return claim_folder(path, "models", names=("last", "best"))
+
+
+__all__ = [
+    "check_same_run",
+    "claim_run_folder",
+    "lock_run_folder",
+    "run_files",
+    "saved_config",
+    "write_config",
+]

@@ -2,8 +2,9 @@
 
 Written against the library's public pieces and free of typer and rich::
 
-    from learnkit.jobs.setup import build_learner
-    learn = build_learner("sample:shapes", "simple_cnn", bs=32, size=32, seed=0)
+    from learnkit.jobs.config import RunConfig
+    from learnkit.jobs.setup import learner_for
+    learn = learner_for(RunConfig.from_flat("fit", data="sample:shapes", arch="simple_cnn", bs=32, seed=0))
 
 Errors a user can cause are :mod:`learnkit.errors` exceptions (exit codes 2/3/4 in the CLI).
 """
@@ -20,6 +21,7 @@ from learnkit import registry
 from learnkit.errors import UsageError
 
 if TYPE_CHECKING:
+    from learnkit.jobs.config import RunConfig
     from learnkit.learner import Learner
 
 LABELS_CSV = "labels.csv"  # read instead of class folders when DATA has one (fastai's from_csv)
@@ -213,19 +215,6 @@ def check_arch(arch: str, size: int) -> Any:
     return entry
 
 
-def run_folder(path: str | Path) -> Any:
-    """Rank 0 checks the run folder and holds its lock for the whole fit (see :mod:`learnkit.run_lock`);
-    a run that fails before writing anything leaves no folder or lock file behind."""
-    from contextlib import nullcontext
-
-    from learnkit.distributed import env_rank
-    from learnkit.run_lock import claim_folder
-
-    if env_rank() != 0:
-        return nullcontext()
-    return claim_folder(path, "models", names=("last", "best"))
-
-
 ACTIVATION_FACTOR = 16
 
 
@@ -270,51 +259,108 @@ def build_learner(
     data: str | Path,
     arch: str,
     *,
-    bs: int = 64,
-    size: int = 64,
-    seed: int | None = None,
-    path: str | Path = ".",
-    workers: int | None = 0,
-    device: str = "auto",
     metrics: Sequence[str | Callable] = ("accuracy",),
-    valid_pct: float | None = None,
-    pretrained: str | Path | None = None,
-    precision: str = "fp32",
-    cache: str = "auto",
-    augment: Any = True,
-    label_delim: str | None = None,
-    thresh: float = 0.5,
+    augment: Any = None,
+    **options: Any,
 ) -> Learner:
-    """The Learner a training command works with: data folder or sample, zoo arch, precision.
+    """The classifier Learner of ``fit`` for a folder or sample: :func:`learner_for` of the RunConfig
+    these options describe (``bs``, ``size``, ``seed``, ``path``, ``device``, ``pretrained``...,
+    the option names of ``learnkit fit``; the others take its defaults).
 
-    ``pretrained``: ``imagenet`` (torchvision's weights from torch's cache) or a file. Multi-label
-    data (``label_delim``) gets fastai's ``accuracy_thresh`` and ``fbeta`` instead of ``accuracy``
-    and keeps ``thresh`` for its predictions. On CUDA and the CPU the model is kept channels-last.
+    Example:
+        >>> learn = build_learner("sample:shapes", "simple_cnn", bs=32, size=32, seed=0)  # doctest: +SKIP
     """
-    from learnkit.metrics import MULTI_LABEL_METRICS
-    from learnkit.pretrained import resolve_pretrained
-    from learnkit.vision.learners import cnn_learner
+    from learnkit.jobs.config import RunConfig
 
-    check_arch(arch, size)
-    weights = resolve_pretrained(pretrained, arch)  # a missing cached file fails before the data is read
+    options = {k: str(v) if k == "path" else v for k, v in options.items()}
+    config = RunConfig.from_flat("fit", data=str(data), arch=arch, **options)
+    return learner_for(config, config.runtime.device, metrics=metrics, augment=augment)
+
+
+def learner_for(
+    config: RunConfig,
+    device: str = "auto",
+    *,
+    metrics: Sequence[str | Callable] | None = None,
+    augment: Any = None,
+) -> Learner:
+    """The one Learner builder of a run, for both tasks: ``config.model.unet`` set makes it a U-Net
+    on segmentation data, else a classifier. The task decides the data, the model and the default
+    metrics (``accuracy``; ``accuracy_thresh`` and ``fbeta`` for multi-label data; dice, iou and
+    pixel accuracy for masks); the rest is one path: the arch and its pretrained weights checked
+    before the data is read, the seed, precision, channels-last (CPU and CUDA), the CPU's
+    small-convolution gradient and the run's recipes (loss options, mixup, clip, EMA, freezing...).
+
+    ``augment``: concrete ``AugmentSettings`` over the config's (``None``: the config's).
+    """
+    from learnkit.pretrained import resolve_pretrained
+
+    d, r, unet = config.data, config.runtime, config.model.unet
+    arch = str(config.model.arch)
+    segmentation = unet is not None
+    check_arch(arch, d.size)
+    if segmentation:
+        from learnkit.vision.unet_learner import encoder_cut
+
+        encoder_cut(arch)  # an arch that cannot serve as an encoder fails before the data is read
+    weights = resolve_pretrained(config.model.pretrained, arch)  # a missing cached file, likewise
     dev = resolve_device(device)
-    seed_everything(seed)
+    seed_everything(r.seed)
     bunch = load_data(
-        data, bs=bs, size=size, seed=seed, workers=workers, device=dev, valid_pct=valid_pct, cache=cache,
-        augment=augment, label_delim=label_delim,
+        d.data, bs=d.bs, size=d.size, seed=r.seed, workers=r.workers, device=dev, valid_pct=d.valid_pct,
+        task="segmentation" if segmentation else "classification", cache=d.cache,
+        augment=d.augment().settings() if augment is None else augment,
+        label_delim=None if segmentation else d.label_delim,
     )  # fmt: skip
-    if getattr(bunch, "multi_label", False):
-        bunch.thresh = thresh
-        if list(metrics) == ["accuracy"]:
-            metrics = MULTI_LABEL_METRICS
-    metric_fns = resolve_metrics(metrics)
-    learn = cnn_learner(bunch, arch, pretrained=weights, metrics=metric_fns, path=path)
+    if segmentation:
+        from learnkit.seg_metrics import segmentation_metrics
+        from learnkit.vision.learners import unet_learner
+
+        learn = unet_learner(
+            bunch, arch, pretrained=weights, blur=unet.blur, blur_final=unet.blur_final,
+            self_attention=unet.self_attention, bottle=unet.bottle, last_cross=unet.last_cross,
+            norm_type=None if unet.norm_type == "none" else unet.norm_type, y_range=unet.y_range,
+            metrics=resolve_metrics(metrics, "segmentation") if metrics else segmentation_metrics(),
+            path=config.checkpoint.path,
+        )  # fmt: skip
+    else:
+        from learnkit.metrics import MULTI_LABEL_METRICS
+        from learnkit.vision.learners import cnn_learner
+
+        metrics = list(metrics or ("accuracy",))
+        if getattr(bunch, "multi_label", False):
+            bunch.thresh = d.thresh
+            if metrics == ["accuracy"]:
+                metrics = list(MULTI_LABEL_METRICS)
+        learn = cnn_learner(bunch, arch, pretrained=weights, metrics=resolve_metrics(metrics),
+                            path=config.checkpoint.path)  # fmt: skip
     learn.quiet = True  # a command reports through its own reporter, never the default table
-    set_precision(learn, precision)
+    set_precision(learn, r.precision)
     if dev.type in ("cuda", "cpu"):  # faster on both: CPU steps 5-15% (bench/README.md)
         learn.to_channels_last()
-    add_cpu_conv_grad(learn, dev)
+    if r.cpu_tuning:
+        add_cpu_conv_grad(learn, dev)
+    _apply_recipes(learn, config)
     return learn
+
+
+def _apply_recipes(learn: Learner, config: RunConfig) -> None:
+    """The run's recipes (loss options, mixup/cutmix, clip, accum, EMA, compile, freezing)."""
+    from learnkit.jobs.recipes import apply_recipes
+
+    s = config.schedule
+    apply_recipes(
+        learn,
+        label_smoothing=s.label_smoothing,
+        class_weights=s.class_weights,
+        mixup=s.mixup,
+        cutmix=s.cutmix,
+        clip=s.clip,
+        accum=s.accum,
+        ema=s.ema,
+        compile=config.runtime.compile,
+        freeze=config.model.freeze,
+    )
 
 
 def add_cpu_conv_grad(learn: Learner, dev: Any) -> None:

@@ -33,6 +33,7 @@ from learnkit.jobs.run_folder import (
     check_outside_data,
     check_same_run,
     claim_run_folder,
+    lock_run_folder,
     saved_config,
     write_config,
 )
@@ -58,7 +59,7 @@ def run(config: RunConfig, *, reporter: Any = None, command: Sequence[str] | Non
     from learnkit import distributed
     from learnkit.cpu_load import Probe
     from learnkit.data.samples import resolve_data
-    from learnkit.jobs.setup import check_memory, resolve_device, run_folder
+    from learnkit.jobs.setup import check_memory, resolve_device
 
     probe = Probe()  # the machine's load while the run starts picks the CPU thread count
     config.validate()
@@ -66,7 +67,7 @@ def run(config: RunConfig, *, reporter: Any = None, command: Sequence[str] | Non
     check_memory(config.data.size, config.data.bs, dev)
     data = resolve_data(str(config.data.data))  # missing data is said before the run folder is touched
     check_outside_data(config.checkpoint.path, data)
-    with run_folder(config.checkpoint.path):  # one writer: the claim, config.yaml and the fit
+    with lock_run_folder(config.checkpoint.path):  # one writer: the claim, config.yaml and the fit
         return _run_locked(config, dev, reporter, command, probe)
 
 
@@ -78,7 +79,7 @@ def _run_locked(
     from learnkit import distributed
     from learnkit.distributed import env_rank
     from learnkit.jobs.fitting import deterministic_mode
-    from learnkit.jobs.setup import cpu_threads
+    from learnkit.jobs.setup import cpu_threads, learner_for
 
     claim_run_folder(config, remove=env_rank() == 0)  # before any rank writes
     saved = saved_config(config)
@@ -91,8 +92,9 @@ def _run_locked(
     ok = False
     try:
         with deterministic_mode(config.runtime.deterministic):
-            learn = build_run_learner(config, str(dev))
-            threads = cpu_threads(dev, probe, deterministic=config.runtime.deterministic)
+            learn = learner_for(config, str(dev))
+            tuning = config.runtime.cpu_tuning
+            threads = cpu_threads(dev, probe, deterministic=config.runtime.deterministic) if tuning else None
             follow = None
             if threads is not None and not config.runtime.deterministic:
                 from learnkit.callbacks.cpu_threads import CpuThreads
@@ -120,8 +122,6 @@ def _run_locked(
                 **(s.cycle_kwargs() if s.kind == "one_cycle" else {}),
             )
         if config.model.unet is not None:
-            from learnkit.jobs.unet import segmentation_result
-
             result.update(segmentation_result(learn))
         best = learn.path / learn.model_dir / f"{BEST}.safetensors"
         if config.checkpoint.save_best and best.is_file():
@@ -157,55 +157,17 @@ def save_fit_plots(learn: Learner) -> list[str]:
     return [str(p) for p in plots]
 
 
-def build_run_learner(config: RunConfig, device: str) -> Learner:
-    """The Learner ``config`` trains: a CNN classifier, or a U-Net when ``config.model.unet`` is set."""
-    if config.model.unet is not None:
-        from learnkit.jobs.unet import build_unet_learner
+def segmentation_result(learn: Learner) -> dict[str, Any]:
+    """``dice_per_class`` and ``iou_per_class`` (by class name) of the last validation, and ``classes``."""
+    from learnkit.seg_metrics import ConfusionMetric
 
-        learn = build_unet_learner(config, device)
-        apply_config_recipes(learn, config)
-        return learn
-    from learnkit.jobs.setup import build_learner
-
-    d, r = config.data, config.runtime
-    learn = build_learner(
-        d.data,
-        config.model.arch,
-        bs=d.bs,
-        size=d.size,
-        seed=r.seed,
-        path=config.checkpoint.path,
-        workers=r.workers,
-        device=device,
-        valid_pct=d.valid_pct,
-        pretrained=config.model.pretrained,
-        precision=r.precision,
-        cache=d.cache,
-        augment=d.augment().settings(),
-        label_delim=d.label_delim,
-        thresh=d.thresh,
-    )
-    apply_config_recipes(learn, config)
-    return learn
+    found = {m.name: m for m in learn.metrics if isinstance(m, ConfusionMetric)}
+    classes = list(learn.data.classes)
+    return {
+        "dice_per_class": found["dice"].per_class(classes) if "dice" in found else {},
+        "iou_per_class": found["iou"].per_class(classes) if "iou" in found else {},
+        "classes": classes,
+    }
 
 
-def apply_config_recipes(learn: Learner, config: RunConfig) -> None:
-    """The run's recipes (loss options, mixup/cutmix, clip, accum, EMA, compile, freezing)."""
-    from learnkit.jobs.recipes import apply_recipes
-
-    s = config.schedule
-    apply_recipes(
-        learn,
-        label_smoothing=s.label_smoothing,
-        class_weights=s.class_weights,
-        mixup=s.mixup,
-        cutmix=s.cutmix,
-        clip=s.clip,
-        accum=s.accum,
-        ema=s.ema,
-        compile=config.runtime.compile,
-        freeze=config.model.freeze,
-    )
-
-
-__all__ = ["build_run_learner", "run"]
+__all__ = ["run", "segmentation_result"]

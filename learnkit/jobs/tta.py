@@ -78,31 +78,20 @@ def tta_scores(
 
 def trained_with_flips(meta: Mapping[str, Any]) -> bool:
     """Whether the checkpoint's model was trained with left-right flips, from the run's config
-    (metadata ``config``, :class:`~learnkit.jobs.config.RunConfig`'s ``data`` section or flat):
-    the ``flip`` knob when it was set, else the ``aug`` preset's flip (``none``, the default
-    preset, has none). A checkpoint with no config, or a config naming no preset, predates the
-    presets: it trained with learnkit's former default, which flipped."""
-    from learnkit.data.aug_config import PRESETS
+    (metadata ``config``, read as any RunConfig is: :meth:`RunConfig.from_dict`): its augmentation's
+    ``flip``. A checkpoint with no usable config, or one from before the augmentation presets (no
+    ``data.aug``), trained with learnkit's former default, which flipped."""
+    from learnkit.errors import UsageError
+    from learnkit.jobs.config import RunConfig
 
     config = meta.get("config")
-    if not isinstance(config, Mapping):
+    data = config.get("data") if isinstance(config, Mapping) else None
+    if not isinstance(data, Mapping) or "aug" not in data:
         return True
-    data = config.get("data")
-    section = data if isinstance(data, Mapping) else config
-    flip = section.get("flip")
-    if isinstance(flip, bool):
-        return flip
-    if isinstance(flip, str) and flip.lower() in ("true", "false", "yes", "no", "on", "off"):
-        return flip.lower() in ("true", "yes", "on")
-    if section.get("flip_vert") is True:  # the dihedral knob implies flips (see AugmentConfig)
+    try:
+        return RunConfig.from_dict(dict(config)).data.augment().settings().flip
+    except UsageError:
         return True
-    aug = section.get("aug", section.get("augment"))
-    if aug is None:
-        return True
-    if aug is False or str(aug).lower() in ("false", "off"):
-        return False
-    preset = PRESETS.get(str(aug).lower())
-    return preset.flip if preset is not None else True
 
 
 def _named(scores: Mapping[str, float]) -> dict[str, float]:

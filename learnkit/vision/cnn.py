@@ -2,8 +2,8 @@
 
 ``create_cnn_model("resnet34", 10)`` is ``nn.Sequential(body, head)``: ``body`` the torchvision
 ResNet's children before its cut (avgpool and fc dropped), ``head`` concat pooling, batchnorm,
-dropout and linear layers. ``cnn_learner`` (in :mod:`learnkit.vision.learners`, re-exported here
-lazily) wraps it in a Learner split into the zoo's layer groups.
+dropout and linear layers. ``cnn_learner`` (in :mod:`learnkit.vision.learners`) wraps it in a
+Learner split into the zoo's layer groups.
 """
 
 from __future__ import annotations
@@ -204,13 +204,3 @@ def _init_linear(head: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-
-
-def __getattr__(name: str) -> Any:
-    """PEP 562: ``cnn_learner`` and ``create_cnn`` live in :mod:`learnkit.vision.learners` (the one vision
-    module that imports the Learner); importing them from here still works, without a cycle."""
-    if name in ("cnn_learner", "create_cnn"):
-        import learnkit.vision.learners as learners
-
-        return getattr(learners, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,6 @@
 """The U-Net's spec and builder: a :class:`~learnkit.vision.unet.DynamicUnet` over a zoo encoder.
 
-``unet_learner`` (which puts it in a Learner) lives in :mod:`learnkit.vision.learners`; it is
-re-exported here lazily, so ``from learnkit.vision.unet_learner import unet_learner`` still works.
+``unet_learner`` (which puts it in a Learner) lives in :mod:`learnkit.vision.learners`.
 
 The encoder is the arch's body up to its cut (as ``cnn_learner`` cuts it); the layer groups are the
 zoo's body groups, then the whole decoder. The model's spec has kind ``"unet"``, so a checkpoint
@@ -145,13 +144,3 @@ def _check_y_range(y_range: Sequence[float]) -> list[float]:
     if not low < high:
         raise UsageError(f"y_range must rise: {low} is not below {high}")
     return [low, high]
-
-
-def __getattr__(name: str) -> Any:
-    """PEP 562: ``unet_learner`` lives in :mod:`learnkit.vision.learners` (the one vision module that
-    imports the Learner); importing it from here still works, without a cycle."""
-    if name == "unet_learner":
-        import learnkit.vision.learners as learners
-
-        return getattr(learners, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -215,15 +215,17 @@ def test_tta_options_and_flips_follow_the_training(trained, image_folder):
 def test_trained_with_flips_reads_the_run_config():
     from learnkit.jobs.tta import trained_with_flips
 
-    assert trained_with_flips({}) is True
-    assert trained_with_flips({"config": {"data": {"flip": False}}}) is False
-    assert trained_with_flips({"config": {"aug": "none"}}) is False
-    assert trained_with_flips({"config": {"flip": True}}) is True
-    # RunConfig's data section: the flip knob when set, else the preset's flip
-    assert trained_with_flips({"config": {"data": {"aug": "none", "flip": None}}}) is False
-    assert trained_with_flips({"config": {"data": {"aug": "light", "flip": None}}}) is True
-    assert trained_with_flips({"config": {"data": {"aug": "fastai", "flip": False}}}) is False
-    assert trained_with_flips({"config": {"data": {"aug": "none", "flip": True}}}) is True
+    def meta(**data):
+        return {"config": {"command": "fit", "data": {"data": "d", **data}, "model": {"arch": "simple_cnn"}}}
+
+    assert trained_with_flips({}) is True  # no config: learnkit's former default flipped
+    assert trained_with_flips(meta(flip=False)) is True  # no preset recorded: before the presets
+    # RunConfig's data section, read as any config is: the flip knob when set, else the preset's
+    assert trained_with_flips(meta(aug="none", flip=None)) is False
+    assert trained_with_flips(meta(aug="light", flip=None)) is True
+    assert trained_with_flips(meta(aug="fastai", flip=False)) is False
+    assert trained_with_flips(meta(aug="none", flip=True)) is True
+    assert trained_with_flips(meta(aug="none", flip="yes")) is True  # not a config: the old default
 
 
 def test_validate_defaults_to_the_fits_own_pct_split(tmp_path, image_folder):

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from learnkit.cli.app import app as learnkit_app
 from learnkit.cli.group import LearnkitGroup
-from learnkit.cli.options import LrOpt
+from learnkit.cli.options import schema_option
 from learnkit.errors import CheckpointError, DataError, RunInterrupted, UsageError
 
 app = typer.Typer(cls=LearnkitGroup, pretty_exceptions_enable=False)
@@ -33,7 +33,7 @@ def fail(what: str) -> None:
 
 
 @app.command()
-def lr(value: LrOpt = "1e-3") -> None:
+def lr(value: schema_option("lr")[0] = "1e-3") -> None:
     print(repr(value))
 
 

@@ -1,4 +1,5 @@
-"""The pure parsers behind the shared options: any text gives a value or a UsageError."""
+"""The schema's parsers behind every option (command line and config files alike): any text gives a
+value or a UsageError naming the option."""
 
 import math
 
@@ -6,8 +7,29 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from learnkit.cli.options import parse_device, parse_fraction, parse_lr, parse_moms, parse_wd
 from learnkit.errors import UsageError
+from learnkit.jobs.config import lr_value, parse_option
+
+
+def parse_lr(text):
+    return lr_value(parse_option("lr", text))
+
+
+def parse_wd(text):
+    return lr_value(parse_option("wd", text), allow_zero=True)
+
+
+def parse_device(text):
+    return parse_option("device", text)
+
+
+def parse_fraction(text):
+    return parse_option("valid_pct", text)
+
+
+def parse_moms(text):
+    return parse_option("moms", text, "fit-one-cycle")
+
 
 positive = st.floats(min_value=1e-12, max_value=1e6, allow_nan=False, allow_infinity=False)
 

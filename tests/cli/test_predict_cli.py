@@ -137,7 +137,7 @@ def test_a_glob_pattern_is_expanded(model, image_folder):
 
 
 def test_predictions_match_the_library(model, trained, image_folder):
-    from learnkit.inference import load_learner
+    from learnkit.vision.learners import load_learner
 
     image = _valid_images(image_folder)[-1]
     result = runner.invoke(app, ["predict", str(image), *model, "--json"])
@@ -179,7 +179,7 @@ def seg_run(tmp_path_factory) -> dict:
     """A tiny U-Net checkpoint (resnet18 cut after layer1, untrained) and two 40 x 30 images."""
     try:
         from learnkit.data import SegmentationDataBunch
-        from learnkit.vision.unet_learner import unet_learner
+        from learnkit.vision.learners import unet_learner
     except ImportError as exc:  # the U-Net is another issue's work
         pytest.skip(f"no U-Net to build a segmentation checkpoint with: {exc}")
     root = tmp_path_factory.mktemp("seg")

@@ -67,7 +67,7 @@ def test_split_fn_on_a_resnet18_gives_fastai_three_groups(resnet_learn):
 
 
 def test_cnn_and_unet_learner_split_on_take_fastai_split_points():
-    from learnkit.vision.unet_learner import unet_learner
+    from learnkit.vision.learners import unet_learner
 
     learn = cnn_learner(image_data(), "resnet18", split_on=lambda m: (m[0][6], m[1]))
     assert [len(ids(g)) for g in learn.layer_groups] == [

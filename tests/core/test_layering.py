@@ -26,15 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # source folder -> installed package (pyproject's [tool.setuptools.package-dir])
 PACKAGES = {"learnkit": "learnkit", "cli": "learnkit.cli", "zoo": "learnkit.zoo"}
 
-# Lazy re-exports that close a cycle, each checked to be nothing but a module-level __getattr__.
-# The factories and load_learner build a Learner, so they live above it in learnkit.vision.learners
-# (the one vision module that imports learnkit.learner); the modules that used to hold them hand the
-# names on when asked, and their own code never uses them, so importing them imports no Learner.
-ALIASES = {
-    ("learnkit.vision.cnn", "learnkit.vision.learners"),  # cnn_learner, create_cnn
-    ("learnkit.vision.unet_learner", "learnkit.vision.learners"),  # unet_learner
-    ("learnkit.inference", "learnkit.vision.learners"),  # load_learner (Learner.predict calls inference)
-}
+# Lazy re-exports that close a cycle, each checked to be nothing but a module-level __getattr__:
+# learnkit.vision hands on the factories of learnkit.vision.learners (fastai's
+# ``from fastai.vision import cnn_learner``), without importing the Learner until asked.
+ALIASES: set[tuple[str, str]] = set()
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -272,8 +267,8 @@ def test_only_learnkit_vision_learners_imports_the_learner():
 
 def test_model_and_prediction_modules_import_no_learner():
     """At run time: importing the vision model builders, the checkpoint modules and the Learner's
-    delegates (predict, TTA, show, interpret, save/load) imports no ``learnkit.learner``; the old
-    import paths of the factories still give the one function."""
+    delegates (predict, TTA, show, interpret, save/load) imports no ``learnkit.learner``; the
+    package-level names of the factories give the one function."""
     code = textwrap.dedent(
         """
         import sys
@@ -281,14 +276,11 @@ def test_model_and_prediction_modules_import_no_learner():
         import learnkit.inference, learnkit.tta, learnkit.show, learnkit.interpret, learnkit.persist
         import learnkit.checkpoint, learnkit.registry, learnkit.weights, learnkit.losses
         assert "learnkit.learner" not in sys.modules, "a lower module imported the Learner"
-        from learnkit.vision.cnn import cnn_learner, create_cnn
-        from learnkit.vision.unet_learner import unet_learner
-        from learnkit.inference import load_learner
         from learnkit.vision import cnn_learner as vision_cnn_learner
         import learnkit, learnkit.vision.learners as home
-        assert cnn_learner is create_cnn is vision_cnn_learner is learnkit.cnn_learner is home.cnn_learner
-        assert unet_learner is learnkit.unet_learner is home.unet_learner
-        assert load_learner is learnkit.load_learner is home.load_learner
+        assert home.create_cnn is vision_cnn_learner is learnkit.cnn_learner is home.cnn_learner
+        assert learnkit.unet_learner is home.unet_learner
+        assert learnkit.load_learner is home.load_learner
         print("ok")
         """
     )

@@ -24,8 +24,8 @@ from safetensors.torch import save_file
 from learnkit import ImageDataBunch
 from learnkit.checkpoint import read_model_header
 from learnkit.errors import CheckpointError
-from learnkit.inference import load_learner
 from learnkit.vision import cnn_learner
+from learnkit.vision.learners import load_learner
 from tests.core.tiny_images import make_class_folder
 
 DEEP = "[" * 100_000 + "]" * 100_000

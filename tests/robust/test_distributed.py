@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from learnkit.cli.launch import normalize_args, torchrun_command, without_nproc
 from learnkit.jobs import evaluate
 from learnkit.jobs.config import RunConfig
 from learnkit.jobs.train import run
-from learnkit.launch import normalize_args, torchrun_command, without_nproc
 
 from .conftest import cli_env, learnkit_exe
 

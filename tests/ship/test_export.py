@@ -10,9 +10,8 @@ from PIL import Image
 from learnkit import ImageDataBunch, SegmentationDataBunch, accuracy
 from learnkit.errors import UsageError
 from learnkit.export import ExportError, export_checkpoint
-from learnkit.inference import load_learner
 from learnkit.vision import cnn_learner
-from learnkit.vision.unet_learner import unet_learner
+from learnkit.vision.learners import load_learner, unet_learner
 from tests.cli.conftest import run_learnkit
 from tests.core.tiny_images import CLASSES, make_class_folder, make_seg_folder
 
