@@ -281,6 +281,10 @@ class CheckpointConfig:
         None, "Start from the weights of checkpoint NAME.", CHECKPOINTS, metavar="NAME", resume_free=True
     )
     exist_ok: bool = option(False, "Replace a run already in PATH.", CHECKPOINTS, resume_free=True)
+    # --resume on data that differs from what the checkpoint's fit saw: a warning instead of exit 3
+    allow_changed_data: bool = option(
+        False, "Resume even if DATA changed since the checkpoint.", CHECKPOINTS, resume_free=True
+    )
     # trackers (learnkit.loggers): csv is history.csv, always kept
     loggers: tuple[str, ...] = option(
         ("csv",),

@@ -117,6 +117,7 @@ def _run_locked(
                 save_best=config.checkpoint.save_best,
                 resume=config.checkpoint.resume,
                 init_from=config.checkpoint.init_from,
+                allow_changed_data=config.checkpoint.allow_changed_data,
                 loggers=config.checkpoint.loggers,
                 command=command,
                 **(s.cycle_kwargs() if s.kind == "one_cycle" else {}),
