@@ -121,6 +121,15 @@ def _check_agreed_keys(meta: Mapping[str, Any], where: str | Path) -> None:
         pct = split.get("valid_pct")
         if pct is not None and not is_number(pct, 0.0, 1.0):
             raise bad_field(where, "valid_split.valid_pct", "must be a number from 0 to 1")
+        if split["kind"] == "pct":  # what evaluation repeats: it must be a split a fit can make
+            if not is_number(pct, 0.0, 1.0) or not 0.0 < pct < 1.0:
+                raise bad_field(
+                    where, "valid_split.valid_pct", "must be a number between 0 and 1 (exclusive)"
+                )
+            if not is_int(split.get("seed"), 0, 2**63 - 1):
+                raise bad_field(where, "valid_split.seed", "must be an integer from 0 to 2**63-1")
+        elif split["kind"] in ("folder", "column") and not is_short_str(split.get("name", ""), 255):
+            raise bad_field(where, "valid_split.name", "must be a short string")
     fingerprint = meta.get("data_fingerprint")
     if fingerprint is not None and not isinstance(fingerprint, dict):
         raise bad_field(where, "data_fingerprint", "must be a JSON object")
