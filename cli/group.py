@@ -4,6 +4,7 @@ docs/design.md section 5: errors are one clear line, no traceback unless ``--deb
 errors, 3 for bad data, 4 for an unusable checkpoint, 130 when interrupted, 1 for anything else.
 """
 
+import errno
 import os
 import signal
 import sys
@@ -88,6 +89,10 @@ def _describe(exc: BaseException) -> tuple[str, int]:
         return str(exc) or type(exc).__name__, exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", INTERRUPTED
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:  # a path argument: usage
+        name = str(exc.filename or "")
+        shown = name if len(name) <= 60 else f"{name[:60]}... ({len(name)} characters)"
+        return f"a path is too long for the file system: {shown}", 2
     detail = str(exc)
     return (f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__), 1
 
