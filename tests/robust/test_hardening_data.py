@@ -237,6 +237,18 @@ def test_config_bytes_are_bounded_even_for_an_endless_file(tmp_path):
     _count("budgets")
 
 
+def test_images_are_measured_against_a_memory_budget_before_decoding(tmp_path, monkeypatch):
+    import learnkit.data.images as images
+
+    Image.new("RGBA", (100, 100)).save(tmp_path / "a.png")
+    Image.new("L", (100, 100)).save(tmp_path / "l.png")
+    monkeypatch.setattr(images, "MAX_DECODED_BYTES", 60_000)  # RGBA + RGB copy: 70,000 bytes
+    with pytest.raises(DataError, match="too large to decode .* RGBA"):
+        images.check_image(tmp_path / "a.png", 16)
+    images.check_image(tmp_path / "l.png", 16)  # L + RGB copy: 40,000 bytes
+    _count("budgets")
+
+
 # --- 4. the data a fit saw, and what changed ---
 def _pct_bunch(root: Path) -> ImageDataBunch:
     return ImageDataBunch.from_folder(root, valid_pct=0.25, seed=3, size=8, bs=2, device="cpu", augment=False)
