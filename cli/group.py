@@ -93,6 +93,11 @@ def _describe(exc: BaseException) -> tuple[str, int]:
         name = str(exc.filename or "")
         shown = name if len(name) <= 60 else f"{name[:60]}... ({len(name)} characters)"
         return f"a path is too long for the file system: {shown}", 2
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" {exc.filename}" if exc.filename else ""
+        return (
+            f"could not write{where}: {os.strerror(exc.errno).lower()}; the files written before are intact"
+        ), 1
     detail = str(exc)
     return (f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__), 1
 

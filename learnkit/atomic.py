@@ -70,6 +70,11 @@ def write_atomically(path: str | Path, write: Callable[[IO], None], *, binary: b
             f.flush()
             os.fsync(f.fileno())
         os.replace(name, path)
+    except OSError as exc:
+        Path(name).unlink(missing_ok=True)
+        if exc.filename is None:  # a failed write names no file: name the one being written
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     except BaseException:
         Path(name).unlink(missing_ok=True)
         raise

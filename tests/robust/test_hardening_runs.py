@@ -123,3 +123,24 @@ def test_weights_checked_on_a_real_checkpoint(tmp_path):
     save_file(tensors, str(file), metadata=meta)
     with pytest.raises(CheckpointError, match="negative"):
         load_learner(file, device="cpu")
+
+
+def test_a_full_disk_names_the_file_being_written_and_what_is_intact(tmp_path):
+    import errno
+    import os
+
+    from learnkit.atomic import write_atomically
+    from learnkit.cli.group import _describe
+
+    target = tmp_path / "config.yaml"
+    target.write_text("old")
+
+    def full(f):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(OSError) as err:
+        write_atomically(target, full)
+    assert err.value.filename == str(target) and target.read_text() == "old"
+    message, code = _describe(err.value)
+    assert code == 1 and str(target) in message and "no space left on device" in message
+    assert "intact" in message and "Errno" not in message
