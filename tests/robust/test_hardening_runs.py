@@ -144,3 +144,35 @@ def test_a_full_disk_names_the_file_being_written_and_what_is_intact(tmp_path):
     message, code = _describe(err.value)
     assert code == 1 and str(target) in message and "no space left on device" in message
     assert "intact" in message and "Errno" not in message
+
+
+def test_a_checkpoint_whose_stem_takes_one_channel_is_a_checkpoint_error(tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from learnkit.data import ImageDataBunch
+    from learnkit.jobs.info import summary
+    from learnkit.vision.learners import cnn_learner, load_learner
+    from learnkit.vision.models import build_model
+
+    from .test_hardening_data import _png
+
+    for split in ("train", "valid"):
+        for name, colour in (("a", (200, 0, 0)), ("b", (0, 0, 200))):
+            _png(tmp_path / "d" / split / name / "0.png", colour, size=16)
+    data = ImageDataBunch.from_folder(tmp_path / "d", size=16, bs=2, device="cpu", augment=False)
+    file = cnn_learner(data, "simple_cnn", path=tmp_path / "run").save("m")
+    with safe_open(file, "pt") as f:
+        meta = f.metadata()
+    spec = json.loads(meta["model_spec"])
+    spec["kwargs"] = {**(spec.get("kwargs") or {}), "in_channels": 1}
+    model, _ = build_model(spec)
+    meta["model_spec"] = json.dumps(spec)
+    meta.pop("norm_stats", None)  # three channels of statistics would be refused first
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(file), metadata=meta)
+    with pytest.raises(CheckpointError, match="1-channel"):
+        load_learner(file, device="cpu")
+    with pytest.raises(CheckpointError, match="1-channel"):
+        summary(model=file)
