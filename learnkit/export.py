@@ -204,8 +204,6 @@ def _dynamic_batch() -> tuple[dict[int, Any]]:
 def _write_onnx(wrapper: nn.Module, example: torch.Tensor, target: Path, metadata: dict[str, str]) -> None:
     import warnings
 
-    import onnx
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's own deprecation and progress chatter
         program = torch.onnx.export(
@@ -221,7 +219,8 @@ def _write_onnx(wrapper: nn.Module, example: torch.Tensor, target: Path, metadat
     for key, value in metadata.items():
         prop = proto.metadata_props.add()
         prop.key, prop.value = key, value
-    write_atomically(target, lambda f: onnx.save_model(proto, f))  # a fresh temporary: no planted link
+    data = proto.SerializeToString()  # what onnx.save_model writes (protobuf, no external data)
+    write_atomically(target, lambda f: f.write(data))  # a fresh temporary name: never a planted link
 
 
 def _run_onnx(target: Path, batch: torch.Tensor) -> Any:
