@@ -7,6 +7,7 @@ import typer
 
 from .options import JsonOpt, ModelOpt, PathOpt
 from .render import make_console, render_result
+from .trust_size import TrustSizeOpt, apply_trust_size
 
 FormatOpt = Annotated[
     str,
@@ -31,9 +32,12 @@ def export(
     path: PathOpt = ".",
     out: OutOpt = None,
     as_json: JsonOpt = False,
+    trust_size: TrustSizeOpt = False,
 ) -> None:
     """Export checkpoint MODEL: 0..1 RGB images in (any batch), probabilities out; checked after writing."""
     from learnkit.export import export_checkpoint
+
+    apply_trust_size(trust_size)
 
     result = export_checkpoint(model, path=path, fmt=fmt, out=out).to_dict()
     print(

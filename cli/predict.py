@@ -20,6 +20,7 @@ from .context import global_options
 from .options import BsOpt, DeviceOpt, JsonOpt, ModelOpt, PathOpt
 from .progress import interactive, track_rows
 from .render import escape_controls, format_value, make_console, print_json, render_rows
+from .trust_size import TrustSizeOpt, apply_trust_size
 
 ItemsArg = Annotated[
     list[str],
@@ -61,9 +62,12 @@ def predict(
     out: OutOpt = None,
     overlay: OverlayOpt = False,
     null: NullOpt = False,
+    trust_size: TrustSizeOpt = False,
 ) -> None:
     """Predict ITEM... with checkpoint MODEL: label and probability per image (segmentation: a mask)."""
     from learnkit.jobs.predict import predict_files
+
+    apply_trust_size(trust_size)
 
     if as_json and as_csv:
         raise UsageError("--json and --csv: choose one")

@@ -6,6 +6,7 @@ import typer
 
 from .options import BsOpt, DeviceOpt, JsonOpt
 from .render import make_console, render_result
+from .trust_size import TrustSizeOpt, apply_trust_size
 
 RunArg = Annotated[str, typer.Argument(metavar="PATH", help="The run folder (the --path of the fit).")]
 ReportModelOpt = Annotated[
@@ -33,9 +34,12 @@ def report(
     bs: BsOpt = 64,
     device: DeviceOpt = "cpu",
     as_json: JsonOpt = False,
+    trust_size: TrustSizeOpt = False,
 ) -> None:
     """Write PATH/report.html: config, epochs, curves, confusion matrix, per-class scores, top losses."""
     from learnkit.report import write_report
+
+    apply_trust_size(trust_size)
 
     result = write_report(path, model=model, data=data, out=out, bs=bs, device=device)
     row = {

@@ -6,6 +6,7 @@ import typer
 
 from .options import JsonOpt, PathOpt, SizeOpt, complete_arch, complete_model
 from .render import make_console, render_result
+from .trust_size import TrustSizeOpt, apply_trust_size
 
 
 def summary(
@@ -22,9 +23,12 @@ def summary(
     size: SizeOpt = 64,
     path: PathOpt = ".",
     as_json: JsonOpt = False,
+    trust_size: TrustSizeOpt = False,
 ) -> None:
     """Summarise --arch A (built for --n-out classes) or the checkpoint --model NAME."""
     from learnkit.jobs import info
+
+    apply_trust_size(trust_size)
 
     result = info.summary(arch=arch, model=model, n_out=n_out, size=size, path=path)
     console = make_console()

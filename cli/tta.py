@@ -18,6 +18,7 @@ from .options import (
     WorkersOpt,
 )
 from .render import make_console, print_json, print_note, render_result, render_rows
+from .trust_size import TrustSizeOpt, apply_trust_size
 from .validate import AllowChangedOpt
 
 BetaOpt = Annotated[
@@ -50,9 +51,12 @@ def tta(
     seed: SeedOpt = None,
     allow_changed_data: AllowChangedOpt = False,
     as_json: JsonOpt = False,
+    trust_size: TrustSizeOpt = False,
 ) -> None:
     """Validate checkpoint MODEL on DATA without and with TTA (the fit's own split by default)."""
     from learnkit.jobs.tta import tta_scores
+
+    apply_trust_size(trust_size)
 
     result = tta_scores(
         data, model, path=path, beta=beta, scale=scale, bs=bs, workers=workers, device=device,

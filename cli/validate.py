@@ -16,6 +16,7 @@ from .options import (
     WorkersOpt,
 )
 from .render import make_console, print_note, render_result
+from .trust_size import TrustSizeOpt, apply_trust_size
 
 AllowChangedOpt = Annotated[
     bool,
@@ -42,9 +43,12 @@ def validate(
     plots: PlotsOpt = False,
     allow_changed_data: AllowChangedOpt = False,
     as_json: JsonOpt = False,
+    trust_size: TrustSizeOpt = False,
 ) -> None:
     """Validate checkpoint MODEL on DATA: loss and metrics, on the fit's own split by default."""
     from learnkit.jobs import evaluate
+
+    apply_trust_size(trust_size)
 
     result = evaluate.validate(
         data,

@@ -160,12 +160,16 @@ def read_header(
     return infos, metadata
 
 
-def read_model_header(path: str | Path) -> tuple[dict[str, TensorInfo], dict[str, Any]]:
+def read_model_header(
+    path: str | Path, *, budget: bool = True
+) -> tuple[dict[str, TensorInfo], dict[str, Any]]:
     """A model file's checked header (:func:`read_header`), and its ``model_spec`` built on the
     ``meta`` device matched against the file's tensor names and shapes: nothing is allocated for a
-    model that the file does not hold."""
+    model that the file does not hold. With ``budget`` (for a model to be built from the file) its
+    recorded size is checked against :mod:`learnkit.build_budget`; a learner loading weights into
+    the model it already has passes ``False``."""
     infos, meta = read_header(path, MODEL_FORMAT)
-    schema.check_against_spec(infos, meta, path)
+    schema.check_against_spec(infos, meta, path, budget=budget)
     return infos, meta
 
 

@@ -9,8 +9,13 @@ before it decides what gets built, allocated or trusted.
 - :func:`check_model_metadata` checks every field of a model file (types, ranges, sizes, the
   agreed keys ``config``, ``best``, ``valid_split``, ``multi_label``, ``thresh``); unknown keys are
   accepted but bounded. :mod:`learnkit.opt_schema` does the same for optimizer files.
-- :func:`check_against_spec` builds the model the spec describes on the ``meta`` device (no memory)
-  and compares its parameter names and shapes with the file's tensors, before any real allocation.
+- :func:`check_spec` accepts in ``model_spec.kwargs`` only the options that shape the architecture,
+  by allowlist per model family (:mod:`learnkit.spec_kwargs`): never a path, URL, hub, cache,
+  device or weights, and before any builder runs.
+- :func:`check_against_spec` builds the model the spec describes on the ``meta`` device (no memory),
+  the only build before the checks, compares its parameter names and shapes with the file's
+  tensors, then its parameter count and the activation memory of one item at the recorded size
+  with the budget of :mod:`learnkit.build_budget`, before any real allocation.
 
 Every lie is one :class:`~learnkit.errors.CheckpointError` line naming the field.
 """
@@ -35,7 +40,6 @@ MAX_OUTPUTS = 100_000
 MAX_SIZE = 4096
 MAX_GROUPS = 1000
 TASKS = ("classification", "segmentation", "custom")
-_FORBIDDEN_KWARGS = {"pretrained", "weights", "weights_backbone", "progress", "model_dir", "file"}
 
 
 # --- the model file ---
@@ -74,7 +78,8 @@ def _check_norm_stats(stats: Any, spec: Any, where: str | Path) -> None:
     if stats is None:
         return
     kwargs = spec.get("kwargs") if isinstance(spec, dict) else None
-    channels = (kwargs or {}).get("in_channels", 3) if isinstance(kwargs, dict) else 3
+    kwargs = kwargs if isinstance(kwargs, dict) else {}
+    channels = kwargs.get("in_channels", kwargs.get("in_chans", 3))
     if not isinstance(stats, dict) or set(stats) != {"mean", "std"}:
         raise bad_field(where, "norm_stats", 'must be {"mean": [...], "std": [...]}')
     for key in ("mean", "std"):
@@ -140,8 +145,9 @@ def _check_agreed_keys(meta: Mapping[str, Any], where: str | Path) -> None:
 
 
 def check_spec(spec: Any, where: str | Path) -> None:
-    """``model_spec``: a known kind and arch, ``n_out`` in range, kwargs the builders take, bounded."""
+    """``model_spec``: a known kind and arch, ``n_out`` in range, only allowlisted kwargs, in range."""
     from learnkit import registry
+    from learnkit.spec_kwargs import kwarg_problem
     from learnkit.vision.models import MODEL_KINDS
 
     if not isinstance(spec, dict) or not {"kind", "arch", "n_out"} <= set(spec) or set(spec) - {
@@ -155,46 +161,31 @@ def check_spec(spec: Any, where: str | Path) -> None:
     if not is_int(spec["n_out"], 1, MAX_OUTPUTS):
         raise bad_field(where, "model_spec.n_out", f"must be an integer from 1 to {MAX_OUTPUTS}")
     try:
-        registry.get(spec["arch"])
+        entry = registry.get(spec["arch"])
     except UsageError as exc:
         raise bad_field(where, "model_spec.arch", str(exc)) from None
     kwargs = spec.get("kwargs") or {}
     if not isinstance(kwargs, dict) or len(kwargs) > 32:
         raise bad_field(where, "model_spec.kwargs", "must be a mapping of at most 32 options")
     for key, value in kwargs.items():
-        field = f"model_spec.kwargs.{str(key)[:40]}"
-        if key in _FORBIDDEN_KWARGS:
-            raise bad_field(where, field, "a checkpoint cannot name files to load")
-        if not _plain_option(value):
-            raise bad_field(
-                where, field, "must be a number, a short string, a boolean or a short list of them"
-            )
-    lin_ftrs = kwargs.get("lin_ftrs")
-    if lin_ftrs is not None and not (
-        isinstance(lin_ftrs, list) and len(lin_ftrs) <= 8 and all(is_int(v, 1, 65536) for v in lin_ftrs)
-    ):
-        raise bad_field(where, "model_spec.kwargs.lin_ftrs", "must be at most 8 sizes from 1 to 65536")
+        problem = kwarg_problem(spec["kind"], entry, key, value)
+        if problem is not None:
+            raise bad_field(where, f"model_spec.kwargs.{str(key)[:40]}", problem)
 
 
-def _plain_option(value: Any) -> bool:
-    scalar = (bool, int, float, str, type(None))
-    if isinstance(value, list):
-        return len(value) <= 16 and all(isinstance(v, scalar) and _plain_option(v) for v in value)
-    if isinstance(value, str):
-        return len(value) <= 64
-    if isinstance(value, bool) or value is None:
-        return True
-    return is_number(value, -1e6, 1e6)
-
-
-def check_against_spec(infos: Mapping[str, TensorInfo], meta: Mapping[str, Any], where: str | Path) -> None:
-    """Build the spec's model on the ``meta`` device and compare its state with the file's tensors.
+def check_against_spec(
+    infos: Mapping[str, TensorInfo], meta: Mapping[str, Any], where: str | Path, *, budget: bool = True
+) -> None:
+    """Build the spec's model on the ``meta`` device and compare its state with the file's tensors,
+    then (with ``budget``) with the budget (:func:`learnkit.build_budget.check_budget`).
 
     Parameter and buffer names, shapes and dtype kinds must match (a missing
-    ``num_batches_tracked`` is allowed); ``layer_groups`` must name the file's tensors.
+    ``num_batches_tracked`` is allowed); ``layer_groups`` must name the file's tensors. A build
+    that leaves anything off the ``meta`` device is refused (no option may move it).
     """
     import torch
 
+    from learnkit.build_budget import check_budget, on_meta
     from learnkit.vision.models import build_model
 
     spec = meta.get("model_spec")
@@ -215,8 +206,12 @@ def check_against_spec(infos: Mapping[str, TensorInfo], meta: Mapping[str, Any],
             "model_spec",
             f"cannot build it ({str(exc).splitlines()[0][:150] if str(exc) else type(exc).__name__})",
         ) from None
+    if not on_meta(model):
+        raise bad_field(where, "model_spec", "its build left the meta device")
     expected = {k: (tuple(v.shape), tensor_kind(v)) for k, v in model.state_dict().items()}
     check_fit(expected, infos, where)
+    if budget:
+        check_budget(model, meta, where)
 
 
 def tensor_kind(t: Any) -> str:

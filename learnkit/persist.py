@@ -351,7 +351,8 @@ def _stage(learn: Learner, path: Path, strict: bool, with_opt: bool | None) -> d
     """Read and check everything :func:`load_into` needs, changing nothing in ``learn``."""
     o_path = optimizer_path(path)
     seen = {f: _identity(f) for f in (path, o_path, previous_path(o_path))}
-    infos, meta = read_model_header(path)  # the schema, and its spec's model (on `meta`) fits it
+    # the schema, and its spec's model (on `meta`) fits it; no size budget: the model is built already
+    infos, meta = read_model_header(path, budget=False)
     check_compatible(learn, meta, path)
     expected = {k: (tuple(v.shape), tensor_kind(v)) for k, v in learn.model.state_dict().items()}
     skip = frozenset() if strict else frozenset(set(infos) ^ set(expected))

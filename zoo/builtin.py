@@ -5,7 +5,7 @@ built-ins load the way any third-party plugin does. The builders live beside it;
 only the list. It imports no torch.
 """
 
-from learnkit.zoo import register
+from learnkit.zoo import Kwarg, register
 from learnkit.zoo.simple_cnn import simple_cnn, split_simple_cnn
 from learnkit.zoo.torchvision_archs import torchvision_entries
 
@@ -20,6 +20,11 @@ register(
         "encoder_cut": -1,
         "params": 226_680,  # with 1000 outputs, as zoo list counts (checked by tests/zoo)
         "groups": 2,
+        # what a checkpoint may pass the builder (learnkit.spec_kwargs): the shape, nothing else
+        "kwargs": {
+            "channels": Kwarg("int", 1, 4096, lengths=(1, 16), scalar=False),
+            "in_channels": Kwarg("int", 1, 64),
+        },
     },
 )
 

@@ -8,7 +8,11 @@ neither timm nor torch.
 
 Each ``timm/<name>`` arch has:
 
-- a builder: ``timm.create_model(name, pretrained=False, num_classes=n_out, **kwargs)``;
+- a builder: ``timm.create_model(name, pretrained=False, num_classes=n_out, **kwargs)``, where
+  ``kwargs`` may only be those of :data:`TIMM_KWARGS` (the architecture's shape: ``in_chans``,
+  ``img_size``, ``drop_rate``, ``drop_path_rate``, ``global_pool``); any other (timm's
+  ``checkpoint_path``, ``pretrained_cfg_overlay``, ``cache_dir``, ``device``...) is refused before
+  timm is called, from a checkpoint's spec (:mod:`learnkit.spec_kwargs`) or from code;
 - a cut for a new head (:func:`timm_body`: the model's ``forward_features``, its classifier
   dropped; token models give their pooled features as a 1 x 1 map);
 - a cut for the U-Net encoder (:func:`unet_encoder`: the children up to the last feature stage,
@@ -31,11 +35,21 @@ import os
 from pathlib import Path
 from typing import Any
 
-from learnkit.errors import DataError
+from learnkit.errors import DataError, UsageError
 from learnkit.registry import ArchEntry, arch_entry, register_family
+from learnkit.spec_kwargs import MAX_SIDE, PROB, Kwarg
 
 PREFIX = "timm/"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# the create_model options learnkit passes on: the shape of the architecture, nothing that names a
+# file, a URL, a hub, a cache, a device or weights (a model that does not take one fails to build)
+TIMM_KWARGS: dict[str, Kwarg] = {
+    "in_chans": Kwarg("int", 1, 64),
+    "img_size": Kwarg("int", 1, MAX_SIDE, lengths=(2, 2)),
+    "drop_rate": PROB,
+    "drop_path_rate": PROB,
+    "global_pool": Kwarg("str", choices=("", "avg", "max", "avgmax", "catavgmax", "token", "map")),
+}
 
 
 @functools.cache
@@ -61,6 +75,7 @@ def make_entry(name: str) -> ArchEntry | None:
         "list_build": False,  # `zoo list` gives no parameter counts: building 1,000+ models is slow
         "unet_cut": unet_encoder,
         "weights": functools.partial(pretrained_weights, model_name),
+        "kwargs": dict(TIMM_KWARGS),
     }
     return arch_entry(name, _builder(model_name), split=split_timm, cut=timm_body, meta=meta)
 
@@ -79,6 +94,12 @@ def _builder(model_name: str) -> Any:
     def build(n_out: int, **kwargs: Any) -> Any:
         import timm
 
+        refused = sorted(k for k in kwargs if k not in TIMM_KWARGS)
+        if refused:
+            raise UsageError(
+                f"timm/{model_name} takes no option {', '.join(refused)} from learnkit "
+                f"(options: {', '.join(TIMM_KWARGS)})"
+            )
         return timm.create_model(model_name, pretrained=False, num_classes=n_out, **kwargs)
 
     build.__name__ = build.__qualname__ = model_name.replace(".", "_").replace("-", "_")

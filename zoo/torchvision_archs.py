@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from learnkit.spec_kwargs import FLAG, PROB, Kwarg
+
 
 def torchvision_builder(fn_name: str, **fixed: Any) -> Callable[..., Any]:
     """A zoo builder ``builder(n_out, **kwargs)`` for ``torchvision.models.<fn_name>``.
@@ -118,6 +120,31 @@ _FAMILIES: dict[str, tuple[Callable, int | None, int, dict]] = {
     "vit": (vit_split, None, 224, {}),
     "swin": (sequence_split("features", 4, head=_SWIN_HEAD), None, 32, {}),
     "maxvit": (sequence_split("blocks", 2, before=("stem",)), None, 224, {}),
+}
+# family -> the builder options a checkpoint may give (learnkit.spec_kwargs): those that shape the
+# architecture (or only its dropout), never weights, progress, a norm layer or a block class
+_FAMILY_KWARGS: dict[str, dict[str, Kwarg]] = {
+    "resnet": {
+        "zero_init_residual": FLAG,
+        "groups": Kwarg("int", 1, 256),
+        "width_per_group": Kwarg("int", 1, 1024),
+        "replace_stride_with_dilation": Kwarg("bool", lengths=(3, 3), scalar=False),
+    },
+    "convnext": {"stochastic_depth_prob": PROB, "layer_scale": Kwarg("float", 0.0, 1.0)},
+    "efficientnet": {"dropout": PROB, "stochastic_depth_prob": PROB},
+    "mobilenet_v2": {"dropout": PROB, "width_mult": Kwarg("float", 0.05, 4.0)},
+    "mobilenet_v3_small": {"dropout": PROB},
+    "mobilenet_v3_large": {"dropout": PROB},
+    "densenet": {"drop_rate": PROB},
+    "squeezenet": {"dropout": PROB},
+    "vgg": {"dropout": PROB},
+    "alexnet": {"dropout": PROB},
+    "mnasnet": {"dropout": PROB},
+    "googlenet": {"dropout": PROB},
+    "inception": {"dropout": PROB},
+    "vit": {"image_size": Kwarg("int", 16, 4096), "dropout": PROB, "attention_dropout": PROB},
+    "swin": {"dropout": PROB, "attention_dropout": PROB, "stochastic_depth_prob": PROB},
+    "maxvit": {"stochastic_depth_prob": PROB, "mlp_dropout": PROB, "attention_dropout": PROB},
 }
 # every classification model of torchvision 0.2x (torchvision.models.list_models), by family
 TORCHVISION_ARCHS: dict[str, str] = {
@@ -235,6 +262,7 @@ def torchvision_entries() -> dict[str, dict[str, Any]]:
                 "min_size": min_size,
                 "groups": 3,
                 **({"params": _PARAMS[name]} if name in _PARAMS else {}),
+                "kwargs": dict(_FAMILY_KWARGS.get(family, {})),
             },
         }
     return entries

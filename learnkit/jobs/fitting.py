@@ -225,7 +225,7 @@ def check_resume_data(learn: Learner, resume: str, allow_changed_data: bool) -> 
     file = resolve_checkpoint(resume, learn.path, learn.model_dir)
     if not file.is_file():
         return  # the load says what is missing
-    _, meta = read_model_header(file)
+    _, meta = read_model_header(file, budget=False)  # the run it continues: not budgeted
     data = learn.data
     check_classes(file, meta.get("classes"), getattr(data, "classes", None))
     changes = check_unchanged(meta.get("data_fingerprint"), data, allow=allow_changed_data, what=str(file))

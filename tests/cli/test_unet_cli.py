@@ -79,7 +79,7 @@ def test_unet_rejects_a_bad_y_range():
         app, ["unet", "sample:shapes-seg", "--arch", "resnet18", "--y-range", "2,1"]
     )
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
-    assert result.stderr.startswith("error: Invalid value for '--y-range': '2,1': LO must be below HI")
+    assert result.stderr.startswith("error: --y-range (model.unet.y_range): [2.0, 1.0]: LO must be below HI")
 
 
 def test_unet_refuses_an_arch_without_a_cut_and_writes_nothing(tmp_path):
