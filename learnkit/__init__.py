@@ -3,6 +3,10 @@
 Names are exported lazily (PEP 562) so that ``import learnkit`` -- and so the command line's
 ``--help`` and TAB completion -- import no torch until a name that needs it is used.
 
+``from learnkit import *`` gives a notebook what fastai v1's ``from fastai.vision import *`` gives
+it (the v1 names above plus ``torch``, ``nn``, ``F``, ``np``, ``partial``, ``Path``, ``plt`` and
+``models``); it imports torch, as v1's does.
+
 Example:
     >>> from learnkit import Learner, DataBunch  # torch is imported here, not before
 """
@@ -69,16 +73,44 @@ _EXPORTS = {
     "segmentation_metrics": "learnkit.seg_metrics",
     "cnn_learner": "learnkit.vision.learners",
     "create_cnn": "learnkit.vision.learners",
+    # fastai v1's data and image vocabulary (what ``from fastai.vision import *`` gives a notebook)
+    "get_transforms": "learnkit.data.transforms",
+    "imagenet_stats": "learnkit.data.transforms",
+    "cifar_stats": "learnkit.data.transforms",
+    "mnist_stats": "learnkit.data.transforms",
+    "open_image": "learnkit.vision.image",
+    "open_mask": "learnkit.vision.image",
+    "Image": "learnkit.vision.image",
+    "ImageSegment": "learnkit.vision.image",
+    "accuracy_thresh": "learnkit.metrics",
+    "fbeta": "learnkit.metrics",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+# modules and objects a v1 notebook gets from its star import: name -> (module, attribute or None)
+_LIBRARIES = {
+    "models": ("learnkit.vision.models", None),  # torchvision's model functions, v1's namespace
+    "torch": ("torch", None),
+    "nn": ("torch.nn", None),
+    "F": ("torch.nn.functional", None),
+    "np": ("numpy", None),
+    "plt": ("matplotlib.pyplot", None),  # importing pyplot leaves the backend as it is
+    "partial": ("functools", "partial"),
+    "Path": ("pathlib", "Path"),
+}
+
+
+__all__ = ["__version__", *_EXPORTS, *_LIBRARIES]
 
 
 def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'learnkit' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
+    if name in _LIBRARIES:
+        module, attr = _LIBRARIES[name]
+        value = import_module(module) if attr is None else getattr(import_module(module), attr)
+    else:
+        module = _EXPORTS.get(name)
+        if module is None:
+            raise AttributeError(f"module 'learnkit' has no attribute {name!r}")
+        value = getattr(import_module(module), name)
     globals()[name] = value  # later lookups skip this function
     return value
 

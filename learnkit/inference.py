@@ -121,6 +121,8 @@ def _item_batch(learn: Learner, item: Any) -> tuple[torch.Tensor, tuple[int, int
     """``(batch of one, (height, width) of the original)`` for a path, a PIL image or a tensor."""
     if isinstance(item, (str, Path)):
         item = open_image(item)
+    if hasattr(item, "to_pil") and hasattr(item, "px"):  # fastai v1's Image (learnkit.vision.image)
+        item = item.to_pil()
     if isinstance(item, Image.Image):
         return _item_batch_from_image(learn, item)
     if not isinstance(item, torch.Tensor):

@@ -88,7 +88,7 @@ class Learner:
         bn_wd: bool = True,
         wd: LRLike = 0.01,
         train_bn: bool = True,
-        path: str | Path = ".",
+        path: str | Path | None = None,
         model_dir: str | Path = "models",
         callback_fns: Sequence[Callable] | Callable | None = None,
         callbacks: Sequence[Callback] | Callback = (),
@@ -105,6 +105,8 @@ class Learner:
             raise UsageError("no loss_func given and the data has no default loss")
         self.metrics = listify(metrics)
         self.true_wd, self.bn_wd, self.wd, self.train_bn = true_wd, bn_wd, wd, train_bn
+        if path is None:  # fastai v1: the data's folder (DataBunch.create / from_folder set it), else "."
+            path = getattr(data, "path", None) or "."
         self.path, self.model_dir = Path(path), Path(model_dir)
         self.callbacks = listify(callbacks)
         self.run_metadata: dict = {}  # more model-file metadata for every save (a job puts its config here)
@@ -388,6 +390,30 @@ class Learner:
 
         return model_summary(self, n)
 
+    def summary(self) -> str:
+        """fastai v1's ``learn.summary()``: the layer table (a string that a notebook shows as text)."""
+        from learnkit.summary import PrettyString, model_summary
+
+        return PrettyString(model_summary(self))
+
+    def export(self, file: str | Path = "export.safetensors", destroy: bool = False) -> Path:
+        """fastai v1's ``export``: everything :func:`~learnkit.vision.learners.load_learner` needs to
+        predict, in ``<path>/<file>``: the weights, the classes, the image size and normalisation,
+        and how to rebuild the model (its ``model_spec``). Safetensors, never pickle: a ``.pkl``
+        name is written as ``.safetensors``. A model built outside the zoo has no spec; its file
+        loads with ``load_learner(path, model=<the same architecture>)``. ``destroy`` frees the
+        model and optimizer afterwards, as v1's. Returns the file's path."""
+        from learnkit.persist import save_learner
+
+        target = Path(self.path) / Path(file)
+        if target.suffix != ".safetensors":
+            target = target.with_suffix(".safetensors")
+        saved = save_learner(self, target, with_opt=False)
+        if destroy:
+            self.opt = None
+            self.model = nn.Module()
+        return saved
+
     # --- checkpoints ---
     def save(
         self,
@@ -412,12 +438,16 @@ class Learner:
         device: torch.device | str | int | None = None,
         strict: bool = True,
         with_opt: bool | None = None,
+        purge: bool = False,
+        remove_module: bool = False,
     ) -> Learner:
         """Load weights (and, if present or asked, optimizer state and the run's position).
 
         ``device`` (fastai v1's argument: a device, its name, or a CUDA index) moves the model
         there first (``data.device`` by default: the model stays where it is); the optimizer state
-        follows its parameters.
+        follows its parameters. ``purge`` and ``remove_module`` are fastai v1's and change nothing
+        here: no memory needs purging (nothing is pickled), and checkpoints never hold a
+        ``DataParallel`` ``module.`` prefix.
         """
         from learnkit.persist import load_into
 

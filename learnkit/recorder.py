@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from learnkit.callback import LearnerCallback, RunState
-from learnkit.plots import new_figure, save_figure
+from learnkit.plots import finish_figure, new_figure
 
 if TYPE_CHECKING:
     from learnkit.learner import Learner
@@ -67,6 +67,8 @@ class Recorder(LearnerCallback):
         self.added_metric_names: list[str] = []  # see add_metric_names
         self._state: RunState | None = None
         self._epoch_recorded = False
+        self._run_curve: tuple[list, list] | None = None  # see show_lr_find
+        self.min_grad_lr: float | None = None  # set by plot(suggestion=True), as fastai v1's
         self.reset()
 
     def reset(self) -> None:
@@ -85,6 +87,20 @@ class Recorder(LearnerCallback):
         self._pending: list[torch.Tensor] = []
         self._epoch_batches = 0
         self._start = time.perf_counter()
+        self._run_curve = None
+
+    def show_lr_find(self, lrs: list[float], losses: list[float]) -> None:
+        """After an LR range test, ``lrs``/``losses`` are its curve (fastai v1's recorder holds
+        the finder's); the run's own come back at the next fit (and are what checkpoints keep)."""
+        if self._run_curve is None:
+            self._run_curve = (self.lrs, self.losses)
+        self.lr_find_lrs, self.lr_find_losses = list(lrs), list(losses)
+        self.lrs, self.losses = list(lrs), list(losses)
+
+    def _end_lr_find_view(self) -> None:
+        if self._run_curve is not None:
+            self.lrs, self.losses = self._run_curve
+            self._run_curve = None
 
     @property
     def names(self) -> list[str]:
@@ -92,6 +108,7 @@ class Recorder(LearnerCallback):
         return ["epoch", "train_loss", "valid_loss", *self.metrics_names, "lr", "mom", "time"]
 
     def on_train_begin(self, state: RunState) -> None:
+        self._end_lr_find_view()
         self._state, self._epoch_recorded = state, False
         names = list(state.metrics_names)
         self.metrics_names = names + [n for n in self.added_metric_names if n not in names]
@@ -199,6 +216,8 @@ class Recorder(LearnerCallback):
         self.flush()
         keys = ("losses", "lrs", "moms", "group_lrs", "val_losses", "metrics", "metrics_names", "nb_batches")
         state = {k: getattr(self, k) for k in keys}
+        if self._run_curve is not None:  # the run's, not the LR range test's shown in their place
+            state["lrs"], state["losses"] = self._run_curve
         state["history"] = self.history
         state["schedule"] = self.schedule
         state["smoother"] = {"n": self.smoother.n, "mov_avg": float(self.smoother.mov_avg)}
@@ -223,34 +242,55 @@ class Recorder(LearnerCallback):
         validation point whose epoch ended among them (fastai v1's ``skip_start``/``skip_end``).
         """
         self.flush()
-        n = len(self.losses)
+        run_losses = self._run_curve[1] if self._run_curve is not None else self.losses
+        n = len(run_losses)
         its = _trim(list(range(n)), skip_start, skip_end)
         ends = [sum(self.nb_batches[: i + 1]) for i in range(len(self.nb_batches))]
         rows = zip(ends, self.history)
         pairs = [(e, row["valid_loss"]) for e, row in rows if row["valid_loss"] is not None]
         kept = [(e - 1, v) for e, v in pairs if e - skip_start >= 0 and n - e >= skip_end]
-        return its, _trim(self.losses, skip_start, skip_end), [e for e, _ in kept], [v for _, v in kept]
+        return its, _trim(run_losses, skip_start, skip_end), [e for e, _ in kept], [v for _, v in kept]
 
-    def plot_losses(self, skip_start: int = 0, skip_end: int = 0, name: str = "losses") -> Path:
+    def plot_losses(
+        self,
+        skip_start: int = 0,
+        skip_end: int = 0,
+        return_fig: bool | None = None,
+        *,
+        name: str = "losses",
+        figsize: tuple | None = None,
+        dpi: int | None = None,
+    ) -> Any:
         """Training loss per batch and validation loss per epoch, leaving out the first
-        ``skip_start`` and last ``skip_end`` batches; returns the PNG's path."""
+        ``skip_start`` and last ``skip_end`` batches; returns the PNG's path (the ``Figure`` with
+        ``return_fig``)."""
         its, losses, ends, val_losses = self.loss_points(skip_start, skip_end)
-        fig, ax = new_figure(figsize=(6, 4))
+        fig, ax = new_figure(figsize=figsize or (6, 4), dpi=dpi)
         ax.plot(its, losses, label="train (smoothed)")
         if val_losses:
             ax.plot(ends, val_losses, marker="o", label="validation")
         ax.set_xlabel("batches processed")
         ax.set_ylabel("loss")
         ax.legend()
-        return save_figure(fig, self._plot_path(name))
+        return finish_figure(fig, self._plot_path(name), dpi, return_fig)
 
     def plot_lr(
-        self, show_moms: bool = False, skip_start: int = 0, skip_end: int = 0, name: str = "lr"
-    ) -> Path:
+        self,
+        show_moms: bool = False,
+        skip_start: int = 0,
+        skip_end: int = 0,
+        return_fig: bool | None = None,
+        *,
+        name: str = "lr",
+        figsize: tuple | None = None,
+        dpi: int | None = None,
+    ) -> Any:
         """Learning rate (and, with ``show_moms``, momentum) per batch, leaving out the first
-        ``skip_start`` and last ``skip_end`` batches; returns the PNG's path."""
+        ``skip_start`` and last ``skip_end`` batches; returns the PNG's path (the ``Figure`` with
+        ``return_fig``)."""
         its = _trim(list(range(len(self.lrs))), skip_start, skip_end)
-        fig, axes = new_figure(1, 2 if show_moms else 1, figsize=(12 if show_moms else 6, 4))
+        size = figsize or (12 if show_moms else 6, 4)
+        fig, axes = new_figure(1, 2 if show_moms else 1, figsize=size, dpi=dpi)
         ax_lr = axes[0] if show_moms else axes
         ax_lr.plot(its, _trim(self.lrs, skip_start, skip_end))
         ax_lr.set_xlabel("iterations")
@@ -259,33 +299,62 @@ class Recorder(LearnerCallback):
             axes[1].plot(its, _trim(self.moms, skip_start, skip_end))
             axes[1].set_xlabel("iterations")
             axes[1].set_ylabel("momentum")
-        return save_figure(fig, self._plot_path(name))
+        return finish_figure(fig, self._plot_path(name), dpi, return_fig)
 
-    def plot_metrics(self, name: str = "metrics") -> Path:
-        """Each metric per epoch, one panel each; returns the PNG's path."""
+    def plot_metrics(
+        self,
+        skip_start: int = 0,
+        skip_end: int = 0,
+        return_fig: bool | None = None,
+        *,
+        name: str = "metrics",
+        figsize: tuple | None = None,
+        dpi: int | None = None,
+    ) -> Any:
+        """Each metric per epoch, one panel each, leaving out the first ``skip_start`` and last
+        ``skip_end`` epochs; returns the PNG's path (the ``Figure`` with ``return_fig``)."""
         if not self.metrics:
             from learnkit.errors import UsageError
 
             raise UsageError("no metrics recorded yet: fit with a validation set and metrics first")
         n = len(self.metrics_names)
-        fig, axes = new_figure(n, 1, figsize=(6, 3 * n), squeeze=False)
+        fig, axes = new_figure(n, 1, figsize=figsize or (6, 3 * n), dpi=dpi, squeeze=False)
         for i, metric in enumerate(self.metrics_names):
             values = [m[i] if m[i] is not None else math.nan for m in self.metrics]
-            axes[i][0].plot(range(len(values)), values, marker="o")
+            epochs = _trim(list(range(len(values))), skip_start, skip_end)
+            axes[i][0].plot(epochs, _trim(values, skip_start, skip_end), marker="o")
             axes[i][0].set_ylabel(metric)
         axes[-1][0].set_xlabel("epoch")
-        return save_figure(fig, self._plot_path(name))
+        return finish_figure(fig, self._plot_path(name), dpi, return_fig)
 
     def plot(
-        self, skip_start: int = 10, skip_end: int = 5, suggestion: bool = True, name: str = "lr_find"
-    ) -> Path:
-        """The last LR range test's smoothed loss against the lr (log scale); returns the PNG's path.
+        self,
+        skip_start: int = 10,
+        skip_end: int = 5,
+        suggestion: bool = False,
+        return_fig: bool | None = None,
+        show_grid: bool = False,
+        *,
+        marks: bool | None = None,
+        name: str = "lr_find",
+        figsize: tuple | None = None,
+        dpi: int | None = None,
+    ) -> Any:
+        """The last LR range test's smoothed loss against the lr (log scale), as fastai v1's
+        ``Recorder.plot``; returns the PNG's path (the ``Figure`` with ``return_fig``).
 
         Args:
             skip_start, skip_end: points left out at the start (noise) and the end (divergence).
-            suggestion: mark the suggested lrs (steep, minimum, valley; see :mod:`learnkit.lr_suggest`).
+            suggestion: fastai v1's: mark the point of steepest descent (``np.gradient`` of the
+                trimmed losses, smallest), print ``Min numerical gradient: ...`` and ``Min loss
+                divided by 10: ...``, and keep the former in ``min_grad_lr``.
+            show_grid: a log grid.
+            marks: also mark learnkit's suggestions (steep, minimum, valley; see
+                :mod:`learnkit.lr_suggest`); default: with ``suggestion``.
             name: the file name: ``<learn.path>/plots/<name>.png``.
         """
+        import numpy as np
+
         from learnkit.lr_suggest import suggest_lrs, trim_curve
 
         if not self.lr_find_lrs:
@@ -299,18 +368,32 @@ class Recorder(LearnerCallback):
 
             raise UsageError("the LR range test recorded no finite loss (it diverged at once)")
         lrs, losses = [p[0] for p in finite], [p[1] for p in finite]
-        fig, ax = new_figure(figsize=(6, 4))
+        fig, ax = new_figure(figsize=figsize or (6, 4), dpi=dpi)
         ax.plot(lrs, losses)
         ax.set_xscale("log")
-        ax.set_xlabel("learning rate (log scale)")
-        ax.set_ylabel("loss (smoothed)")
+        ax.set_xlabel("Learning Rate")
+        ax.set_ylabel("Loss")
+        if show_grid:
+            ax.grid(True, which="both", ls="-")
         if suggestion:
+            v1_lrs = _trim(self.lr_find_lrs, skip_start, skip_end)
+            v1_losses = _trim(self.lr_find_losses, skip_start, skip_end)
+            if len(v1_losses) < 2:
+                print("Failed to compute the gradients, there might not be enough points.")
+            else:
+                mg = int(np.gradient(np.array(v1_losses)).argmin())
+                print(f"Min numerical gradient: {v1_lrs[mg]:.2E}")
+                ax.plot(v1_lrs[mg], v1_losses[mg], markersize=10, marker="o", color="red")
+                self.min_grad_lr = v1_lrs[mg]
+                ml = int(np.argmin(v1_losses))
+                print(f"Min loss divided by 10: {v1_lrs[ml] / 10:.2E}")
+        if suggestion if marks is None else marks:
             res = suggest_lrs(self.lr_find_lrs, self.lr_find_losses, skip_start, skip_end)
             for (key, lr), marker in zip(res.items(), ("o", "v", "*")):
                 nearest = min(range(len(lrs)), key=lambda i: abs(math.log(lrs[i] / lr)))
                 ax.plot([lr], [losses[nearest]], marker, markersize=9, label=f"{key}: {lr:.2e}")
             ax.legend()
-        return save_figure(fig, self._plot_path(name))
+        return finish_figure(fig, self._plot_path(name), dpi, return_fig)
 
 
 def _trim(values: list, skip_start: int, skip_end: int) -> list:

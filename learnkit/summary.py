@@ -13,6 +13,13 @@ if TYPE_CHECKING:
     from learnkit.learner import Learner
 
 
+class PrettyString(str):
+    """A string whose ``repr`` is itself: a notebook shows ``learn.summary()`` as text (v1's)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
 def layer_rows(model: nn.Module, layer_groups: list[nn.Module], x: Any) -> list[dict]:
     """One dict per leaf layer: name, type, output shape, params, trainable, layer group."""
     group_of = {}

@@ -249,7 +249,8 @@ def lr_find(
     Returns:
         ``SuggestedLRs`` (``steep``, ``minimum``, ``valley``; by attribute or key), computed by
         :func:`learnkit.lr_suggest.suggest_lrs` over the curve trimmed as ``recorder.plot`` trims
-        it. The curve itself is kept in ``learn.recorder.lr_find_lrs``/``lr_find_losses``.
+        it. The curve itself is kept in ``learn.recorder.lr_find_lrs``/``lr_find_losses``, and (as
+        fastai v1's) in ``learn.recorder.lrs``/``losses`` until the next fit.
 
     Example:
         >>> res = learn.lr_find(num_it=50)
@@ -269,6 +270,6 @@ def lr_find(
     if not finder.lrs:
         raise UsageError("the LR range test ran no training batch")
     recorder = getattr(learn, "recorder", None)
-    if recorder is not None:
-        recorder.lr_find_lrs, recorder.lr_find_losses = list(finder.lrs), list(finder.losses)
+    if recorder is not None:  # fastai v1: the recorder shows the finder's curve until the next fit
+        recorder.show_lr_find(finder.lrs, finder.losses)
     return suggest_lrs(finder.lrs, finder.losses)

@@ -155,6 +155,131 @@ class DataBunch:
             multi_label=multi_label,
         )
 
+    @classmethod
+    def create(
+        cls,
+        train_ds,
+        valid_ds,
+        test_ds=None,
+        path: str | Path = ".",
+        bs: int = 64,
+        val_bs: int | None = None,
+        num_workers: int = 0,
+        device: torch.device | str | None = None,
+        collate_fn=None,
+        classes: Sequence[str] | None = None,
+        **kwargs,
+    ) -> DataBunch:
+        """fastai v1's ``DataBunch.create``: loaders over any torch data sets (``__len__`` and
+        ``__getitem__`` giving ``(x, y)``): train shuffled with its last partial batch dropped,
+        valid and test in order at ``val_bs`` (default ``bs``). ``classes`` default to
+        ``train_ds.classes`` when the data set has them. The other keywords go to ``DataBunch``
+        (``task``, ``loss_func``, ``size``, ``norm_stats``...)."""
+        from torch.utils.data.dataloader import default_collate
+
+        collate = collate_fn or default_collate
+        val_bs = val_bs or bs
+        train_dl = DataLoader(
+            train_ds,
+            bs,
+            shuffle=True,
+            drop_last=len(train_ds) >= bs,
+            num_workers=num_workers,
+            collate_fn=collate,
+        )
+        valid_dl = DataLoader(valid_ds, val_bs, shuffle=False, num_workers=num_workers, collate_fn=collate)
+        test_dl = None
+        if test_ds is not None:
+            test_dl = DataLoader(test_ds, val_bs, shuffle=False, num_workers=num_workers, collate_fn=collate)
+        if classes is None and getattr(train_ds, "classes", None) is not None:
+            classes = [str(c) for c in train_ds.classes]
+        bunch = cls(train_dl, valid_dl, test_dl, classes=classes, device=device, **kwargs)
+        bunch.path = Path(path)
+        return bunch
+
+    @property
+    def batch_size(self) -> int | None:
+        """The training batch size (fastai v1's ``data.batch_size``)."""
+        dl = self.train_dl or self.valid_dl
+        return None if dl is None else dl.batch_size
+
+    def normalize(self, stats=None) -> DataBunch:
+        """fastai v1's ``normalize``: normalise every loader with ``stats`` (``(mean, std)``, e.g.
+        ``imagenet_stats``), replacing the normalisation the bunch had; ``None``: the mean and
+        std of one training batch (as v1). Returns ``self``; checkpoints record the stats."""
+        from learnkit.data.augment import Normalize
+        from learnkit.data.transforms import stats_dict
+
+        if stats is None:
+            x = self._raw_batch()
+            dims = [d for d in range(x.dim()) if d != 1]
+            stats = (x.mean(dims).tolist(), x.std(dims).tolist())
+        norm_stats = stats_dict(stats)
+        for ddl in (self.train_dl, self.valid_dl, self.test_dl):
+            if ddl is None:
+                continue
+            kept = [t for t in ddl.tfms if not isinstance(t, Normalize)]
+            ddl.tfms = [*kept, Normalize.from_stats(norm_stats)]
+        self.norm_stats = norm_stats
+        self._fix_dl = self._single_dl = None  # remade from the loaders above
+        return self
+
+    def _raw_batch(self) -> torch.Tensor:
+        """The first training batch's ``x`` on the 0..1 scale, before any normalisation."""
+        from learnkit.data.augment import Normalize
+
+        ddl = self.train_dl
+        saved = ddl.tfms
+        ddl.tfms = [t for t in saved if not isinstance(t, Normalize) and not getattr(t, "train_only", False)]
+        try:
+            x = self.one_batch()[0]
+        finally:
+            ddl.tfms = saved
+        return x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
+
+    def show_batch(
+        self,
+        rows: int = 5,
+        ds_type: DatasetType = DatasetType.Train,
+        figsize: tuple | None = None,
+        **kwargs,
+    ):
+        """fastai v1's ``show_batch``: ``rows x rows`` items of a batch with their labels (a
+        segmentation batch: each image with its mask over it). Returns the ``Figure`` (shown by
+        a notebook as the cell's value)."""
+        from learnkit.data.augment import Normalize
+        from learnkit.plots import new_figure
+
+        def picture(img: torch.Tensor):  # C x H x W from the loader -> H x W x 3 in 0..1
+            img = img.detach().cpu()
+            if img.dtype == torch.uint8:
+                img = img.float() / 255.0
+            elif self.norm_stats is not None:
+                img = Normalize.from_stats(self.norm_stats).denormalize(img[None].float())[0]
+            img = img.float().clamp(0, 1)
+            return (img.expand(3, -1, -1) if img.shape[0] == 1 else img[:3]).permute(1, 2, 0).numpy()
+
+        x, y = self.one_batch(ds_type)
+        n = min(rows * rows, len(x))
+        fig, axes = new_figure(rows, rows, figsize=figsize or (2.2 * rows, 2.2 * rows), squeeze=False)
+        for i, ax in enumerate(axes.flat):
+            ax.axis("off")
+            if i >= n:
+                continue
+            ax.imshow(picture(x[i]))
+            if y is None:
+                continue
+            yi = y[i].cpu()
+            if yi.dim() == 2:  # a mask
+                ax.imshow(yi.numpy(), alpha=0.5, cmap="tab20", vmin=0, vmax=19, interpolation="nearest")
+            elif yi.dim() == 0 and self.classes is not None:
+                ax.set_title(str(self.classes[int(yi)]), fontsize=9)
+            elif yi.dim() == 1 and self.classes is not None:  # multi-hot
+                ax.set_title(";".join(self.classes[j] for j in yi.nonzero().flatten().tolist()), fontsize=8)
+            else:
+                ax.set_title(str(yi.tolist()), fontsize=9)
+        return fig
+
     @property
     def c(self) -> int | None:
         """The number of classes (``None`` when the bunch has no class list)."""

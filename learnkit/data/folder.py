@@ -30,6 +30,15 @@ from learnkit.data.sampler import EpochSampler, mix_seed
 from learnkit.errors import DataError, UsageError
 
 
+def _augment(augment: bool | AugmentSettings, ds_tfms: Any) -> bool | AugmentSettings:
+    """``augment``, unless fastai v1's ``ds_tfms`` (``get_transforms()``) is given."""
+    if ds_tfms is None:
+        return augment
+    from learnkit.data.transforms import settings_from_ds_tfms
+
+    return settings_from_ds_tfms(ds_tfms)
+
+
 def list_images(folder: Path) -> list[Path]:
     """Image files under ``folder`` (any depth), sorted, hidden ones left out."""
     return sorted(p for p in folder.rglob("*") if is_image_file(p) and not _hidden(p, folder))
@@ -217,12 +226,14 @@ class ImageDataBunch(DataBunch):
         size: int = 64,
         bs: int = 64,
         num_workers: int | None = 0,
-        augment: bool | AugmentSettings = True,
+        augment: bool | AugmentSettings = False,
         cache: str = "auto",
         device: torch.device | str | None = None,
         normalize: bool = True,
         classes: Sequence[str] | None = None,
         *,
+        ds_tfms: Any = None,
+        test: str | None = None,
         norm_stats: dict | None = None,
         rank: int | None = None,
         world_size: int | None = None,
@@ -242,7 +253,10 @@ class ImageDataBunch(DataBunch):
                 cache no decoding happens while training, so workers are rarely needed);
                 ``None``: :func:`auto_workers` (none with the RAM cache, else up to 4).
             augment: train-time augmentation: settings (``AugmentConfig("fastai").settings()``),
-                ``True`` for the ``light`` preset (flip and small zoom), ``False`` for none.
+                ``True`` for the ``light`` preset (flip and small zoom), ``False`` (the default,
+                as fastai v1's ``ds_tfms=None``) for none.
+            ds_tfms: fastai v1's: ``get_transforms(...)`` (its settings override ``augment``).
+            test: a folder of unlabelled images under ``path`` for ``test_dl`` (v1's ``test``).
             cache: ``"auto"``, ``"ram"`` or ``"none"``: keep decoded images in RAM.
             device: where batches go (default: CUDA when available, else the CPU).
             normalize: normalise with ImageNet statistics (recorded in ``norm_stats``); else
@@ -265,6 +279,7 @@ class ImageDataBunch(DataBunch):
         dev = torch.device(device) if device is not None else default_device()
         seed = 0 if seed is None else seed
         norm_stats = pick_norm_stats(normalize, norm_stats)
+        augment = _augment(augment, ds_tfms)
         if valid_pct is None:
             if not (path / train).is_dir():
                 raise DataError(
@@ -325,6 +340,11 @@ class ImageDataBunch(DataBunch):
             valid_split=split_record(valid, valid_pct, seed),
         )  # fmt: skip
         bunch.data_root = path  # file names in the data fingerprint are relative to it
+        bunch.path = path
+        if test is not None:
+            bunch.add_test(
+                list_images(require_dir(path / test, f"'{test}' folder")), num_workers=num_workers or 0
+            )
         return bunch
 
     @classmethod
@@ -356,6 +376,84 @@ class ImageDataBunch(DataBunch):
         )  # fmt: skip
 
     @classmethod
+    def from_lists(
+        cls, path: str | Path, fnames: Sequence[str | Path], labels: Sequence[Any], valid_pct: float = 0.2,
+        seed: int | None = None, classes: Sequence[str] | None = None, **kwargs: Any,
+    ) -> ImageDataBunch:  # fmt: skip
+        """fastai v1's ``from_lists``: images ``fnames`` (under ``path`` unless absolute) labelled
+        ``labels``, split at random (``valid_pct``, v1's 0.2; ``seed``, ``None`` meaning 0);
+        ``size``, ``bs``, ``ds_tfms``, ``num_workers``... as :meth:`from_folder`; ``label_delim``
+        splits each label into several (multi-label, as :meth:`from_csv`)."""
+        return cls._from_lists(path, fnames, labels, valid_pct, seed, classes, **kwargs)
+
+    @classmethod
+    def _from_lists(
+        cls, path: str | Path, fnames: Sequence[str | Path], labels: Sequence[Any], valid_pct: float = 0.2,
+        seed: int | None = None, classes: Sequence[str] | None = None, *, size: int = 64, bs: int = 64,
+        num_workers: int | None = 0, ds_tfms: Any = None, augment: bool | AugmentSettings = False,
+        cache: str = "auto", device: torch.device | str | None = None, normalize: bool = True,
+        norm_stats: dict | None = None, label_delim: str | None = None,
+    ) -> ImageDataBunch:  # fmt: skip
+        from learnkit.data.lists import encode_labels
+
+        path = Path(path).expanduser()
+        files, ys, names = encode_labels(path, fnames, labels, classes, label_delim)
+        seed = 0 if seed is None else seed
+        train_idx, valid_idx = split_by_pct(len(files), valid_pct, seed)
+        if not train_idx or not valid_idx:
+            raise DataError(f"too few images ({len(files)}) to split off a validation set")
+        mode = resolve_cache(cache, 3 * size * size * len(files))
+        n_classes = len(names) if label_delim is not None else None
+
+        def dataset(idx: list[int]) -> ImageDataset:
+            return ImageDataset(
+                [files[i] for i in idx], [ys[i] for i in idx], size, cache=mode, n_classes=n_classes
+            )
+
+        bunch = cls._classifier(
+            dataset(train_idx), dataset(valid_idx), names, size=size, bs=bs, seed=seed,
+            num_workers=num_workers, augment=_augment(augment, ds_tfms),
+            norm_stats=pick_norm_stats(normalize, norm_stats),
+            device=torch.device(device) if device is not None else default_device(), rank=None,
+            world_size=None, multi_label=label_delim is not None,
+            valid_split=split_record("", valid_pct, seed),
+        )  # fmt: skip
+        bunch.path = path
+        return bunch
+
+    @classmethod
+    def from_name_func(
+        cls, path: str | Path, fnames: Sequence[str | Path], label_func: Any, valid_pct: float = 0.2,
+        seed: int | None = None, **kwargs: Any,
+    ) -> ImageDataBunch:  # fmt: skip
+        """fastai v1's ``from_name_func``: each file labelled ``label_func(file)``."""
+        from learnkit.data.lists import labels_from_func
+
+        return cls._from_lists(path, fnames, labels_from_func(fnames, label_func), valid_pct, seed, **kwargs)
+
+    @classmethod
+    def from_name_re(
+        cls, path: str | Path, fnames: Sequence[str | Path], pat: Any, valid_pct: float = 0.2,
+        seed: int | None = None, **kwargs: Any,
+    ) -> ImageDataBunch:  # fmt: skip
+        """fastai v1's ``from_name_re``: each file labelled by the first group of ``pat`` in its path."""
+        from learnkit.data.lists import labels_from_re
+
+        return cls._from_lists(path, fnames, labels_from_re(fnames, pat), valid_pct, seed, **kwargs)
+
+    @classmethod
+    def from_df(
+        cls, path: str | Path, df: Any, folder: str | None = None, label_delim: str | None = None,
+        valid_pct: float = 0.2, seed: int | None = None, fn_col: int | str = 0, label_col: int | str = 1,
+        suffix: str = "", **kwargs: Any,
+    ) -> ImageDataBunch:  # fmt: skip
+        """fastai v1's ``from_df``: file names and labels from a pandas DataFrame's columns."""
+        from learnkit.data.lists import lists_from_df
+
+        fnames, labels = lists_from_df(df, folder, fn_col, label_col, suffix)
+        return cls._from_lists(path, fnames, labels, valid_pct, seed, label_delim=label_delim, **kwargs)
+
+    @classmethod
     def from_csv(
         cls,
         path: str | Path,
@@ -366,12 +464,14 @@ class ImageDataBunch(DataBunch):
         size: int = 64,
         bs: int = 64,
         num_workers: int | None = 0,
-        augment: bool | AugmentSettings = True,
+        augment: bool | AugmentSettings = False,
         cache: str = "auto",
         device: torch.device | str | None = None,
         normalize: bool = True,
         classes: Sequence[str] | None = None,
         *,
+        ds_tfms: Any = None,
+        test: str | None = None,
         norm_stats: dict | None = None,
         rank: int | None = None,
         world_size: int | None = None,
@@ -387,6 +487,7 @@ class ImageDataBunch(DataBunch):
         from learnkit.data.csv_labels import read_labels_csv
 
         path = require_dir(Path(path).expanduser())
+        augment = _augment(augment, ds_tfms)
         table = read_labels_csv(path / csv_labels, label_delim)
         seed = 0 if seed is None else seed
         names = list(classes) if classes is not None else table.classes
@@ -429,4 +530,5 @@ class ImageDataBunch(DataBunch):
             rank=rank, world_size=world_size, multi_label=multi, valid_split=split,
         )  # fmt: skip
         bunch.data_root = path
+        bunch.path = path  # fastai v1: a Learner's default path
         return bunch

@@ -11,7 +11,9 @@ the warning.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -20,6 +22,7 @@ from learnkit.data.augment import AugmentSettings
 from learnkit.data.bunch import DataBunch, default_device
 from learnkit.data.dataset import ImageDataset, resolve_cache
 from learnkit.data.folder import (
+    _augment,
     build_loaders,
     dist_info,
     list_images,
@@ -78,21 +81,27 @@ class SegmentationDataBunch(DataBunch):
         valid_pct: float = 0.2,
         seed: int | None = 0,
         num_workers: int | None = 0,
-        augment: bool | AugmentSettings = True,
+        augment: bool | AugmentSettings = False,
         cache: str = "auto",
         device: torch.device | str | None = None,
         normalize: bool = True,
         images: str = "images",
         masks: str = "masks",
-        codes: str = "codes.txt",
+        codes: str | Sequence[str] = "codes.txt",
         *,
+        valid: str | Path | None = None,
+        ds_tfms: Any = None,
         norm_stats: dict | None = None,
         rank: int | None = None,
         world_size: int | None = None,
     ) -> SegmentationDataBunch:
         """Images of ``path/images``, masks of ``path/masks``, classes of ``path/codes.txt``.
 
-        ``valid_pct`` of the pairs (drawn with ``seed``) go to validation. Batches are
+        ``codes`` is the file of class names, or (fastai v1's) the names themselves. The
+        validation set is the images listed in the file ``valid`` (fastai v1's ``valid.txt``: one
+        image file name a line, relative to ``images`` or to ``path``) when it is given, else
+        ``valid_pct`` of the pairs (drawn with ``seed``). No augmentation unless ``augment`` or
+        ``ds_tfms`` (``get_transforms()``) is given. Batches are
         ``x``: float ``N x 3 x size x size``, ``y``: long ``N x size x size``. The other arguments
         are those of ``ImageDataBunch.from_folder``; augmentation moves images and masks together.
 
@@ -107,12 +116,18 @@ class SegmentationDataBunch(DataBunch):
         norm_stats = pick_norm_stats(normalize, norm_stats)
         image_dir = require_dir(path / images, f"'{images}' folder")
         mask_dir = require_dir(path / masks, f"'{masks}' folder")
-        class_names = read_codes(path / codes)
+        class_names = read_codes(path / codes) if isinstance(codes, (str, Path)) else [str(c) for c in codes]
+        if not class_names:
+            raise DataError("codes is empty: give one class name per mask value")
+        augment = _augment(augment, ds_tfms)
         image_paths = [p for p in list_images(image_dir) if p.parent == image_dir]
         if not image_paths:
             raise DataError(f"no images in {image_dir}")
         mask_paths = match_masks(image_paths, mask_dir)
-        train_idx, valid_idx = split_by_pct(len(image_paths), valid_pct, seed)
+        if valid is not None:
+            train_idx, valid_idx = _listed_split(image_paths, path, Path(valid))
+        else:
+            train_idx, valid_idx = split_by_pct(len(image_paths), valid_pct, seed)
         if not valid_idx or not train_idx:
             raise DataError(f"too few images in {image_dir} to split off a validation set")
         mode = resolve_cache(cache, 4 * size * size * len(image_paths))
@@ -149,7 +164,31 @@ class SegmentationDataBunch(DataBunch):
             norm_stats=norm_stats,
             size=size,
             task="segmentation",
-            valid_split=split_record("", valid_pct, seed),
+            valid_split=(
+                {"kind": "file", "name": str(valid)}
+                if valid is not None
+                else split_record("", valid_pct, seed)
+            ),
         )
         bunch.data_root = path  # file names in the data fingerprint are relative to it
+        bunch.path = path  # fastai v1: a Learner's default path
         return bunch
+
+
+def _listed_split(images: list[Path], root: Path, listing: Path) -> tuple[list[int], list[int]]:
+    """``(train, valid)`` indices: valid are the images named in ``listing`` (a file, one name a
+    line; a name may be a path relative to the images folder or to ``root``)."""
+    file = listing if listing.is_absolute() else root / listing
+    if not file.is_file():
+        raise DataError(f"no validation list {file} (one image file name a line)")
+    names = [ln.strip() for ln in file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    wanted = {Path(n).name for n in names}
+    valid = [i for i, p in enumerate(images) if p.name in wanted]
+    found = {images[i].name for i in valid}
+    missing = sorted(wanted - found)
+    if missing:
+        raise DataError(
+            f"{file} names {len(missing)} image(s) not in the images folder (first: {missing[0]})"
+        )
+    train = [i for i in range(len(images)) if i not in set(valid)]
+    return train, valid

@@ -53,7 +53,9 @@ def lr_find(
         "iterations": len(rec.lr_find_lrs),
     }
     try:
-        plot = rec.plot(skip_start=skip_start, skip_end=min(5, max(0, len(rec.lr_find_lrs) - skip_start - 1)))
+        plot = rec.plot(
+            skip_start=skip_start, skip_end=min(5, max(0, len(rec.lr_find_lrs) - skip_start - 1)), marks=True
+        )
     except OSError as exc:  # the numbers are the result; a plot that cannot be written is a warning
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         warnings.warn(f"could not write the plot in {Path(learn.path) / 'plots'}: {reason}", stacklevel=2)

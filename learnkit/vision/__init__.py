@@ -6,6 +6,7 @@ so importing a model-building module (``learnkit.vision.models``) never imports 
 
 from typing import Any
 
+import learnkit
 from learnkit.vision.cnn import (
     AdaptiveConcatPool2d,
     create_body,
@@ -28,10 +29,18 @@ __all__ = [
 ]
 
 
+# ``from learnkit.vision import *`` gives what ``from learnkit import *`` gives (fastai v1's
+# ``from fastai.vision import *``), and the model builders above
+__all__ += [n for n in learnkit.__all__ if n not in __all__]
+
+
 def __getattr__(name: str) -> Any:
-    """PEP 562: the learner factories live in :mod:`learnkit.vision.learners`."""
+    """PEP 562: the learner factories live in :mod:`learnkit.vision.learners`; learnkit's other
+    names (its ``__all__``) come from :mod:`learnkit`."""
     if name in ("cnn_learner", "create_cnn"):
         import learnkit.vision.learners as learners
 
         return getattr(learners, name)
+    if name in learnkit.__all__:
+        return getattr(learnkit, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,6 +6,9 @@ A spec is ``{"kind": "cnn" | "plain" | "unet", "arch": str, "n_out": int, "kwarg
 - ``plain``: the zoo builder's model as it is (for archs without a cut, like ``simple_cnn``);
 - ``unet``: a DynamicUnet over a zoo encoder (:func:`~learnkit.vision.unet_learner.build_unet`).
 
+It is also fastai v1's ``models`` namespace: ``models.resnet34`` is torchvision's model function
+(see ``__getattr__`` at the end), which ``cnn_learner`` maps to the zoo arch of that name.
+
 Example:
     >>> model, groups = build_model(model_spec_for("resnet18", 3))
 """
@@ -105,3 +108,15 @@ def check_layer_groups(model: nn.Module, groups: list[nn.Module], arch: str = "m
         check(model, groups, f"arch '{arch}': its layer-group split")
     except UsageError as exc:
         raise LearnkitError(str(exc)) from None
+
+
+def __getattr__(name: str) -> Any:
+    """fastai v1's ``models`` namespace: ``models.resnet34`` and the other torchvision model
+    functions (``fastai.vision.models`` re-exports torchvision's), for ``cnn_learner(data,
+    models.resnet34)``. They are never called with weights: :func:`cnn_learner` maps them to the
+    zoo's arch of the same name."""
+    import torchvision.models as tv_models
+
+    if not name.startswith("_") and hasattr(tv_models, name):
+        return getattr(tv_models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

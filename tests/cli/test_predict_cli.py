@@ -193,7 +193,7 @@ def seg_run(tmp_path_factory) -> dict:
         img.save(root / "images" / f"{i}.png")
         mask.save(root / "masks" / f"{i}.png")
     bunch = SegmentationDataBunch.from_folder(root, size=32, bs=4, valid_pct=0.4, device="cpu")
-    learn = unet_learner(bunch, "resnet18", cut=5, path=root / "run")
+    learn = unet_learner(bunch, "resnet18", pretrained=False, cut=5, path=root / "run")
     learn.save("seg", with_opt=False)
     return {"path": root / "run", "images": sorted((root / "images").glob("*.png"))[:2]}
 

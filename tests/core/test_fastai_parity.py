@@ -47,7 +47,7 @@ def three_groups() -> Learner:
 # --- 1. split(fn): the returned modules mark where each group starts ---
 @pytest.fixture(scope="module")
 def resnet_learn():
-    return cnn_learner(image_data(), "resnet18")
+    return cnn_learner(image_data(), "resnet18", pretrained=False)
 
 
 def test_split_fn_on_a_resnet18_gives_fastai_three_groups(resnet_learn):
@@ -69,7 +69,7 @@ def test_split_fn_on_a_resnet18_gives_fastai_three_groups(resnet_learn):
 def test_cnn_and_unet_learner_split_on_take_fastai_split_points():
     from learnkit.vision.learners import unet_learner
 
-    learn = cnn_learner(image_data(), "resnet18", split_on=lambda m: (m[0][6], m[1]))
+    learn = cnn_learner(image_data(), "resnet18", pretrained=False, split_on=lambda m: (m[0][6], m[1]))
     assert [len(ids(g)) for g in learn.layer_groups] == [
         len(set().union(*(ids(c) for c in list(learn.model[0].children())[:6]))),
         len(ids(learn.model[0][6]) | ids(learn.model[0][7])),

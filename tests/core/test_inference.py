@@ -11,8 +11,9 @@ from PIL import Image
 
 from learnkit import DatasetType, ImageDataBunch, Learner, SegmentationDataBunch, accuracy, registry
 from learnkit.errors import CheckpointError, UsageError
-from learnkit.inference import expand_items, load_learner, predict_images, save_mask
+from learnkit.inference import expand_items, predict_images, save_mask
 from learnkit.vision import cnn_learner
+from learnkit.vision.learners import load_learner
 from tests.core.tiny import tiny_data, tiny_model
 from tests.core.tiny_images import CLASSES, make_class_folder, make_seg_folder, tiny_seg, write_corrupt
 

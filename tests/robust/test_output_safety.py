@@ -32,10 +32,11 @@ from learnkit.cli.render import escape_controls, render_rows
 from learnkit.data.dataset import ImageDataset, SkippedImagesWarning
 from learnkit.data.images import check_image
 from learnkit.errors import DataError
-from learnkit.inference import Prediction, load_learner, predict_images
+from learnkit.inference import Prediction, predict_images
 from learnkit.jobs import evaluate
 from learnkit.jobs.predict import _MaskWriter, _without_outputs
 from learnkit.vision import cnn_learner
+from learnkit.vision.learners import load_learner
 from tests.core.tiny_images import make_class_folder, write_corrupt
 
 from .conftest import cli_env, learnkit_exe, one_error_line

@@ -130,7 +130,7 @@ class _Data:
 
 
 def test_cnn_learner_splits_into_the_zoos_groups():
-    learn = cnn_learner(_Data(), "resnet18", lin_ftrs=[16])
+    learn = cnn_learner(_Data(), "resnet18", pretrained=False, lin_ftrs=[16])
     assert len(learn.layer_groups) == 3 and learn.layer_groups[-1] is learn.model[1]
     assert learn.model_spec == {
         "kind": "cnn",

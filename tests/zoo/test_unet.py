@@ -17,8 +17,9 @@ from learnkit.errors import UsageError
 from learnkit.learner import Learner
 from learnkit.seg_metrics import segmentation_metrics
 from learnkit.vision import build_model, cnn_learner
+from learnkit.vision.learners import unet_learner
 from learnkit.vision.unet import DynamicUnet, PixelShuffleICNR, ResBlock, SelfAttention, SigmoidRange
-from learnkit.vision.unet_learner import build_unet, unet_learner, unet_spec_for
+from learnkit.vision.unet_learner import build_unet, unet_spec_for
 
 ODD_SIZES = [(37, 45), (64, 64), (50, 70)]
 
@@ -198,7 +199,12 @@ def test_zoo_show_and_summary_agree_with_the_optimizer(tmp_path):
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(8, 3, 32, 32, generator=g), torch.randint(0, 2, (8,), generator=g)
     dl = DataLoader(TensorDataset(x, y), batch_size=4)
-    cnn = cnn_learner(DataBunch(dl, dl, classes=["a", "b"], device="cpu", size=32), "resnet18", path=tmp_path)
+    cnn = cnn_learner(
+        DataBunch(dl, dl, classes=["a", "b"], device="cpu", size=32),
+        "resnet18",
+        pretrained=False,
+        path=tmp_path,
+    )
     cnn.create_opt(1e-3)
     shown = show_arch("resnet18", n_out=2)
     assert [_owners(s) for s in _opt_names(cnn)] == _shown_names(shown)
@@ -206,7 +212,7 @@ def test_zoo_show_and_summary_agree_with_the_optimizer(tmp_path):
         sum(p.numel() for p in grp.parameters()) for grp in cnn.layer_groups
     ]
 
-    unet = unet_learner(seg_data(), "resnet18", path=tmp_path)
+    unet = unet_learner(seg_data(), "resnet18", pretrained=False, path=tmp_path)
     unet.create_opt(1e-3)
     shown = show_arch("resnet18", n_out=3, unet=True)
     assert [_owners(s) for s in _opt_names(unet)] == _shown_names(shown)
