@@ -4,7 +4,9 @@ docs/design.md section 5: errors are one clear line, no traceback unless ``--deb
 errors, 3 for bad data, 4 for an unusable checkpoint, 130 when interrupted, 1 for anything else.
 """
 
+import difflib
 import errno
+import importlib
 import os
 import signal
 import sys
@@ -18,8 +20,9 @@ from typer.core import TyperGroup
 
 from learnkit.errors import LearnkitError
 
+from .coerce import plain_coercion
 from .context import add_global_options, global_options, tidy_help
-from .render import escape_controls
+from .controls import escape_controls
 
 INTERRUPTED = 130
 
@@ -118,14 +121,70 @@ class LearnkitGroup(TyperGroup):
     usage errors that click raises before (bad global options) are handled in :meth:`main`.
     """
 
+    lazy_commands: dict[str, tuple[str, str, str]] = {}
+    """Commands imported on first use: ``name: (module in learnkit.cli, attribute, one-line help)``;
+    the attribute is a command function, a Typer app (a group), or ``f()``: ``f(name)`` makes it."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         add_global_options(self.commands.values())  # --debug/--quiet after the command name too
         tidy_help([self])
+        plain_coercion([self])
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        """The command names, in the order of :attr:`lazy_commands` (no command is imported)."""
+        return [*self.lazy_commands, *(n for n in self.commands if n not in self.lazy_commands)]
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+        """The command ``cmd_name``, its module imported now if it was not yet."""
+        if cmd_name not in self.commands and cmd_name in self.lazy_commands:
+            self.add_command(self._load(cmd_name), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
+        """Typer's, with the close names (``Did you mean 'fit'?``) taken from every command, loaded
+        or not."""
+        try:
+            return super().resolve_command(ctx, args)
+        except typer.TyperException as exc:
+            message = getattr(exc, "message", None)
+            if args and isinstance(message, str) and "Did you mean" not in message:
+                matches = difflib.get_close_matches(args[0], self.list_commands(ctx))
+                if matches:
+                    exc.message = f"{message.rstrip('.')}. Did you mean {', '.join(map(repr, matches))}?"
+            raise
+
+    def _load(self, name: str) -> Any:
+        from typer.main import get_command
+
+        from .helpfmt import LearnkitCommand
+
+        module, attr, _ = self.lazy_commands[name]
+        target = getattr(importlib.import_module(f"{__package__}.{module}"), attr.removesuffix("()"))
+        if attr.endswith("()"):  # a factory of commands (the training commands, from the schema)
+            target = target(name)
+        if isinstance(target, typer.Typer):
+            command = get_command(target)
+        else:
+            single = typer.Typer(add_completion=False)
+            single.command(name, cls=LearnkitCommand)(target)
+            command = get_command(single)
+        command.name = name
+        add_global_options([command])
+        tidy_help([command])
+        plain_coercion([command])
+        return command
+
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+        """The root's help: options, then the commands with their one-line help (none imported)."""
+        from .helpfmt import render_group_help
+
+        render_group_help(self, ctx, [(name, help) for name, (_, _, help) in self.lazy_commands.items()])
 
     def get_params(self, ctx: typer.Context) -> list[Any]:
         """The root's parameters, with Typer's completion flags (added after ``__init__``) tidied."""
         tidy_help([self])
+        plain_coercion([self])
         return super().get_params(ctx)
 
     def invoke(self, ctx: typer.Context) -> Any:

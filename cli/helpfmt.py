@@ -13,14 +13,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from rich import box
-from rich.console import Group
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
-from typer.core import TyperCommand
-
-from .render import make_console
+from typer.core import TyperCommand, TyperGroup
 
 RUNTIME = "Runtime"
 ORDER = ["Arguments", "Data", "Model", "Schedule", "Checkpoints", "Options", RUNTIME]
@@ -80,7 +73,10 @@ def _panels(command: Any, ctx: Any) -> dict[str, list[Any]]:
     return {name: panels[name] for name in known + [n for n in panels if n not in ORDER]}
 
 
-def _panel_table(params: list[Any], ctx: Any) -> Table:
+def _panel_table(params: list[Any], ctx: Any) -> Any:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 2, 0, 0), expand=True)
     table.add_column(no_wrap=True, style="bold cyan")
     table.add_column(ratio=1)
@@ -90,8 +86,17 @@ def _panel_table(params: list[Any], ctx: Any) -> Table:
     return table
 
 
-def render_help(command: Any, ctx: Any) -> None:
-    """Print ``command``'s help on stdout: usage, description, then one panel per option group."""
+def render_help(command: Any, ctx: Any, commands: list[tuple[str, str]] | None = None) -> None:
+    """Print ``command``'s help on stdout: usage, description, then one panel per option group
+    (and, for a group, a panel of its ``commands``: ``(name, one-line help)``)."""
+    from rich import box
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
+
+    from .render import make_console
+
     console = make_console()
     usage = " ".join(command.collect_usage_pieces(ctx))
     parts: list[Any] = [Text(f"Usage: {ctx.command_path} {usage}", style="bold"), Text("")]
@@ -99,11 +104,23 @@ def render_help(command: Any, ctx: Any) -> None:
         if paragraph.strip():  # lines of a paragraph are joined: the console wraps them
             parts += [Text(" ".join(paragraph.split())), Text("")]
     console.print(Group(*parts), highlight=False)
-    for name, params in _panels(command, ctx).items():
+    panels = {name: _panel_table(params, ctx) for name, params in _panels(command, ctx).items()}
+    if commands:
+        table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 2, 0, 0), expand=True)
+        table.add_column(no_wrap=True, style="bold cyan")
+        table.add_column(ratio=1)
+        for name, help_text in commands:
+            table.add_row(name, Text(help_text))
+        panels["Commands"] = table
+    for name, table in panels.items():
         console.print(
-            Panel(_panel_table(params, ctx), title=name, title_align="left", box=box.ROUNDED, padding=(0, 1)),
-            highlight=False,
+            Panel(table, title=name, title_align="left", box=box.ROUNDED, padding=(0, 1)), highlight=False
         )
+
+
+def render_group_help(group: Any, ctx: Any, commands: list[tuple[str, str]]) -> None:
+    """A group's help (:func:`render_help`) with its ``commands``' one-line help."""
+    render_help(group, ctx, commands)
 
 
 class LearnkitCommand(TyperCommand):
@@ -111,3 +128,11 @@ class LearnkitCommand(TyperCommand):
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         render_help(self, ctx)
+
+
+class LearnkitSubgroup(TyperGroup):
+    """A Typer group (``learnkit zoo``) whose ``--help`` is :func:`render_help` with its commands."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        commands = [(name, self.commands[name].get_short_help_str(200)) for name in self.list_commands(ctx)]
+        render_group_help(self, ctx, commands)

@@ -8,26 +8,13 @@ the aliases below, checked as their values arrive (the schema's bounds and messa
 """
 
 import inspect
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from learnkit.errors import UsageError
 
-
-def complete_arch(incomplete: str) -> list[str]:
-    """The registered arch names that start with ``incomplete`` (imports no torch)."""
-    from learnkit import registry
-
-    return [name for name in registry.names() if name.startswith(incomplete)]
-
-
-def complete_model(ctx: typer.Context, incomplete: str) -> list[str]:
-    """The checkpoints under ``<--path>/models`` whose names start with ``incomplete``."""
-    folder = Path(ctx.params.get("path") or ".") / "models"
-    names = {p.name.removesuffix(".safetensors") for p in folder.glob("*.safetensors")}
-    return sorted(n for n in names if not n.endswith(".opt") and n.startswith(incomplete))
+from .basic_options import JsonOpt, complete_arch, complete_model  # noqa: F401 - re-exported
 
 
 def complete_logger(incomplete: str) -> list[str]:
@@ -108,7 +95,6 @@ ModelOpt = Annotated[
         rich_help_panel="Model",
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.", rich_help_panel="Runtime")]
 # the training options other commands take too, checked as they arrive
 DataArg = schema_option("data")[0]
 ArchOpt = schema_option("arch")[0]

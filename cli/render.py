@@ -6,7 +6,6 @@ Every function takes the :class:`rich.console.Console` to write to, so tests ren
 
 import json
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,19 +15,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-# C0 and C1 controls, DEL, and the bidirectional overrides/isolates that reorder what a terminal shows
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def escape_controls(text: str) -> str:
-    """``text`` with control characters shown as escapes (``ESC`` -> ``\\x1b``, U+202E ->
-    ``\\u202e``), so names from checkpoints or file systems cannot drive the terminal."""
-    return _CONTROLS.sub(_escape_one, text)
-
-
-def _escape_one(match: re.Match) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+from .controls import escape_controls  # noqa: F401 - re-exported
 
 
 class CliConsole(Console):

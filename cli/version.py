@@ -4,7 +4,7 @@ from typing import Annotated
 
 import typer
 
-from .options import JsonOpt
+from .basic_options import JsonOpt
 from .render import make_console, render_result
 
 DevicesOpt = Annotated[bool, typer.Option("--devices", help="Also the accelerators torch sees (slower).")]

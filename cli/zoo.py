@@ -4,12 +4,13 @@ from typing import Annotated
 
 import typer
 
-from .helpfmt import LearnkitCommand
-from .options import JsonOpt, complete_arch
+from .basic_options import JsonOpt, complete_arch
+from .helpfmt import LearnkitCommand, LearnkitSubgroup
 from .render import make_console, render_result, render_rows
 
 zoo_app = typer.Typer(
     name="zoo",
+    cls=LearnkitSubgroup,
     help="The model zoo: built-in archs and those of installed plugins.",
     no_args_is_help=True,
 )

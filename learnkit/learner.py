@@ -428,8 +428,10 @@ class Learner:
         argument is accepted for its calls, and the path is always returned). ``metadata``: more
         JSON-able keys for the model file (besides ``run_metadata``'s).
         """
+        from learnkit.checkpoint_writer import wait_for_writers
         from learnkit.persist import save_learner
 
+        wait_for_writers()  # a background write of the same name must not overlap this one
         return save_learner(self, name, with_opt, metadata)
 
     def load(
@@ -449,8 +451,10 @@ class Learner:
         here: no memory needs purging (nothing is pickled), and checkpoints never hold a
         ``DataParallel`` ``module.`` prefix.
         """
+        from learnkit.checkpoint_writer import wait_for_writers
         from learnkit.persist import load_into
 
+        wait_for_writers()  # never read a save that is still being written
         if device is not None:
             device = torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
             self.model.to(device)

@@ -12,12 +12,14 @@ finds it. Loading checks everything before it changes anything in the learner.
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import re
 import shutil
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +42,6 @@ from learnkit.checkpoint import (
     read_tensors,
     resolve_checkpoint,
     unflatten_optimizer_state,
-    write_safetensors_together,
 )
 from learnkit.checkpoint_schema import check_fit, tensor_kind
 from learnkit.data.fingerprint import data_fingerprint
@@ -52,7 +53,16 @@ from learnkit.version import __version__
 if TYPE_CHECKING:
     from learnkit.learner import Learner
 
-__all__ = ["load_into", "load_weights", "model_metadata", "save_learner"]
+__all__ = [
+    "Snapshot",
+    "link_checkpoint",
+    "load_into",
+    "load_weights",
+    "model_metadata",
+    "save_learner",
+    "snapshot_learner",
+    "write_snapshot",
+]
 
 
 def model_metadata(learn: Learner) -> dict:
@@ -146,7 +156,69 @@ def save_learner(
     """Write the learner's checkpoint (and optimizer file); returns the model file's path.
 
     The model file's metadata: :func:`model_metadata`, the learner's ``run_metadata`` (a training
-    job puts the run's ``config`` there) and ``metadata``.
+    job puts the run's ``config`` there) and ``metadata``. The same as :func:`snapshot_learner`
+    then :func:`write_snapshot` (which a background writer runs apart, see
+    :mod:`learnkit.checkpoint_writer`); the protocol is :func:`write_snapshot`'s.
+    """
+    return write_snapshot(snapshot_learner(learn, name, with_opt, metadata))
+
+
+@dataclass
+class Snapshot:
+    """What one checkpoint holds, copied out of the learner (CPU tensors no training step touches):
+    the model file's tensors and metadata, and the optimizer file's (None: a model file alone)."""
+
+    path: Path
+    tensors: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+    opt_tensors: dict[str, torch.Tensor] | None = None
+    opt_meta: dict[str, Any] | None = None
+
+    @property
+    def step(self) -> str:
+        return self.meta["step"]
+
+
+def snapshot_learner(
+    learn: Learner, name: str | Path, with_opt: bool = True, metadata: dict | None = None
+) -> Snapshot:
+    """Copy what the checkpoint ``name`` needs out of ``learn`` (weights, optimizer state, RNG
+    states, run position, callbacks' state), so training may go on while it is written."""
+    path = resolve_checkpoint(str(name), learn.path, learn.model_dir)
+    step = f"{learn.epoch}.{learn.iteration}.{learn.batch}-{uuid.uuid4().hex[:12]}"
+    extra = {**(getattr(learn, "run_metadata", None) or {}), **(metadata or {})}
+    meta = copy.deepcopy(model_metadata(learn) | extra | {"step": step})
+    weights = _copied(learn.model.state_dict())
+    if not (with_opt and learn.opt is not None):
+        return Snapshot(path, weights, meta)
+    names = optimizer_param_names(learn.opt, learn.model)
+    tensors, opt_meta = flatten_optimizer_state(learn.opt.state_dict(), names)
+    rng_tensors, rng_meta = _rng_state()
+    cb_meta, cb_tensors = _callback_states(learn)
+    opt_meta |= {
+        "format": OPT_FORMAT,
+        "step": step,
+        "hypers": learn.opt.hypers(),
+        "run": {"epoch": learn.epoch, "iteration": learn.iteration, "batch": learn.batch},
+        "callbacks": cb_meta,
+        "precision": learn.precision.state_dict(),
+        "rng": rng_meta,
+    }
+    opt_tensors = _copied(tensors | rng_tensors | cb_tensors)
+    return Snapshot(path, weights, meta, opt_tensors, copy.deepcopy(opt_meta))
+
+
+def _copied(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors as CPU copies of their own (a later training step changes none of them)."""
+    out = {}
+    for key, t in tensors.items():
+        t = t.detach()
+        out[key] = t.to("cpu", copy=True) if t.device.type != "cpu" else t.clone()
+    return out
+
+
+def write_snapshot(snap: Snapshot) -> Path:
+    """Write a :class:`Snapshot`; returns the model file's path.
 
     The protocol keeps a consistent model/optimizer pair on disk through any sequence of crashes
     (each file is renamed into place whole; the model file is the commit point):
@@ -161,37 +233,31 @@ def save_learner(
     5. ``.prev`` is removed.
 
     A reader (:func:`load_into`) takes the optimizer file whose ``step`` equals the model's:
-    the optimizer file, else ``.prev``.
+    the optimizer file, else ``.prev``. A snapshot without optimizer state first removes the
+    optimizer files of ``name`` (a model file alone is read without one; a stale one beside a
+    newer model file would be a torn pair).
     """
-    path = resolve_checkpoint(str(name), learn.path, learn.model_dir)
+    path = snap.path
     path.parent.mkdir(parents=True, exist_ok=True)
-    step = f"{learn.epoch}.{learn.iteration}.{learn.batch}-{uuid.uuid4().hex[:12]}"
-    extra = {**(getattr(learn, "run_metadata", None) or {}), **(metadata or {})}
-    meta = model_metadata(learn) | extra | {"step": step}
-    if not (with_opt and learn.opt is not None):
+    if snap.opt_tensors is None:
+        tmp = None
         try:
-            write_safetensors_together([(path, dict(learn.model.state_dict()), meta)])
-        except (OSError, SafetensorError) as exc:
-            raise write_failure(path, exc) from None
+            tmp = prepare_safetensors(path, snap.tensors, snap.meta)
+            _remove_optimizer_files(path)
+            os.replace(tmp, path)
+            fsync_dir(path.parent)
+        except BaseException as exc:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError | SafetensorError):
+                raise write_failure(path, exc) from None
+            raise
         return path
-    names = optimizer_param_names(learn.opt, learn.model)
-    tensors, opt_meta = flatten_optimizer_state(learn.opt.state_dict(), names)
-    rng_tensors, rng_meta = _rng_state()
-    cb_meta, cb_tensors = _callback_states(learn)
-    opt_meta |= {
-        "format": OPT_FORMAT,
-        "step": step,
-        "hypers": learn.opt.hypers(),
-        "run": {"epoch": learn.epoch, "iteration": learn.iteration, "batch": learn.batch},
-        "callbacks": cb_meta,
-        "precision": learn.precision.state_dict(),
-        "rng": rng_meta,
-    }
     o_path = optimizer_path(path)
     temps: list[str] = []
     try:
-        temps.append(prepare_safetensors(o_path, tensors | rng_tensors | cb_tensors, opt_meta))
-        temps.append(prepare_safetensors(path, dict(learn.model.state_dict()), meta))
+        temps.append(prepare_safetensors(o_path, snap.opt_tensors, snap.opt_meta or {}))
+        temps.append(prepare_safetensors(path, snap.tensors, snap.meta))
         _keep_match_as_previous(path, o_path)
         atomic.step("rename:opt")
         os.replace(temps[0], o_path)
@@ -209,6 +275,62 @@ def save_learner(
             raise write_failure(path, exc) from None
         raise
     return path
+
+
+def link_checkpoint(source: Path, name: str | Path, step: str) -> Path:
+    """Make the checkpoint ``name`` (a model file alone, e.g. ``best``) the very file ``source``
+    (a hard link: no second copy; a copy where the filesystem has no links), ``source`` having
+    been written with ``step`` (checked: the link is never made to another save's file).
+
+    ``name``'s optimizer files are removed first, then the link is renamed over ``name``'s model
+    file: a crash at any moment leaves the old ``name`` or the new one, readable alone. ``source``
+    is later replaced by a rename, never rewritten in place, so ``name`` keeps this save's bytes.
+    Returns ``name``'s model file.
+    """
+    path = Path(name) if isinstance(name, Path) else source.with_name(f"{name}.safetensors")
+    if _header_step(source) != step:
+        raise LearnkitError(f"could not link {path} to {source}: {source.name} is from another save")
+    try:
+        _remove_optimizer_files(path)
+        fd, tmp = temp_beside(path)
+        os.close(fd)
+        try:
+            os.unlink(tmp)
+            atomic.step("link:model")
+            try:
+                os.link(source, tmp)
+            except OSError:  # another filesystem, or one without hard links
+                shutil.copy2(source, tmp)
+                _fsync_file(tmp)
+            atomic.step("rename:link")
+            os.replace(tmp, path)
+            fsync_dir(path.parent)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise write_failure(path, exc) from None
+    return path
+
+
+def _fsync_file(name: str) -> None:
+    fd = os.open(name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_optimizer_files(path: Path) -> None:
+    """Remove the optimizer file of the model file ``path`` and its ``.prev`` (durably)."""
+    o_path = optimizer_path(path)
+    removed = False
+    for file in (o_path, previous_path(o_path)):
+        if file.is_file() or file.is_symlink():
+            file.unlink()
+            removed = True
+    if removed:
+        fsync_dir(path.parent)
 
 
 def write_failure(path: Path, exc: BaseException) -> LearnkitError:

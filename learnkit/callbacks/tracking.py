@@ -15,6 +15,7 @@ from learnkit.distributed import is_main
 from learnkit.errors import UsageError
 
 if TYPE_CHECKING:
+    from learnkit.checkpoint_writer import CheckpointWriter
     from learnkit.learner import Learner
 
 _MAX_HINTS = ("acc", "dice", "iou", "f1", "fbeta", "precision", "recall", "auc", "r2")
@@ -80,6 +81,9 @@ class SaveModelCallback(TrackerCallback):
             results it reports must be the last epoch's.
         rolling: with ``every='epoch'``, overwrite one file ``name`` instead of one per epoch (the
             command line's ``last``).
+        writer: a :class:`~learnkit.checkpoint_writer.CheckpointWriter` (also among the fit's
+            callbacks) that writes the checkpoint in the background; None: written before the
+            fit goes on.
 
     Example:
         >>> learn.fit(5, 1e-3, callbacks=[SaveModelCallback(learn, monitor="accuracy", name="best")])
@@ -97,12 +101,14 @@ class SaveModelCallback(TrackerCallback):
         with_opt: bool = True,
         load_best: bool = True,
         rolling: bool = False,
+        writer: CheckpointWriter | None = None,
     ):
         super().__init__(learn, monitor, mode)
         if every not in ("improvement", "epoch"):
             raise UsageError(f"every must be 'improvement' or 'epoch', not {every!r}")
         self.every, self.name, self.with_opt = every, name, with_opt
         self.load_best, self.rolling = load_best, rolling
+        self.writer = writer
         self.saved = False  # whether this callback has written ``name`` (only then is it loaded back)
 
     @property
@@ -116,7 +122,7 @@ class SaveModelCallback(TrackerCallback):
     def on_epoch_end(self, state: RunState) -> None:
         if self.every == "epoch":
             if is_main():
-                self.learn.save(self.file_name(state.epoch), with_opt=self.with_opt)
+                self._save(self.file_name(state.epoch), None)
             return
         value = self.current(state)
         if value is not None and not math.isnan(value) and self.improved(value):
@@ -124,8 +130,14 @@ class SaveModelCallback(TrackerCallback):
             if is_main():
                 # the checkpoint says what made it best (history.csv's epoch numbering)
                 best = {"epoch": int(state.epoch), "monitor": self.monitor, "value": float(value)}
-                self.learn.save(self.name, with_opt=self.with_opt, metadata={"best": best})
+                self._save(self.name, {"best": best})
             self.saved = True
+
+    def _save(self, name: str, metadata: dict | None) -> None:
+        if self.writer is None:
+            self.learn.save(name, with_opt=self.with_opt, metadata=metadata)
+        else:
+            self.writer.request(self.learn, name, self.with_opt, metadata)
 
     def on_train_end(self, state: RunState) -> None:
         if self.every != "improvement" or not self.load_best or not self.saved or state.exception:

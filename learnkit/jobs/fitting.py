@@ -3,8 +3,10 @@
 :func:`run_fit` takes a built Learner through a whole run the way the command line promises:
 
 - ``last`` (weights + optimizer + position + RNG + history) is written after every epoch, and
-  ``best`` whenever ``monitor`` (``valid_loss`` by default) improves, its metadata saying when
-  (``best``: epoch, monitor, value); ``patience`` stops a run that no longer improves;
+  ``best`` (the weights alone, for inference: a hard link of ``last``'s model file) whenever
+  ``monitor`` (``valid_loss`` by default) improves, its metadata saying when (``best``: epoch,
+  monitor, value); both are written by a background thread while the next epoch trains
+  (:mod:`learnkit.checkpoint_writer`); ``patience`` stops a run that no longer improves;
   ``history.csv`` gets one row per epoch; a loss or weights that stop being finite end the run
   before any checkpoint is overwritten (:class:`~learnkit.callbacks.terminate_on_nan.TerminateOnNaN`).
 - ``resume="last"`` continues a run exactly where its checkpoint stopped, mid-epoch included: the
@@ -103,21 +105,28 @@ def tracking_callbacks(
     the NaN guard, and the ``loggers`` (:mod:`learnkit.loggers`; ``csv`` is ``history.csv``)."""
     from learnkit.callbacks.terminate_on_nan import TerminateOnNaN
     from learnkit.callbacks.tracking import EarlyStoppingCallback, SaveModelCallback
+    from learnkit.checkpoint_writer import CheckpointWriter
     from learnkit.loggers import create_loggers
 
     if patience is not None and patience < 0:
         raise UsageError(f"--patience must be >= 0, got {patience}")
     monitor = monitor or "valid_loss"
     check_monitor(learn, monitor)
+    writer = CheckpointWriter()  # both written in the background while the next epoch trains
     callbacks: list[Any] = [
         TerminateOnNaN(learn, check_every=check_nan_every),
         *create_loggers(loggers, learn, append=append_csv),
-        SaveModelCallback(learn, every="epoch", name=LAST, rolling=True),
+        SaveModelCallback(learn, every="epoch", name=LAST, rolling=True, writer=writer),
     ]
     if save_best:
-        callbacks.append(  # `last` and the reported results stay the last epoch's
-            SaveModelCallback(learn, monitor=monitor, every="improvement", name=BEST, load_best=False)
-        )
+        callbacks.append(  # `last` and the reported results stay the last epoch's; `best` is for
+            # inference (no optimizer file) and, saved with `last`, a link of last's model file
+            SaveModelCallback(
+                learn, monitor=monitor, every="improvement", name=BEST, load_best=False, with_opt=False,
+                writer=writer,
+            )
+        )  # fmt: skip
+    callbacks.append(writer)
     if patience is not None:
         callbacks.append(EarlyStoppingCallback(learn, monitor=monitor, patience=patience))
     return callbacks
@@ -179,6 +188,8 @@ def run_fit(
         check_nan_every=check_nan_every,
         loggers=loggers,
     )
+    from learnkit.checkpoint_writer import CheckpointWriter
+
     _remove_stale_temp_files(learn)
     learn.callbacks.extend(callbacks)  # kept in checkpoints, so a resumed run restores their state
     try:
@@ -209,6 +220,8 @@ def run_fit(
         return result
     finally:
         for cb in callbacks:
+            if isinstance(cb, CheckpointWriter):
+                cb.close()  # whatever ended the run, no checkpoint is left half-written
             learn.callbacks.remove(cb)
 
 

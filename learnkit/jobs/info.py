@@ -8,8 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from learnkit.errors import UsageError
-from learnkit.jobs import setup
-from learnkit.jobs.evaluate import read_model_metadata
 from learnkit.version import __version__
 
 
@@ -29,6 +27,8 @@ def summary(
     """
     import torch
 
+    from learnkit.jobs import setup
+    from learnkit.jobs.evaluate import read_model_metadata
     from learnkit.summary import layer_rows, model_summary
     from learnkit.vision.models import build_model, model_spec_for
 

@@ -22,8 +22,12 @@ Example:
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from learnkit.errors import RunInterrupted
@@ -133,7 +137,7 @@ def _run_locked(
             result["cpu_threads"] = threads
             if follow is not None and follow.changes:
                 result["cpu_threads_changes"] = [list(c) for c in follow.changes]
-        result["plots"] = save_fit_plots(learn)
+        result["plots"] = save_fit_plots(learn, background=True)  # drawn while the result prints
         ok = True
         return result
     except RunInterrupted:
@@ -144,18 +148,47 @@ def _run_locked(
             distributed.shutdown(wait=ok)
 
 
-def save_fit_plots(learn: Learner) -> list[str]:
+def save_fit_plots(learn: Learner, background: bool = False) -> list[str]:
     """The curves of a finished fit, as ``<path>/plots/*.png`` (rank 0; [] elsewhere): the losses,
-    the lr and momentum, and the metrics (when there are any). Returns their paths."""
+    the lr and momentum, and the metrics (when there are any). Returns their paths.
+
+    With ``background`` they are drawn by a thread (matplotlib imported there) while the caller
+    goes on (prints its result); the process waits for it before exiting (it is no daemon), and a
+    plot that cannot be written is one ``warning:`` line on stderr. The learner's recorder must
+    not change meanwhile (the command line's fit is over).
+    """
     from learnkit.distributed import is_main
 
     if not is_main() or not learn.recorder.lrs:
         return []
     rec = learn.recorder
-    plots = [rec.plot_losses(), rec.plot_lr(show_moms=True)]
-    if rec.metrics:
-        plots.append(rec.plot_metrics())
-    return [str(p) for p in plots]
+    metrics = bool(rec.metrics and rec.metrics_names)
+    names = ["losses", "lr", *(["metrics"] if metrics else [])]
+    paths = [str(rec._plot_path(name)) for name in names]
+
+    def draw() -> None:
+        rec.plot_losses()
+        rec.plot_lr(show_moms=True)
+        if metrics:
+            rec.plot_metrics()
+
+    if not background:
+        draw()
+        return paths
+
+    def draw_or_warn() -> None:
+        try:
+            draw()
+        except Exception as exc:  # a picture never fails the run
+            if isinstance(exc, OSError) and exc.errno:
+                reason = os.strerror(exc.errno).lower()
+            else:
+                reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+            where = Path(learn.path) / "plots"
+            print(f"warning: could not write the plots in {where}: {reason}", file=sys.stderr, flush=True)
+
+    threading.Thread(target=draw_or_warn, name="learnkit-plots").start()
+    return paths
 
 
 def segmentation_result(learn: Learner) -> dict[str, Any]:

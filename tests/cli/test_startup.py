@@ -1,5 +1,6 @@
 """``learnkit --help`` and TAB completion import neither torch, torchvision nor matplotlib."""
 
+import inspect
 import os
 import subprocess
 import sys
@@ -80,3 +81,57 @@ def test_every_zoo_name_completes_without_torch(command):
     assert set(out.split()) == set(registry.names())
     assert {"resnet18", "simple_cnn", "mobilenet_v3_small"} <= set(out.split())
     assert heavy == ""
+
+
+_LOADED = """
+import sys
+from learnkit.cli.app import main
+sys.argv = ["learnkit", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+print("LOADED=" + ",".join(sorted(m for m in sys.modules if m.startswith(("learnkit.cli.", "pydantic",
+      "typer.rich_utils")))), file=sys.stderr)
+"""
+
+
+def _loaded(*args: str) -> set[str]:
+    proc = subprocess.run([sys.executable, "-c", _LOADED, *args], capture_output=True, text=True, timeout=60)
+    line = [x for x in proc.stderr.splitlines() if x.startswith("LOADED=")][-1]
+    return set(line.removeprefix("LOADED=").split(","))
+
+
+def test_root_help_imports_no_command_and_no_pydantic():
+    loaded = _loaded("--help")
+    from learnkit.cli.app import COMMANDS
+
+    assert not {f"learnkit.cli.{module}" for module, _, _ in COMMANDS.values()} & loaded
+    assert not {m for m in loaded if m.startswith(("pydantic", "typer.rich_utils"))}
+
+
+@pytest.mark.parametrize("args", [["version"], ["zoo", "list"], ["validate", "--help"]])
+def test_a_command_imports_only_its_own_module_and_no_pydantic(args):
+    loaded = _loaded(*args)
+    from learnkit.cli.app import COMMANDS
+
+    own = COMMANDS[args[0]][0]
+    others = {f"learnkit.cli.{module}" for module, _, _ in COMMANDS.values() if module != own}
+    assert not others & loaded, others & loaded
+    assert not {m for m in loaded if m.startswith("pydantic")}
+
+
+def test_the_root_help_lines_are_the_commands_own():
+    """The one-line help the root's --help shows (written in COMMANDS, so that no command is imported
+    for it) is each command's own."""
+    from typer.main import get_command
+    from typer.testing import CliRunner
+
+    from learnkit.cli.app import COMMANDS, app
+
+    group = get_command(app)
+    ctx = group.make_context("learnkit", ["version"])
+    for name, (_, _, line) in COMMANDS.items():
+        first = inspect.cleandoc(group.get_command(ctx, name).help or "").split("\n\n")[0]
+        assert " ".join(first.split()) == line, name
+    assert CliRunner().invoke(app, ["--help"]).stdout.count("\n") > 10

@@ -51,7 +51,6 @@ def test_two_gloo_processes_train_like_one_and_reduce_metrics_exactly(tmp_path):
     assert result["accuracy"] > 0.6 and single["accuracy"] > 0.6
     assert abs(result["accuracy"] - single["accuracy"]) <= 0.15, (result["accuracy"], single["accuracy"])
     assert sorted(p.name for p in (tmp_path / "ddp" / "models").iterdir()) == [
-        "best.opt.safetensors",
         "best.safetensors",
         "last.opt.safetensors",
         "last.safetensors",
