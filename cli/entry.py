@@ -5,7 +5,8 @@ typer, rich or torch are still being imported ends the command like Ctrl-C (one 
 interrupted`` line, exit 130) instead of killing it silently (exit 143). Both signals raise
 ``KeyboardInterrupt`` through :func:`learnkit.safe_interrupt.interrupt`, so never inside an
 import (where Python would drop it, or deadlock on the import lock). A fit replaces these
-handlers with its stop-at-the-next-batch ones while it trains.
+handlers with its stop-at-the-next-batch ones while it trains. Once the command has ended (its
+result or its error line printed), both signals are ignored: the exit code stays the command's.
 """
 
 import signal
@@ -27,6 +28,13 @@ def _on_signal(signum: int, frame: object) -> None:
     interrupt(frame)  # type: ignore[arg-type]
 
 
+def _ended() -> None:
+    """The command has ended and said so (its result, or its one error line): a signal from now on,
+    while the interpreter shuts down, must not turn that into a death by signal (status -2/-15)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def main() -> None:
     """Install the start-up signal handling, then run :func:`learnkit.cli.app.main`."""
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -35,6 +43,10 @@ def main() -> None:
         from .app import main as run
 
         run()
+        _ended()
+    except SystemExit:
+        _ended()
+        raise
     except KeyboardInterrupt:  # while importing the command line or after it ended: nothing to save
         import sys
 

@@ -5,6 +5,7 @@ errors, 3 for bad data, 4 for an unusable checkpoint, 130 when interrupted, 1 fo
 """
 
 import difflib
+import errno
 import importlib
 import os
 import signal
@@ -91,6 +92,15 @@ def _describe(exc: BaseException) -> tuple[str, int]:
         return str(exc) or type(exc).__name__, exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", INTERRUPTED
+    if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:  # a path argument: usage
+        name = str(exc.filename or "")
+        shown = name if len(name) <= 60 else f"{name[:60]}... ({len(name)} characters)"
+        return f"a path is too long for the file system: {shown}", 2
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" {exc.filename}" if exc.filename else ""
+        return (
+            f"could not write{where}: {os.strerror(exc.errno).lower()}; the files written before are intact"
+        ), 1
     detail = str(exc)
     return (f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__), 1
 

@@ -18,6 +18,7 @@ from .options import (
 from .render import make_console, print_json, print_note, render_result, render_rows
 from .runs import RunModelOpt, RunPathOpt, locate
 from .trust_size import TrustSizeOpt, apply_trust_size
+from .validate import AllowChangedOpt
 
 BetaOpt = Annotated[
     float, typer.Option("--beta", min=0.0, max=1.0, help="Weight of the plain prediction in the mix.")
@@ -47,6 +48,7 @@ def tta(
     device: DeviceOpt = "auto",
     valid_pct: ValidPctOpt = None,
     seed: SeedOpt = None,
+    allow_changed_data: AllowChangedOpt = False,
     as_json: JsonOpt = False,
     trust_size: TrustSizeOpt = False,
 ) -> None:
@@ -59,7 +61,7 @@ def tta(
 
     result = tta_scores(
         data, model, path=path, beta=beta, scale=scale, bs=bs, workers=workers, device=device,
-        valid_pct=valid_pct, seed=seed, flip=flip,
+        valid_pct=valid_pct, seed=seed, flip=flip, allow_changed_data=allow_changed_data,
     )  # fmt: skip
     print_note(result)
     render_tta(result, make_console(), as_json=as_json)

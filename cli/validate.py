@@ -18,6 +18,13 @@ from .render import make_console, print_note, render_result
 from .runs import RunModelOpt, RunPathOpt, locate
 from .trust_size import TrustSizeOpt, apply_trust_size
 
+AllowChangedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-changed-data",
+        help="Go on (with a warning) when DATA changed since the fit; by default that is exit 3.",
+    ),
+]
 PlotsOpt = Annotated[
     bool,
     typer.Option("--plots", help="Also save the confusion matrix and the top losses (PATH/plots/*.png)."),
@@ -34,6 +41,7 @@ def validate(
     valid_pct: ValidPctOpt = None,
     seed: SeedOpt = None,
     plots: PlotsOpt = False,
+    allow_changed_data: AllowChangedOpt = False,
     as_json: JsonOpt = False,
     trust_size: TrustSizeOpt = False,
 ) -> None:
@@ -53,6 +61,7 @@ def validate(
         valid_pct=valid_pct,
         seed=seed,
         plots=plots,
+        allow_changed_data=allow_changed_data,
     )
     print_note(result)
     for plot in result.get("plots") or []:

@@ -5,6 +5,8 @@
   gives it the mode the target would get with ``fchmod`` (the process umask is read, never set to 0).
 - :func:`write_atomically` writes through a callback and renames over the target: readers and
   crashes see the old file or the new one, never a torn one.
+- :func:`open_no_follow` opens a file written in place (appended to, or created new) without
+  following a symlink planted at its name.
 - :func:`fsync_dir` makes a rename durable.
 - :data:`crash_hook` lets tests stop a save between any two of its steps, as a SIGKILL would.
 """
@@ -68,11 +70,28 @@ def write_atomically(path: str | Path, write: Callable[[IO], None], *, binary: b
             f.flush()
             os.fsync(f.fileno())
         os.replace(name, path)
+    except OSError as exc:
+        Path(name).unlink(missing_ok=True)
+        if exc.filename is None:  # a failed write names no file: name the one being written
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     except BaseException:
         Path(name).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
     return path
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_MODES = {"xb": os.O_EXCL, "wb": os.O_TRUNC, "ab": os.O_APPEND}
+
+
+def open_no_follow(path: str | Path, mode: str = "xb") -> IO[bytes]:
+    """Open ``path`` for writing (``xb``: a new file only; ``wb``: truncate; ``ab``: append) without
+    following a symlink planted at its name (``O_NOFOLLOW``): such a link is an OSError (ELOOP)."""
+    flags = os.O_WRONLY | os.O_CREAT | _NOFOLLOW | _MODES[mode]
+    fd = os.open(path, flags, 0o666)
+    return os.fdopen(fd, mode.replace("x", "w"))
 
 
 def fsync_dir(directory: str | Path) -> None:

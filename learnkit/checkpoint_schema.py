@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from learnkit.class_names import class_names_problem
 from learnkit.errors import CheckpointError, UsageError
 from learnkit.safetensors_header import (
     TensorInfo,
@@ -65,10 +66,9 @@ def check_model_metadata(meta: Mapping[str, Any], where: str | Path) -> None:
 def _check_classes(classes: Any, spec: Any, where: str | Path) -> None:
     if classes is None:
         return
-    if not isinstance(classes, list) or not all(is_short_str(c) for c in classes):
-        raise bad_field(where, "classes", f"must be a list of strings, not {type(classes).__name__}")
-    if len(set(classes)) != len(classes):
-        raise bad_field(where, "classes", "names repeat")
+    problem = class_names_problem(classes)  # the rule the data was held to (learnkit.class_names)
+    if problem is not None or not isinstance(classes, list):
+        raise bad_field(where, "classes", problem or f"must be a list, not {type(classes).__name__}")
     n_out = spec.get("n_out") if isinstance(spec, dict) else None
     if n_out is not None and len(classes) != n_out:
         raise bad_field(where, "classes", f"{len(classes)} names for a model with {n_out} outputs")
@@ -126,6 +126,18 @@ def _check_agreed_keys(meta: Mapping[str, Any], where: str | Path) -> None:
         pct = split.get("valid_pct")
         if pct is not None and not is_number(pct, 0.0, 1.0):
             raise bad_field(where, "valid_split.valid_pct", "must be a number from 0 to 1")
+        if split["kind"] == "pct":  # what evaluation repeats: it must be a split a fit can make
+            if not is_number(pct, 0.0, 1.0) or not 0.0 < pct < 1.0:
+                raise bad_field(
+                    where, "valid_split.valid_pct", "must be a number between 0 and 1 (exclusive)"
+                )
+            if not is_int(split.get("seed"), 0, 2**63 - 1):
+                raise bad_field(where, "valid_split.seed", "must be an integer from 0 to 2**63-1")
+        elif split["kind"] in ("folder", "column") and not is_short_str(split.get("name", ""), 255):
+            raise bad_field(where, "valid_split.name", "must be a short string")
+    fingerprint = meta.get("data_fingerprint")
+    if fingerprint is not None and not isinstance(fingerprint, dict):
+        raise bad_field(where, "data_fingerprint", "must be a JSON object")
     if "multi_label" in meta and not isinstance(meta["multi_label"], bool | None):
         raise bad_field(where, "multi_label", "must be true or false")
     if meta.get("thresh") is not None and not is_number(meta["thresh"], 0.0, 1.0):

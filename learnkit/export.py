@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from learnkit.atomic import write_atomically
 from learnkit.errors import LearnkitError, UsageError
 from learnkit.version import __version__
 
@@ -203,8 +204,6 @@ def _dynamic_batch() -> tuple[dict[int, Any]]:
 def _write_onnx(wrapper: nn.Module, example: torch.Tensor, target: Path, metadata: dict[str, str]) -> None:
     import warnings
 
-    import onnx
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's own deprecation and progress chatter
         program = torch.onnx.export(
@@ -220,9 +219,8 @@ def _write_onnx(wrapper: nn.Module, example: torch.Tensor, target: Path, metadat
     for key, value in metadata.items():
         prop = proto.metadata_props.add()
         prop.key, prop.value = key, value
-    tmp = target.with_name(f".{target.name}.tmp")
-    onnx.save_model(proto, str(tmp))
-    tmp.replace(target)
+    data = proto.SerializeToString()  # what onnx.save_model writes (protobuf, no external data)
+    write_atomically(target, lambda f: f.write(data))  # a fresh temporary name: never a planted link
 
 
 def _run_onnx(target: Path, batch: torch.Tensor) -> Any:
@@ -235,10 +233,8 @@ def _run_onnx(target: Path, batch: torch.Tensor) -> Any:
 
 def _write_pt2(wrapper: nn.Module, example: torch.Tensor, target: Path, metadata: dict[str, str]) -> None:
     program = torch.export.export(wrapper, (example,), dynamic_shapes=_dynamic_batch())
-    tmp = target.with_name(f".{target.stem}.tmp.pt2")  # torch.export.save wants a .pt2 name
     extra = {"learnkit.json": json.dumps(metadata)}
-    torch.export.save(program, str(tmp), extra_files=extra)
-    tmp.replace(target)
+    write_atomically(target, lambda f: torch.export.save(program, f, extra_files=extra))
 
 
 def _run_pt2(target: Path, batch: torch.Tensor) -> Any:

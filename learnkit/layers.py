@@ -171,3 +171,11 @@ def params_of(groups: Iterable[nn.Module]) -> tuple[list[list[nn.Parameter]], li
         decay.append(d)
         no_decay.append(nd)
     return decay, no_decay
+
+
+def input_channels(model: nn.Module) -> int | None:
+    """The channels the model's first convolution takes (its stem), or None without one."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.conv._ConvNd):
+            return int(module.in_channels)
+    return None

@@ -5,7 +5,9 @@ bounded header and JSON reading both share): the save stamp, one learning rate a
 layer group, the run position (non-negative, bounded), the RNG states (a Mersenne Twister state
 for Python and NumPy, a byte vector for torch), the precision and callbacks' state, and the layout
 of the optimizer state (every parameter named once, every tensor it refers to present, each state
-tensor of its parameter's shape). Every lie is one CheckpointError line naming the field.
+tensor of its parameter's shape and dtype), each hyper-parameter in its domain (``eps > 0``,
+``betas`` in [0, 1), flags as the optimizer was built) and the Recorder's state of its types.
+Every lie is one CheckpointError line naming the field.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def check_opt_metadata(meta: Mapping[str, Any], infos: Mapping[str, TensorInfo],
     callbacks = meta.get("callbacks") or {}
     if not isinstance(callbacks, dict) or not all(isinstance(v, dict) for v in callbacks.values()):
         raise bad_field(where, "callbacks", "must map names to objects")
+    check_recorder(callbacks.get("recorder"), where)
     _check_opt_layout(meta, infos, where)
 
 
@@ -102,6 +105,7 @@ def _check_opt_layout(meta: Mapping[str, Any], infos: Mapping[str, TensorInfo], 
         names.extend(params)
         if not all_finite(group):
             raise bad_field(where, "param_groups", "hyper-parameters must be finite")
+        _check_group_domains(group, where)
     if len(set(names)) != len(names):
         raise bad_field(where, "param_groups", "a parameter is named twice")
     unknown = [n for n in state if n not in set(names)]
@@ -111,6 +115,101 @@ def _check_opt_layout(meta: Mapping[str, Any], infos: Mapping[str, TensorInfo], 
     absent = [r for r in refs if r not in infos]
     if absent:
         raise bad_field(where, "state", f"tensor {absent[0][:80]!r} is missing")
+
+
+def _check_group_domains(group: Mapping[str, Any], where: str | Path) -> None:
+    """Each hyper-parameter of a group in its optimizer's domain: ``eps > 0``, ``betas`` and
+    ``momentum`` in [0, 1), ``lr`` and ``weight_decay`` non-negative, flags booleans."""
+    group = {k: _plain(v) for k, v in group.items()}
+    eps = group.get("eps")
+    if eps is not None and not (is_number(eps, 0.0, 1.0) and eps > 0):
+        raise bad_field(where, "param_groups.eps", f"must be a number in (0, 1], not {str(eps)[:40]}")
+    betas = group.get("betas")
+    if betas is not None and not (
+        isinstance(betas, list) and len(betas) == 2 and all(is_number(b, 0.0, 1.0) and b < 1 for b in betas)
+    ):
+        raise bad_field(where, "param_groups.betas", "must be two numbers in [0, 1)")
+    mom = group.get("momentum")
+    if mom is not None and not (is_number(mom, 0.0, 1.0) and mom < 1):
+        raise bad_field(where, "param_groups.momentum", "must be a number in [0, 1)")
+    for key in ("lr", "weight_decay"):
+        if group.get(key) is not None and not is_number(group[key], 0.0, 1e6):
+            raise bad_field(where, f"param_groups.{key}", "must be a finite non-negative number")
+    for key in _FLAGS:
+        if key in group and not isinstance(group[key], bool | None):
+            raise bad_field(where, f"param_groups.{key}", "must be true or false")
+
+
+def _plain(value: Any) -> Any:
+    """A group value as checked: a saved tuple (``{"__tuple__": [...]}``) as its list; a tensor
+    reference (``{"__tensor__": ...}``, a tensor-valued hyper-parameter) as None (not checked here)."""
+    if isinstance(value, dict) and set(value) == {"__tuple__"}:
+        return value["__tuple__"]
+    if isinstance(value, dict) and set(value) == {"__tensor__"}:
+        return None
+    return value
+
+
+_FLAGS = (
+    "amsgrad",
+    "nesterov",
+    "maximize",
+    "foreach",
+    "capturable",
+    "differentiable",
+    "fused",
+    "decoupled_weight_decay",
+)
+
+
+def check_opt_built(meta: Mapping[str, Any], built: list[dict], where: str | Path) -> None:
+    """The file's optimizer flags (``amsgrad``, ``nesterov``...) are those the optimizer was built
+    with: loading would otherwise switch the algorithm (an AMSGrad state the optimizer lacks)."""
+    for saved, group in zip(meta["param_groups"], built):
+        for key in ("amsgrad", "nesterov", "decoupled_weight_decay"):
+            if key in group and key in saved and bool(saved[key]) != bool(group[key]):
+                raise bad_field(
+                    where,
+                    f"param_groups.{key}",
+                    f"{saved[key]} in the file, {group[key]} in the optimizer built",
+                )
+
+
+def check_recorder(state: Any, where: str | Path) -> None:
+    """The Recorder's state (under ``callbacks.recorder``): each known key of its type, no other."""
+    if state is None:
+        return
+    if not isinstance(state, dict):
+        raise bad_field(where, "callbacks.recorder", "must be an object")
+    unknown = [k for k in state if k not in _RECORDER]
+    if unknown:
+        raise bad_field(where, f"callbacks.recorder.{str(unknown[0])[:40]}", "not a Recorder field")
+    for key, ok in _RECORDER.items():
+        if key in state and not ok(state[key]):
+            raise bad_field(where, f"callbacks.recorder.{key}", "not of the Recorder's type")
+
+
+def _num(v: Any) -> bool:
+    return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+
+
+def _list_of(ok: Any) -> Any:
+    return lambda v: isinstance(v, list) and all(ok(x) for x in v)
+
+
+_RECORDER = {
+    "losses": _list_of(_num),
+    "lrs": _list_of(_num),
+    "moms": _list_of(lambda x: _num(x) or _list_of(_num)(x)),
+    "group_lrs": _list_of(_list_of(_num)),
+    "val_losses": _list_of(_num),
+    "metrics": _list_of(_list_of(lambda x: _num(x) or isinstance(x, str))),
+    "metrics_names": _list_of(lambda x: isinstance(x, str)),
+    "nb_batches": _list_of(lambda x: is_int(x, 0, 10**10)),
+    "history": _list_of(lambda x: isinstance(x, dict)),
+    "schedule": lambda v: v is None or isinstance(v, dict),
+    "smoother": lambda v: isinstance(v, dict) and is_int(v.get("n"), 0, 10**12) and _num(v.get("mov_avg")),
+}
 
 
 def _tensor_refs(value: Any) -> list[str]:
@@ -132,18 +231,30 @@ def check_opt_shapes(
     infos: Mapping[str, TensorInfo],
     params: Mapping[str, tuple[int, ...]],
     where: str | Path,
+    dtypes: Mapping[str, str] | None = None,
 ) -> None:
-    """Each parameter's non-scalar state tensors (``exp_avg``...) have that parameter's shape."""
+    """Each parameter's non-scalar state tensors (``exp_avg``...) have that parameter's shape and
+    (with ``dtypes``, the parameters' safetensors dtypes) its dtype, or float32 for a parameter in
+    lower precision (an optimizer keeping float32 moments); scalar ones (``step``) are floats."""
     for name, per_param in meta["state"].items():
         shape = params.get(name)
         if shape is None or not isinstance(per_param, dict):
             continue
+        dtype = (dtypes or {}).get(name)
+        allowed = {dtype, "F32"} if dtype in ("F16", "BF16") else {dtype}
         for key, value in per_param.items():
             if isinstance(value, dict) and set(value) == {"__tensor__"}:
                 info = infos[value["__tensor__"]]
+                field = f"state.{name[:60]}.{str(key)[:20]}"
                 if info.shape not in ((), (1,), shape):
                     raise bad_field(
-                        where,
-                        f"state.{name[:60]}.{str(key)[:20]}",
-                        f"shape {list(info.shape)} for a parameter of shape {list(shape)}",
+                        where, field, f"shape {list(info.shape)} for a parameter of shape {list(shape)}"
                     )
+                if info.shape == shape and shape not in ((), (1,)) and dtype is not None:
+                    if info.dtype not in allowed:  # a moment: the parameter's dtype (float32 if lower)
+                        raise bad_field(where, field, f"dtype {info.dtype} for a parameter of dtype {dtype}")
+                elif info.dtype not in _FLOATS + ("I64", "I32"):  # a scalar: step, a counter
+                    raise bad_field(where, field, f"dtype {info.dtype} for a scalar state")
+
+
+_FLOATS = ("F32", "F64", "F16", "BF16")

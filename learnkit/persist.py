@@ -44,8 +44,9 @@ from learnkit.checkpoint import (
     unflatten_optimizer_state,
 )
 from learnkit.checkpoint_schema import check_fit, tensor_kind
+from learnkit.data.fingerprint import data_fingerprint
 from learnkit.errors import CheckpointError, LearnkitError, UsageError
-from learnkit.opt_schema import check_opt_shapes
+from learnkit.opt_schema import check_opt_built, check_opt_shapes
 from learnkit.optim import OptimWrapper
 from learnkit.version import __version__
 
@@ -79,6 +80,7 @@ def model_metadata(learn: Learner) -> dict:
         "multi_label": bool(getattr(data, "multi_label", False)),
         **({"thresh": float(getattr(data, "thresh", 0.5))} if getattr(data, "multi_label", False) else {}),
         "valid_split": getattr(data, "valid_split", None),
+        "data_fingerprint": data_fingerprint(data),
         "layer_groups": [
             [names[id(p)] for p in g.parameters() if id(p) in names] for g in learn.layer_groups
         ],
@@ -503,7 +505,8 @@ def _stage(learn: Learner, path: Path, strict: bool, with_opt: bool | None, resh
         _check_same_classes(learn, meta, path)
         o_file, o_infos, o_meta = _matching_optimizer_file(o_path, path, meta.get("step"))
         params = {n: tuple(p.shape) for n, p in learn.model.named_parameters()}
-        check_opt_shapes(o_meta, o_infos, params, o_file)
+        dtypes = {n: _ST_DTYPES.get(p.dtype) for n, p in learn.model.named_parameters()}
+        check_opt_shapes(o_meta, o_infos, params, o_file, dtypes)
         o_meta = _check_world_size(o_meta, o_file, reshard)
         _check_position(learn, o_meta, o_file)
         staged |= {"o_file": o_file, "o_meta": o_meta}
@@ -515,6 +518,9 @@ def _stage(learn: Learner, path: Path, strict: bool, with_opt: bool | None, resh
         staged["o_tensors"] = o_tensors
     _still({f: seen[f] for f in (path, staged.get("o_file")) if f is not None})
     return staged
+
+
+_ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
 
 
 def _check_same_classes(learn: Learner, meta: dict, path: Path) -> None:
@@ -598,6 +604,7 @@ def _staged_optimizer(learn: Learner, o_tensors: dict, o_meta: dict, o_file: Pat
     opt = OptimWrapper(
         learn.opt_func, learn.layer_groups, hypers["lrs"], hypers["wds"], learn.true_wd, learn.bn_wd
     )
+    check_opt_built(o_meta, opt.opt.param_groups, o_file)
     state = {k: v for k, v in o_tensors.items() if not k.startswith(("rng.", "callbacks."))}
     names = optimizer_param_names(opt, learn.model)
     try:

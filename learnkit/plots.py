@@ -50,11 +50,18 @@ def _png_bytes(fig: Any) -> bytes:
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int | None = 100) -> Path:
-    """Write ``fig`` as a PNG at ``path`` (folders created; written to a temp name, then renamed)."""
+    """Write ``fig`` as a PNG at ``path`` (folders created; written to a temp name, then renamed).
+
+    Every text of the figure is drawn literally (no mathtext): a class name like ``$x$`` or
+    ``a$b`` is data, and must neither crash the drawing nor turn into a formula."""
+    from matplotlib.text import Text
+
     from learnkit.atomic import write_atomically
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for text in fig.findobj(Text):  # class names are data: `$x$` is drawn as typed, never as math
+        text.set_parse_math(False)
     dpi = dpi or 100
     write_atomically(path, lambda f: fig.savefig(f, dpi=dpi, format="png", bbox_inches="tight"))
     return path

@@ -24,11 +24,11 @@ import base64
 import csv
 import io
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from learnkit.atomic import write_atomically
 from learnkit.errors import CheckpointError, DataError, LearnkitError, UsageError
 
 REPORT_NAME = "report.html"
@@ -116,12 +116,18 @@ def _read_config(run: Path, report: Report) -> dict[str, Any]:
     if not file.is_file():
         report.notes.append("no config.yaml in the run folder")
         return {}
-    report.config_text = file.read_text(errors="replace")
-    try:
-        import yaml
+    from learnkit.safe_yaml import MAX_CONFIG_BYTES, load_yaml
 
-        loaded = yaml.safe_load(report.config_text)
-    except Exception:  # noqa: BLE001 - the page still shows the text
+    with open(file, "rb") as f:
+        raw = f.read(MAX_CONFIG_BYTES + 1)
+    report.config_text = raw[:MAX_CONFIG_BYTES].decode("utf-8", errors="replace")
+    if len(raw) > MAX_CONFIG_BYTES:
+        report.notes.append(f"config.yaml is larger than {MAX_CONFIG_BYTES} bytes: not read")
+        return {}
+    try:
+        loaded = load_yaml(report.config_text, file, "config.yaml")
+    except UsageError as exc:  # the page still shows the text
+        report.notes.append(str(exc))
         return {}
     return loaded if isinstance(loaded, dict) else {}
 
@@ -304,7 +310,15 @@ def _interpretation(
 ) -> None:
     from learnkit.jobs.evaluate import checkpoint_learner
 
-    learn = checkpoint_learner(data, report.model, path=report.run, bs=bs, device=device, metrics=(), **split)
+    learn = checkpoint_learner(
+        data, report.model, path=report.run, bs=bs, device=device, metrics=(),
+        allow_changed_data=True, **split,
+    )  # fmt: skip
+    if learn.data.changed_since_fit:
+        report.notes.append(
+            f"the data changed since the fit: {'; '.join(learn.data.changed_since_fit)} "
+            "(the confusion matrix is on today's data)"
+        )
     interp = learn.interpret()
     classes = list(interp.classes)
     report.plots["Confusion matrix"] = file_uri(interp.plot_confusion_matrix())
@@ -334,6 +348,5 @@ def per_class_scores(cm: list[list[int]], classes: list[str]) -> list[dict[str, 
 
 def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    data = text.encode("utf-8")
+    write_atomically(path, lambda f: f.write(data))  # a fresh temporary name: never a planted link

@@ -3,7 +3,8 @@
 - :func:`check_run_folder` finds, before an epoch is spent, a ``--path`` that cannot hold a run: a
   file where the folder (or its ``models`` folder) should be, a checkpoint name taken by a folder,
   a folder that cannot be written (read-only, no permission). One :class:`UsageError` line (exit 2).
-- :func:`run_folder_lock` holds an OS lock (``flock``) on ``<path>/.learnkit.lock`` for a whole fit.
+- :func:`run_folder_lock` holds an OS lock (``flock``) on the run folder itself and on
+  ``<path>/.learnkit.lock`` for a whole fit (the folder's lock holds if the file is deleted).
   A second fit on the same folder is refused at once, naming the holder's pid (written into the
   file). The OS releases the lock when the process ends, however it ends: no stale lock survives
   a crash or a SIGKILL.
@@ -93,13 +94,65 @@ def run_folder_lock(path: str | Path, *, remove_on_error: bool = False) -> Itera
     another process holds it. Yields the lock file's path.
 
     ``remove_on_error``: when the block raises, remove the lock file if this call created it
-    (done while the lock is still held).
+    (done while the lock is still held). The folder itself is locked too, so the lock holds even
+    when its file is deleted while the run goes on.
     """
-    import fcntl
 
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     lock = folder / LOCK_NAME
+    dir_fd = _lock_folder_itself(folder, lock)
+    try:
+        with _lock_file(folder, lock, remove_on_error) as held:
+            yield held
+    finally:
+        _fds.discard(dir_fd)
+        os.close(dir_fd)
+
+
+def _lock_folder_itself(folder: Path, lock: Path) -> int:
+    """``flock`` on the run folder itself (its directory), held as long as the returned fd: a
+    second run is refused even when the lock file was deleted while the first ran."""
+    import fcntl
+
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise UsageError(
+            f"cannot lock the run folder {folder}: {os.strerror(exc.errno or errno.EIO)}"
+        ) from None
+    try:
+        fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(dir_fd)
+        holder = _holder_of(lock)
+        raise UsageError(
+            f"run folder {folder} is in use by another learnkit run (pid {holder}); wait for it "
+            "to end or choose another --path"
+        ) from None
+    except BaseException:
+        os.close(dir_fd)
+        raise
+    _fds.add(dir_fd)
+    return dir_fd
+
+
+def _holder_of(lock: Path) -> str:
+    try:
+        fd = os.open(lock, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return "unknown; its lock file was removed"
+    try:
+        return _holder(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _lock_file(folder: Path, lock: Path, remove_on_error: bool) -> Iterator[Path]:
+    """The lock file's ``flock`` (what older learnkit versions hold), with the pid written in it."""
+    import fcntl
+
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     while True:
         created = not os.path.lexists(lock)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from learnkit.atomic import open_no_follow
 from learnkit.data.augment import Normalize
 from learnkit.data.bunch import DatasetType
 from learnkit.errors import UsageError
@@ -100,7 +101,7 @@ def save_mask(
     out.putpalette(mask_palette(256).flatten().tolist())
     dest.parent.mkdir(parents=True, exist_ok=True)
     mode = "xb" if exclusive else "wb"
-    with open(dest, mode) as f:
+    with open_no_follow(dest, mode) as f:
         out.save(f, format="PNG")
     if image is None:
         return dest, None
@@ -109,7 +110,7 @@ def save_mask(
         pic = pic.resize((arr.shape[1], arr.shape[0]), Image.Resampling.BILINEAR)
     blended = overlay(np.asarray(pic, dtype=np.float32) / 255.0, torch.from_numpy(arr), 256, alpha)
     overlay_path = dest.with_name(f"{dest.stem}.overlay.png")
-    with open(overlay_path, mode) as f:
+    with open_no_follow(overlay_path, mode) as f:
         Image.fromarray((blended * 255.0).round().clip(0, 255).astype(np.uint8)).save(f, format="PNG")
     return dest, overlay_path
 

@@ -89,7 +89,26 @@ def load_weights(
             problems.append(f"{label}: {', '.join(keys[:3])}{more}")
     if problems:
         raise CheckpointError(f"{where}: weights do not fit the model ({'; '.join(problems)})")
+    _check_plausible(where, given)
     model.load_state_dict(given, strict=False)
+
+
+MAX_WEIGHT = 1e20
+"""A weight or statistic beyond this in magnitude makes every output NaN or infinite: refused."""
+
+
+def _check_plausible(where: str, state: Mapping[str, torch.Tensor]) -> None:
+    """A CheckpointError naming the first tensor no trained model holds: NaN or infinite values,
+    magnitudes beyond :data:`MAX_WEIGHT`, or a negative BatchNorm running variance."""
+    for key, t in state.items():
+        if not t.is_floating_point():
+            continue
+        if not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{where}: tensor {key!r} holds NaN or infinite values")
+        if t.numel() and float(t.abs().max()) > MAX_WEIGHT:
+            raise CheckpointError(f"{where}: tensor {key!r} holds values beyond {MAX_WEIGHT:g}")
+        if key.endswith("running_var") and t.numel() and float(t.min()) < 0:
+            raise CheckpointError(f"{where}: tensor {key!r} (a BatchNorm variance) holds negative values")
 
 
 def _check_finite(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:

@@ -79,8 +79,10 @@ class CSVLogger(LearnerCallback):
             return
         row = self.learn.recorder.history[-1]
         cells = [_cell(row.get(name)) for name in self.columns]
-        with open(self.path, "a", newline="") as f:
-            f.write(_csv_text([cells]))
+        from learnkit.atomic import open_no_follow
+
+        with open_no_follow(self.path, "ab") as f:  # never through a link planted at history.csv
+            f.write(_csv_text([cells]).encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
 

@@ -117,6 +117,8 @@ class DataBunch:
         # how the validation set was made, recorded in checkpoints so evaluation can repeat it:
         # {"kind": "folder", "name": "valid"} or {"kind": "pct", "valid_pct": 0.2, "seed": 7}
         self.valid_split = valid_split
+        self.data_root: Path | None = None  # the DATA folder, when the bunch was read from one
+        self.changed_since_fit: list[str] = []  # set by evaluation: how the data differs from the fit's
         self.norm_stats = norm_stats
         self.size = size
         self.task = task

@@ -14,12 +14,18 @@ Example:
 from __future__ import annotations
 
 import csv
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from learnkit.errors import DataError
 
 LABELS_CSV = "labels.csv"
+MAX_CSV_BYTES = 256 * 1024 * 1024
+MAX_CSV_ROWS = 1_000_000
+MAX_CSV_LINE = 1024 * 1024
 _TRUE, _FALSE = {"1", "true", "yes", "y", "t"}, {"0", "false", "no", "n", "f", ""}
 
 
@@ -39,11 +45,24 @@ class LabelsTable:
 
 
 def read_labels_csv(csv_path: Path, label_delim: str | None = None) -> LabelsTable:
-    """Read ``csv_path`` (see the module doc); a DataError for a file that cannot be used."""
+    """Read ``csv_path`` (see the module doc); a DataError for a file that cannot be used.
+
+    Every listed file must resolve (symlinks followed) inside the CSV's folder: a row naming
+    ``../x.png`` or ``/abs/x.png`` is refused, naming the row. The file is held to the budgets
+    :data:`MAX_CSV_BYTES` and :data:`MAX_CSV_ROWS`, checked before the rows are kept.
+    """
     root = csv_path.parent
+    real_root = root.resolve()
     try:
         with open(csv_path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_CSV_BYTES:
+                raise DataError(f"{csv_path} is {size} bytes, more than the {MAX_CSV_BYTES} allowed")
+            rows = []
+            for row in csv.reader(_bounded_lines(fh, csv_path)):
+                rows.append(row)
+                if len(rows) > MAX_CSV_ROWS + 1:
+                    raise DataError(f"{csv_path} has more than the {MAX_CSV_ROWS} rows allowed")
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read {csv_path}: {exc}") from None
     if len(rows) < 2:
@@ -62,7 +81,7 @@ def read_labels_csv(csv_path: Path, label_delim: str | None = None) -> LabelsTab
         classes = [c for c in label.split(label_delim) if c] if label_delim else [label]
         if not classes or not classes[0]:
             raise DataError(f"{csv_path}:{line}: empty label for {name}")
-        files.append(root / name)
+        files.append(inside(root, real_root, name, f"{csv_path}:{line}"))
         labels.append(classes)
         if valid_col is not None:
             flag = row[valid_col].strip().lower() if valid_col < len(row) else ""
@@ -75,3 +94,27 @@ def read_labels_csv(csv_path: Path, label_delim: str | None = None) -> LabelsTab
     if missing:
         raise DataError(f"{csv_path}: {len(missing)} listed file(s) not found (first: {missing[0]})")
     return LabelsTable(files, labels, flags if valid_col is not None else None, label_delim is not None)
+
+
+def inside(root: Path, real_root: Path, name: str, where: str) -> Path:
+    """``root / name``, or a DataError naming ``where`` when it resolves (symlinks followed) outside
+    ``real_root`` (``root`` resolved): a path read from data never leaves DATA."""
+    file = root / name
+    try:
+        real = file.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop, a name too long
+        raise DataError(f"{where}: cannot resolve {name!r}: {exc}") from None
+    if not name or real == real_root or not real.is_relative_to(real_root):
+        raise DataError(f"{where}: {name!r} is outside {root} (files read from data must be inside DATA)")
+    return file
+
+
+def _bounded_lines(fh: IO[str], csv_path: Path) -> Iterator[str]:
+    """The lines of ``fh``, each at most :data:`MAX_CSV_LINE` characters (no line read whole first)."""
+    while True:
+        line = fh.readline(MAX_CSV_LINE + 1)
+        if not line:
+            return
+        if len(line) > MAX_CSV_LINE:
+            raise DataError(f"{csv_path}: a line longer than the {MAX_CSV_LINE} characters allowed")
+        yield line

@@ -3,8 +3,8 @@
 Layouts: ``DATA/train/<class>/*`` with ``DATA/valid/<class>/*``, or, with ``valid_pct``,
 ``DATA/<class>/*`` (or ``DATA/train/<class>/*`` alone) split at random by ``seed``. Images are
 found by extension (``IMAGE_EXTENSIONS``, any depth inside a class folder, hidden files ignored);
-a class is a folder holding at least one image. Unreadable images are skipped by the rule of
-``learnkit.data.dataset``.
+a class is a folder holding at least one image (a learnkit run folder never is). Unreadable
+images are skipped by the rule of ``learnkit.data.dataset``.
 
 The helpers here (listing, splitting, building the loaders) are shared with segmentation.
 """
@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from learnkit.class_names import check_class_names
 from learnkit.data.augment import IMAGENET_STATS, PRESETS, Augment, AugmentSettings, Normalize
 from learnkit.data.bunch import DataBunch, default_device
 from learnkit.data.checks import check_enough_classes, check_split
@@ -206,11 +207,14 @@ def _class_folders(
 ) -> dict[str, list[Path]]:
     """``{class name: its images}`` for the class folders of ``src`` that hold images
     (``allow_empty``: ``{}`` rather than an error when there are none, for a validation folder)."""
-    subdirs = sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
+    subdirs = sorted(
+        p for p in src.iterdir() if p.is_dir() and not p.name.startswith(".") and not is_run_folder(p)
+    )
     if not subdirs and not allow_empty:
         raise DataError(f"no class folders in {src} (expected {src}/<class>/<image files>)")
     found = {d.name: list_images(d) for d in subdirs}
     found = {name: files for name, files in found.items() if files}
+    check_class_names(sorted(found), str(src))
     if not found and not allow_empty:
         raise DataError(f"no images in the class folders of {src} (expected {src}/<class>/<image files>)")
     if classes is not None:
@@ -218,6 +222,15 @@ def _class_folders(
         if unknown:
             raise DataError(f"class folder '{unknown[0]}' in {src} is not one of the classes {list(classes)}")
     return found
+
+
+def is_run_folder(folder: Path) -> bool:
+    """True for a learnkit run folder (its lock file, or checkpoints in ``models/``): never a class,
+    though its ``plots/`` hold images."""
+    if os.path.lexists(folder / ".learnkit.lock"):
+        return True
+    models = folder / "models"
+    return models.is_dir() and any(models.glob("*.safetensors"))
 
 
 def _items(found: dict[str, list[Path]], classes: list[str]) -> tuple[list[Path], list[int]]:
@@ -356,6 +369,7 @@ class ImageDataBunch(DataBunch):
             norm_stats=norm_stats, device=dev, rank=rank, world_size=world_size,
             valid_split=split_record(valid, valid_pct, seed),
         )  # fmt: skip
+        bunch.data_root = path  # file names in the data fingerprint are relative to it
         bunch.path = path
         if test is not None:
             bunch.add_test(
@@ -507,6 +521,13 @@ class ImageDataBunch(DataBunch):
         table = read_labels_csv(path / csv_labels, label_delim)
         seed = 0 if seed is None else seed
         names = list(classes) if classes is not None else table.classes
+        if classes is None:
+            check_class_names(names, str(path / csv_labels))
+            if len(names) < 2:
+                raise DataError(
+                    f"only one class, '{names[0]}', in {path / csv_labels}: a classifier needs at "
+                    "least 2 classes"
+                )
         index = {name: i for i, name in enumerate(names)}
         unknown = sorted({c for row in table.labels for c in row} - set(index))
         if unknown:
@@ -539,5 +560,6 @@ class ImageDataBunch(DataBunch):
             device=torch.device(device) if device is not None else default_device(),
             rank=rank, world_size=world_size, multi_label=multi, valid_split=split,
         )  # fmt: skip
+        bunch.data_root = path
         bunch.path = path  # fastai v1: a Learner's default path
         return bunch

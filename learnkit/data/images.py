@@ -6,8 +6,8 @@ Rules for files (each refusal is a ``DataError`` naming the path, one line):
   only these decoders are ever used: ``DECODERS`` (PNG, JPEG, WebP, GIF, BMP, TIFF); anything else
   (an EPS named ``.png`` that would reach Ghostscript) is "not an image";
 - a missing or zero-byte file, something that is not an image, and a truncated image are refused;
-- an image over ``MAX_PIXELS`` pixels (a decompression bomb) is refused from its header, before a
-  single pixel is decoded;
+- an image over ``MAX_PIXELS`` pixels, or whose decoding would take over ``MAX_DECODED_BYTES``
+  (a decompression bomb) is refused from its header, before a single pixel is decoded;
 - any mode (palette, greyscale, 16-bit, CMYK, with alpha) becomes 8-bit RGB; the first frame of an
   animation is used; EXIF orientation is applied.
 
@@ -32,6 +32,11 @@ from learnkit.errors import DataError
 
 MAX_PIXELS = 50_000_000
 """Images with more pixels than this are refused (decompression-bomb guard)."""
+
+MAX_DECODED_BYTES = 300 * 2**20
+"""Images whose decoding (pixels in their own mode, plus the RGB copy) takes more memory than this
+are refused from their header (a 50-megapixel RGB image takes 286 MiB; a 4-byte mode image over
+about 45 megapixels is refused)."""
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 """File extensions taken as images when a folder is listed (case-insensitive)."""
@@ -82,7 +87,28 @@ def _open_checked(path: str | Path) -> Image.Image:
             f"image too large ({width}x{height} pixels, limit {MAX_PIXELS:,}; "
             f"possible decompression bomb): {path}"
         )
+    need = decoded_bytes(img)
+    if need > MAX_DECODED_BYTES:
+        img.close()
+        raise DataError(
+            f"image too large to decode ({width}x{height} {img.mode}: {need / 2**20:.0f} MiB with its "
+            f"RGB copy, budget {MAX_DECODED_BYTES / 2**20:.0f} MiB; possible decompression bomb): {path}"
+        )
     return img
+
+
+def decoded_bytes(img: Image.Image) -> int:
+    """The memory decoding ``img`` takes: its pixels in their own mode, plus the 8-bit RGB copy."""
+    per_pixel = len(img.getbands()) * _band_bytes(img.mode)
+    return img.size[0] * img.size[1] * (per_pixel + 3)
+
+
+def _band_bytes(mode: str) -> int:
+    if mode in ("I", "F") or mode.startswith("I;32") or mode.startswith("F;32"):
+        return 4
+    if mode.startswith("I;16") or mode.startswith("F;16"):
+        return 2
+    return 1
 
 
 def check_image(path: str | Path, size: int | None = None) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from learnkit.class_names import MAX_CLASS_CHARS, MAX_CLASSES, check_class_names
 from learnkit.data.augment import AugmentSettings
 from learnkit.data.bunch import DataBunch, default_device
 from learnkit.data.dataset import ImageDataset, resolve_cache
@@ -32,17 +33,24 @@ from learnkit.data.folder import (
 )
 from learnkit.errors import DataError
 
+MAX_CODES_BYTES = MAX_CLASS_CHARS * 4 + MAX_CLASSES  # the class-name budget in UTF-8, one a line
+
 
 def read_codes(path: Path) -> list[str]:
     """The class names in ``path`` (codes.txt), one a line."""
     if not path.is_file():
         raise DataError(f"no class list: {path} not found (one class name a line, background first)")
     try:
-        codes = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CODES_BYTES + 1)
+        if len(raw) > MAX_CODES_BYTES:
+            raise DataError(f"class list {path} is larger than the {MAX_CODES_BYTES} bytes allowed")
+        codes = [line.strip() for line in raw.decode("utf-8").splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read class list {path}: {exc}") from None
     if not codes:
         raise DataError(f"class list is empty: {path}")
+    check_class_names(codes, str(path))  # the rule a checkpoint's classes are read back with
     return codes
 
 
@@ -163,6 +171,7 @@ class SegmentationDataBunch(DataBunch):
                 else split_record("", valid_pct, seed)
             ),
         )
+        bunch.data_root = path  # file names in the data fingerprint are relative to it
         bunch.path = path  # fastai v1: a Learner's default path
         return bunch
 

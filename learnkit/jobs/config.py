@@ -290,6 +290,10 @@ class CheckpointConfig:
     reshard: bool = option(
         False, "With --resume: continue on another process count.", CHECKPOINTS, resume_free=True
     )
+    # --resume on data that differs from what the checkpoint's fit saw: a warning instead of exit 3
+    allow_changed_data: bool = option(
+        False, "Resume even if DATA changed since the checkpoint.", CHECKPOINTS, resume_free=True
+    )
     # trackers (learnkit.loggers): csv is history.csv, always kept
     loggers: tuple[str, ...] = option(
         ("csv",),
@@ -559,18 +563,9 @@ def parse_option(name: str, value: Any, command: str = "fit") -> Any:
 def read_config_file(file: str | Path) -> dict[str, Any]:
     """The mapping a YAML config file holds (not yet checked against a command): a UsageError when
     it cannot be read or is not a YAML mapping."""
-    import yaml
+    from learnkit.safe_yaml import read_yaml_file
 
-    try:
-        text = Path(file).read_text()
-    except OSError as exc:
-        raise UsageError(f"--config: cannot read {file}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"--config: {file} is not text") from None
-    try:
-        d = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"--config: {file} is not YAML ({str(exc).splitlines()[0]})") from None
+    d = read_yaml_file(file)  # bounded: bytes, alias expansion, nesting (learnkit.safe_yaml)
     if d is None:
         return {}
     if not isinstance(d, dict):

@@ -9,15 +9,21 @@ Example::
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from learnkit.data.fingerprint import SPLITS, check_unchanged
 from learnkit.errors import CheckpointError, DataError, UsageError
 from learnkit.jobs import setup
 
 if TYPE_CHECKING:
     from learnkit.learner import Learner
+
+
+class ChangedDataWarning(UserWarning):
+    """The data differs from what the checkpoint's fit saw, and the caller allowed it."""
 
 
 def read_model_metadata(model: str | Path, path: str | Path = ".") -> tuple[Path, dict[str, Any]]:
@@ -57,13 +63,17 @@ def checkpoint_learner(
     metrics: Sequence[str | Callable] = ("accuracy",),
     valid_pct: float | None = None,
     seed: int | None = None,
+    allow_changed_data: bool = False,
 ) -> Learner:
     """Checkpoint ``model`` rebuilt alone, over ``data`` prepared as it was for training.
 
     The data is read at the checkpoint's input size, with its own normalisation statistics (never
     ImageNet's unless those are what it recorded) and task (a
     segmentation checkpoint reads a segmentation folder); ``valid_pct``/``seed`` repeat the fit's
-    split. A checkpoint whose classes are not the data's is a :class:`CheckpointError`.
+    split. A checkpoint whose classes are not the data's is a :class:`DataError`; so is data that
+    changed since the fit (its ``data_fingerprint``; both splits when evaluating on the fit's own
+    split, else the data as a whole), unless ``allow_changed_data``: then a
+    :class:`ChangedDataWarning`, and the changes are kept as ``learn.data.changed_since_fit``.
     """
     from learnkit.vision.learners import load_learner
 
@@ -77,7 +87,16 @@ def checkpoint_learner(
         norm_stats=meta.get("norm_stats"), task=meta.get("task") or "classification",
         label_delim=_label_delim(meta),
     )  # fmt: skip
-    _check_classes(file, meta.get("classes"), bunch.classes)
+    check_classes(file, meta.get("classes"), bunch.classes)
+    own = is_own_split(meta, valid_pct, seed, fitted=True)
+    changes = check_unchanged(
+        meta.get("data_fingerprint"), bunch, allow=allow_changed_data, what=str(file),
+        splits=SPLITS if own else ("all",),
+    )  # fmt: skip
+    bunch.changed_since_fit = changes
+    if changes:
+        message = f"the data changed since {file} was trained: {'; '.join(changes)}"
+        warnings.warn(message, ChangedDataWarning, stacklevel=2)
     if meta.get("multi_label"):
         bunch.thresh = float(meta.get("thresh", 0.5))
         if list(metrics) == ["accuracy"]:
@@ -100,8 +119,10 @@ def validate(
     valid_pct: float | None = None,
     seed: int | None = None,
     plots: bool = False,
+    allow_changed_data: bool = False,
 ) -> dict[str, Any]:
-    """Loss and metrics of checkpoint ``model`` on ``data``'s validation set.
+    """Loss and metrics of checkpoint ``model`` on ``data``'s validation set (``allow_changed_data``:
+    see :func:`checkpoint_learner`).
 
     The model is rebuilt from the checkpoint alone (its zoo spec), and the data is prepared as it
     was for training (see :func:`checkpoint_learner`). With ``plots``, the confusion matrix and the
@@ -111,7 +132,7 @@ def validate(
 
     learn = checkpoint_learner(
         data, model, path=path, bs=bs, workers=workers, device=device, metrics=metrics,
-        valid_pct=valid_pct, seed=seed,
+        valid_pct=valid_pct, seed=seed, allow_changed_data=allow_changed_data,
     )  # fmt: skip
     valid_loss, *values = learn.validate()
     _, meta = read_model_metadata(model, path)
@@ -120,7 +141,7 @@ def validate(
     result.update(items=len(learn.data.valid_ds), model=str(resolve_checkpoint(str(model), path)))
     if plots and getattr(learn.data, "multi_label", False):
         raise UsageError("--plots (confusion matrix, top losses) is for single-label classification")
-    result["split"] = describe_split(meta, valid_pct, seed)
+    result["split"] = describe_split(meta, valid_pct, seed, learn.data.changed_since_fit)
     if plots:
         interp = learn.interpret()
         result["plots"] = [str(interp.plot_confusion_matrix()), str(interp.plot_top_losses(9))]
@@ -147,8 +168,22 @@ def fit_split(meta: dict, valid_pct: float | None, seed: int | None) -> tuple[fl
     return float(split["valid_pct"]), int(split["seed"]) if seed is None else seed
 
 
-def describe_split(meta: dict, valid_pct: float | None, seed: int | None) -> str:
-    """One line saying which validation set an evaluation uses, and whether it is the fit's."""
+def is_own_split(meta: dict, valid_pct: float | None, seed: int | None, *, fitted: bool = False) -> bool:
+    """True when an evaluation with these arguments uses the split the checkpoint records (the
+    split rule; whether the data is the same is :mod:`learnkit.data.fingerprint`'s question).
+    ``fitted``: ``valid_pct``/``seed`` already went through :func:`fit_split`."""
+    split = meta.get("valid_split")
+    if not isinstance(split, dict):
+        return False
+    used_pct, used_seed = (valid_pct, seed) if fitted else fit_split(meta, valid_pct, seed)
+    if split.get("kind") == "pct":
+        return (used_pct, used_seed) == (split.get("valid_pct"), split.get("seed"))
+    return split.get("kind") in ("folder", "column") and used_pct is None
+
+
+def describe_split(meta: dict, valid_pct: float | None, seed: int | None, changes: Sequence[str] = ()) -> str:
+    """One line saying which validation set an evaluation uses, and whether it is the fit's
+    (never when ``changes``, the data's changes since the fit, are not empty)."""
     split = meta.get("valid_split")
     used_pct, used_seed = fit_split(meta, valid_pct, seed)
     if used_pct is None and isinstance(split, dict) and split.get("kind") == "column":
@@ -161,6 +196,8 @@ def describe_split(meta: dict, valid_pct: float | None, seed: int | None) -> str
         what = f"--valid-pct {used_pct:g} --seed {0 if used_seed is None else used_seed}"
     if not isinstance(split, dict):
         return f"validating on {what} (the checkpoint does not record its fit's split)"
+    if changes:
+        return f"validating on {what}: not the fit's own split, the data changed since ({'; '.join(changes)})"
     if split.get("kind") == "pct" and (used_pct, used_seed) == (split["valid_pct"], split["seed"]):
         return f"validating on the fit's own split ({what}, as the checkpoint records)"
     if split.get("kind") in ("folder", "column") and used_pct is None:
@@ -189,7 +226,7 @@ def _check_task(file: Path, task: str, data: str | Path) -> None:
         )
 
 
-def _check_classes(file: Path, saved: Sequence[str] | None, found: Sequence[Any] | None) -> None:
+def check_classes(file: Path, saved: Sequence[str] | None, found: Sequence[Any] | None) -> None:
     """The data's classes must be the checkpoint's, in the same order: else exit 3 naming them."""
     if saved is None or found is None:
         return

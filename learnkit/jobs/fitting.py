@@ -150,6 +150,7 @@ def run_fit(
     command: Sequence[str] | None = None,
     check_nan_every: int | None = 50,
     loggers: Sequence[str] = ("csv",),
+    allow_changed_data: bool = False,
     **schedule_kwargs: Any,
 ) -> dict[str, Any]:
     """Train ``learn`` for a run of ``epochs`` epochs (see the module docstring).
@@ -169,6 +170,9 @@ def run_fit(
         reshard: let ``resume`` continue with another number of processes than the run saved
             (the epoch's position re-planned, said in the result's ``note``); else that is refused.
         sync_bn: under DDP, BatchNorm statistics over every process's batch (SyncBatchNorm).
+        allow_changed_data: resume even when the data differs from what the checkpoint's fit saw
+            (a warning); by default that is a DataError naming the change (exit 3), and so is a
+            class added or removed, always.
         command: the command line that started the run, for the resume hint of an interruption.
         check_nan_every: how often (batches) the NaN guard synchronises to look at the loss.
         loggers: the trackers' names (``csv``, ``tensorboard`` or a plug-in's, see
@@ -198,6 +202,7 @@ def run_fit(
             learn.load(init_from, with_opt=False)
         resumed_at = None
         if resume is not None:
+            check_resume_data(learn, resume, allow_changed_data)
             learn.load(resume, with_opt=True, reshard=reshard)
             resumed_at = run_position(learn)
             resharded = getattr(learn, "resharded", None)
@@ -235,6 +240,28 @@ def reshard_note(resharded: Sequence[int], epoch: int) -> str:
         f"resharded from {saved} to {now} processes: epoch {epoch + 1} resumed at batch {new} "
         f"(batch {old} of {saved} processes); the run differs from one never interrupted"
     )
+
+
+def check_resume_data(learn: Learner, resume: str, allow_changed_data: bool) -> None:
+    """Before resuming from ``resume``: the data's classes must be the checkpoint's (else a
+    DataError naming them) and its files those the fit saw (see
+    :func:`learnkit.data.fingerprint.check_unchanged`; a warning when ``allow_changed_data``)."""
+    import warnings
+
+    from learnkit.checkpoint import read_model_header, resolve_checkpoint
+    from learnkit.data.fingerprint import check_unchanged
+    from learnkit.jobs.evaluate import ChangedDataWarning, check_classes
+
+    file = resolve_checkpoint(resume, learn.path, learn.model_dir)
+    if not file.is_file():
+        return  # the load says what is missing
+    _, meta = read_model_header(file, budget=False)  # the run it continues: not budgeted
+    data = learn.data
+    check_classes(file, meta.get("classes"), getattr(data, "classes", None))
+    changes = check_unchanged(meta.get("data_fingerprint"), data, allow=allow_changed_data, what=str(file))
+    if changes:
+        message = f"resuming on data that changed since {file} was saved: {'; '.join(changes)}"
+        warnings.warn(message, ChangedDataWarning, stacklevel=2)
 
 
 def fit_result(learn: Learner, epochs: int) -> dict[str, Any]:

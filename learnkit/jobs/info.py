@@ -42,6 +42,10 @@ def summary(
         file, meta = read_model_metadata(model, path)
         spec, source, size = meta["model_spec"], str(file), int(meta.get("size") or size)
     net, groups = build_model(spec)
+    if model is not None:
+        from learnkit.vision.learners import check_rgb_stem
+
+        check_rgb_stem(net, source)
     view = _SummaryView(net, groups, size)
     total = sum(p.numel() for p in net.parameters())
     best = meta.get("best") if model is not None else None

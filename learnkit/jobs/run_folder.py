@@ -29,6 +29,14 @@ def run_files(path: str | Path, model_dir: str = "models") -> list[Path]:
     return [p for p in [*names, folder / CONFIG_FILE, folder / HISTORY_FILE] if p.is_file()]
 
 
+def check_outside_data(path: str | Path, data: str | Path) -> None:
+    """A UsageError (exit 2) when the run folder ``path`` is the data folder or inside it (symlinks
+    followed): its checkpoints and plots would be read as data by the next fit."""
+    run, root = Path(path).resolve(), Path(data).resolve()
+    if run == root or run.is_relative_to(root):
+        raise UsageError(f"--path {path} is inside the data folder {data}: choose a run folder outside it")
+
+
 def claim_run_folder(config: RunConfig, *, remove: bool = True) -> None:
     """Check that ``config`` may write its run into its path, before anything is written.
 

@@ -35,6 +35,7 @@ from learnkit.jobs.config import RunConfig, lr_value
 from learnkit.jobs.fitting import BEST, run_fit
 from learnkit.jobs.run_folder import (
     absolute_data,
+    check_outside_data,
     check_process_count,
     check_same_run,
     claim_run_folder,
@@ -73,7 +74,8 @@ def run(config: RunConfig, *, reporter: Any = None, command: Sequence[str] | Non
     if note and getattr(reporter, "note", None) is not None:
         reporter.note(note)
     dev = distributed.local_device(resolve_device(config.runtime.device))
-    resolve_data(str(config.data.data))  # missing data is said before the run folder is touched
+    data = resolve_data(str(config.data.data))  # missing data is said before the run folder is touched
+    check_outside_data(config.checkpoint.path, data)
     config = absolute_data(config)  # config.yaml replays from any folder
     check_cache(config.data.data, config.data.size, config.data.cache, masks=config.model.unet is not None)
     check_memory(config.data.size, config.data.bs, dev)
@@ -138,6 +140,7 @@ def _run_locked(
                 init_from=config.checkpoint.init_from,
                 reshard=reshard,
                 sync_bn=config.runtime.sync_bn,
+                allow_changed_data=config.checkpoint.allow_changed_data,
                 loggers=config.checkpoint.loggers,
                 command=command,
                 **(s.cycle_kwargs() if s.kind == "one_cycle" else {}),

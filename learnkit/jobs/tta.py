@@ -34,6 +34,7 @@ def tta_scores(
     valid_pct: float | None = None,
     seed: int | None = None,
     flip: bool | None = None,
+    allow_changed_data: bool = False,
 ) -> dict[str, Any]:
     """Loss and metrics of checkpoint ``model`` on ``data``'s validation set, without and with TTA.
 
@@ -42,6 +43,7 @@ def tta_scores(
             :func:`learnkit.jobs.evaluate.validate` (use the fit's ``valid_pct``/``seed``).
         beta: weight of the plain prediction in the TTA mix (0..1).
         scale: the zoom before the four corner crops (>= 1).
+        allow_changed_data: go on (with a warning) when the data changed since the fit.
         flip: also average the flipped crops; ``None`` follows the training: flips only for a
             model trained with flip augmentation (see :func:`trained_with_flips`).
         metrics: metric names from :mod:`learnkit.metrics`.
@@ -55,14 +57,14 @@ def tta_scores(
 
     learn = evaluate.checkpoint_learner(
         data, model, path=path, bs=bs, workers=workers, device=device, metrics=metrics,
-        valid_pct=valid_pct, seed=seed,
+        valid_pct=valid_pct, seed=seed, allow_changed_data=allow_changed_data,
     )  # fmt: skip
     _, meta = evaluate.read_model_metadata(model, path)
     flip = trained_with_flips(meta) if flip is None else flip
     report = tta_report(learn, beta=beta, scale=scale, flip=flip)
     plain, tta = _named(report["plain"]), _named(report["tta"])
     return {
-        "split": evaluate.describe_split(meta, valid_pct, seed),
+        "split": evaluate.describe_split(meta, valid_pct, seed, learn.data.changed_since_fit),
         **tta,
         "plain": plain,
         "tta": tta,

@@ -31,6 +31,7 @@ from learnkit import registry
 from learnkit.checkpoint import read_model_header, resolve_checkpoint
 from learnkit.data.bunch import DataBunch
 from learnkit.errors import CheckpointError, UsageError
+from learnkit.layers import input_channels
 from learnkit.learner import Learner
 from learnkit.vision.cnn import build_cnn
 from learnkit.vision.models import build_model, check_layer_groups, model_spec_for
@@ -240,6 +241,17 @@ def unet_learner(
     return zoo_learner(data, model, groups, spec, split_on=split_on, pretrained=pretrained, **learner_kwargs)
 
 
+def check_rgb_stem(model: nn.Module, where: str | Path) -> None:
+    """A CheckpointError (exit 4) unless the model's first convolution takes the 3-channel (RGB)
+    images learnkit feeds every model it reads back."""
+    channels = input_channels(model)
+    if channels is not None and channels != 3:
+        raise CheckpointError(
+            f"{where}: not a usable learnkit checkpoint (model_spec: its stem takes {channels}-channel "
+            "images; learnkit feeds RGB, 3 channels)"
+        )
+
+
 def load_learner(
     path_or_name: str | Path,
     path: str | Path = ".",
@@ -297,6 +309,7 @@ def load_learner(
             model, groups = build_model(spec)
         except UsageError as exc:
             raise CheckpointError(f"{file}: its model cannot be rebuilt: {exc}") from None
+        check_rgb_stem(model, file)
     classes = meta.get("classes")
     if data is None:
         data = DataBunch.for_inference(

@@ -1,4 +1,5 @@
-"""``--resume`` refuses what would silently change the run (exit 2 naming what changed), unless
+"""``--resume`` refuses what would silently change the run (exit 2 naming what changed; a class
+change is a data problem, exit 3), unless
 ``--init-from`` starts a new run.
 
 Before: a class folder renamed (same count) trained on with shifted labels.
@@ -22,8 +23,8 @@ def test_resume_refuses_renamed_classes_but_init_from_starts_a_new_run(tiny_fold
     for split in ("train", "valid"):
         (data / split / "reds").rename(data / split / "greens")  # same count, other names
     proc = run_cli("fit", str(data), *FIT, "--epochs", "2", "--path", str(run), "--resume", "last")
-    assert proc.returncode == 2, proc.stderr
-    assert "classes" in one_error_line(proc.stderr)
+    assert proc.returncode == 3, proc.stderr  # a data problem (issue 28): exit 3 naming the classes
+    assert "classes" in one_error_line(proc.stderr) and "greens" in proc.stderr
     fresh = run_cli("fit", str(data), *FIT, "--epochs", "1", "--path", str(tmp_path / "new"), "--init-from",
                     str(run / "models" / "last.safetensors"))  # fmt: skip
     assert fresh.returncode == 0, fresh.stderr

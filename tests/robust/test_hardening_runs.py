@@ -1,0 +1,178 @@
+"""Issue 28, points 5-8 (what was done of them): the run lock survives its file's deletion, a lying
+split record and implausible weights are exit 4, figures draw text literally, non-finite option
+values and paths too long are exit 2.
+
+Before: a second fit went ahead once ``.learnkit.lock`` was deleted; ``seed: -1`` or
+``valid_pct: 0`` in a checkpoint's split record gave exit 1/2/3; a negative BatchNorm variance or
+1e30 weights gave NaN predictions with exit 0; a class named ``$\\undefined$`` crashed the
+confusion matrix; ``--mixup 1e309`` was exit 1; a 5,000-character path was exit 1.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+from learnkit.checkpoint_schema import check_model_metadata
+from learnkit.errors import CheckpointError
+from learnkit.run_lock import LOCK_NAME, run_folder_lock
+
+from .conftest import one_error_line, run_cli
+
+
+def test_the_run_lock_holds_after_its_file_is_deleted(tmp_path):
+    probe = (
+        "import sys\nfrom learnkit.run_lock import run_folder_lock\nfrom learnkit.errors import UsageError\n"
+        "try:\n    with run_folder_lock(sys.argv[1]):\n        print('took it')\n"
+        "except UsageError as e:\n    print('refused:', e)\n"
+    )
+    with run_folder_lock(tmp_path):
+        (tmp_path / LOCK_NAME).unlink()  # a user's cleanup while the run goes on
+        out = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True)
+        assert out.stdout.startswith("refused: run folder"), out.stdout + out.stderr
+    out = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True)
+    assert out.stdout.startswith("took it"), out.stdout + out.stderr  # released with the first run
+
+
+@pytest.mark.parametrize(
+    "split, field",
+    [
+        ({"kind": "pct", "valid_pct": 0.2, "seed": -1}, "valid_split.seed"),
+        ({"kind": "pct", "valid_pct": 0.2, "seed": "7"}, "valid_split.seed"),
+        ({"kind": "pct", "valid_pct": 0.2, "seed": 1e300}, "valid_split.seed"),
+        ({"kind": "pct", "valid_pct": 0.2, "seed": None}, "valid_split.seed"),
+        ({"kind": "pct", "valid_pct": 0, "seed": 1}, "valid_split.valid_pct"),
+        ({"kind": "pct", "valid_pct": 1, "seed": 1}, "valid_split.valid_pct"),
+        ({"kind": "folder", "name": ["valid"]}, "valid_split.name"),
+    ],
+)
+def test_a_lying_split_record_is_a_checkpoint_error_naming_the_field(split, field):
+    with pytest.raises(CheckpointError, match=field.replace(".", r"\.")):
+        check_model_metadata({"valid_split": split}, "m.safetensors")
+
+
+@pytest.mark.parametrize(
+    "key, value, why",
+    [
+        ("1.running_var", -1.0, "negative"),
+        ("0.weight", 1e30, "beyond"),
+        ("1.running_mean", float("nan"), "NaN"),
+    ],
+)
+def test_implausible_weights_are_refused_on_load(key, value, why):
+    from learnkit.weights import load_weights
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state[key].view(-1)[0] = value
+    with pytest.raises(CheckpointError, match=f"{key}.*{why}"):
+        load_weights(model, state, "m.safetensors")
+
+
+def test_class_names_with_dollars_are_drawn_as_typed(tmp_path):
+    from learnkit.plots import new_figure, save_figure
+
+    fig, ax = new_figure()
+    ax.set_xticks([0, 1])
+    ax.set_xticklabels(["$\\undefined$", "a$b"])
+    ax.set_title("$x^$")
+    assert save_figure(fig, tmp_path / "cm.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("option", ["--mixup 1e309", "--cutmix inf", "--max-zoom 1e309", "--max-rotate nan"])
+def test_non_finite_option_values_are_usage_errors(tmp_path, option):
+    proc = run_cli(
+        "fit", "sample:shapes", "--arch", "simple_cnn", *option.split(), "--path", str(tmp_path / "r")
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "finite" in one_error_line(proc.stderr)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_path_too_long_is_a_usage_error(tmp_path):
+    proc = run_cli("fit", "a" * 5000, "--arch", "simple_cnn", "--path", str(tmp_path / "r"))
+    assert proc.returncode == 2, proc.stderr
+    assert "too long" in one_error_line(proc.stderr) and len(proc.stderr) < 300
+
+
+def test_weights_checked_on_a_real_checkpoint(tmp_path):
+    """A BatchNorm variance made negative in a saved checkpoint: load_learner says so (exit 4)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from learnkit.vision.learners import load_learner
+
+    from .test_hardening_data import _png
+
+    for split in ("train", "valid"):
+        for name, colour in (("a", (200, 0, 0)), ("b", (0, 0, 200))):
+            _png(tmp_path / "d" / split / name / "0.png", colour, size=16)
+    from learnkit.data import ImageDataBunch
+    from learnkit.vision.learners import cnn_learner
+
+    data = ImageDataBunch.from_folder(tmp_path / "d", size=16, bs=2, device="cpu", augment=False)
+    file = cnn_learner(data, "simple_cnn", path=tmp_path / "run").save("m")
+    with safe_open(file, "pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    var = next(k for k in tensors if k.endswith("running_var"))
+    tensors[var] = -torch.ones_like(tensors[var])
+    save_file(tensors, str(file), metadata=meta)
+    with pytest.raises(CheckpointError, match="negative"):
+        load_learner(file, device="cpu")
+
+
+def test_a_full_disk_names_the_file_being_written_and_what_is_intact(tmp_path):
+    import errno
+    import os
+
+    from learnkit.atomic import write_atomically
+    from learnkit.cli.group import _describe
+
+    target = tmp_path / "config.yaml"
+    target.write_text("old")
+
+    def full(f):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(OSError) as err:
+        write_atomically(target, full)
+    assert err.value.filename == str(target) and target.read_text() == "old"
+    message, code = _describe(err.value)
+    assert code == 1 and str(target) in message and "no space left on device" in message
+    assert "intact" in message and "Errno" not in message
+
+
+def test_a_checkpoint_whose_stem_takes_one_channel_is_a_checkpoint_error(tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from learnkit.data import ImageDataBunch
+    from learnkit.jobs.info import summary
+    from learnkit.vision.learners import cnn_learner, load_learner
+    from learnkit.vision.models import build_model
+
+    from .test_hardening_data import _png
+
+    for split in ("train", "valid"):
+        for name, colour in (("a", (200, 0, 0)), ("b", (0, 0, 200))):
+            _png(tmp_path / "d" / split / name / "0.png", colour, size=16)
+    data = ImageDataBunch.from_folder(tmp_path / "d", size=16, bs=2, device="cpu", augment=False)
+    file = cnn_learner(data, "simple_cnn", path=tmp_path / "run").save("m")
+    with safe_open(file, "pt") as f:
+        meta = f.metadata()
+    spec = json.loads(meta["model_spec"])
+    spec["kwargs"] = {**(spec.get("kwargs") or {}), "in_channels": 1}
+    model, _ = build_model(spec)
+    meta["model_spec"] = json.dumps(spec)
+    meta.pop("norm_stats", None)  # three channels of statistics would be refused first
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(file), metadata=meta)
+    with pytest.raises(CheckpointError, match="1-channel"):
+        load_learner(file, device="cpu")
+    with pytest.raises(CheckpointError, match="1-channel"):
+        summary(model=file)
