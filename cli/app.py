@@ -19,12 +19,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "fit": (
         "training",
         "training_command()",
-        "Train ARCH on DATA at a constant LR; keeps PATH/models/last and best (Ctrl-C: saves, exit 130).",
+        "Train ARCH on DATA at a constant LR into a run folder (Ctrl-C saves, exit 130).",
     ),
     "fit-one-cycle": (
         "training",
         "training_command()",
-        "Train ARCH on DATA with 1cycle; keeps PATH/models/last and best (Ctrl-C: saves, exit 130).",
+        "Train ARCH on DATA with 1cycle into a run folder (Ctrl-C saves, exit 130).",
     ),
     "lr-find": (
         "lr_find",
@@ -49,7 +49,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "unet": (
         "training",
         "training_command()",
-        "Train a U-Net over ARCH on DATA with 1cycle; keeps PATH/models/last and best.",
+        "Train a U-Net over ARCH on DATA with 1cycle into a run folder.",
     ),
     "summary": (
         "summary",

@@ -27,11 +27,9 @@ from .progress import make_reporter
 from .render import make_console, render_result, render_rows
 
 DOCS = {
-    "fit": "Train ARCH on DATA at a constant LR; keeps PATH/models/last and best (Ctrl-C: saves, exit 130).",
-    "fit-one-cycle": (
-        "Train ARCH on DATA with 1cycle; keeps PATH/models/last and best (Ctrl-C: saves, exit 130)."
-    ),
-    "unet": "Train a U-Net over ARCH on DATA with 1cycle; keeps PATH/models/last and best.",
+    "fit": "Train ARCH on DATA at a constant LR into a run folder (Ctrl-C saves, exit 130).",
+    "fit-one-cycle": "Train ARCH on DATA with 1cycle into a run folder (Ctrl-C saves, exit 130).",
+    "unet": "Train a U-Net over ARCH on DATA with 1cycle into a run folder.",
 }
 CHECKPOINTS, SCHEDULE = "Checkpoints", "Schedule"
 ConfigOpt = Annotated[

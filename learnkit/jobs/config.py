@@ -54,7 +54,7 @@ class DataConfig:
 
     data: str | None = option(
         None,
-        "Image folder or sample:shapes (unet: a segmentation folder or sample:shapes-seg).",
+        "Image folder or sample:NAME (shapes; unet: shapes-seg).",
         DATA,
         argument=True,
         metavar="DATA",
@@ -338,14 +338,14 @@ class RuntimeConfig:
     )
     # under DDP: BatchNorm statistics over the whole batch of every process (SyncBatchNorm), so
     # --bs divided by the process count normalises as one process does; nothing in one process
-    sync_bn: bool = option(False, "Under --nproc: BatchNorm over all processes.", RUNTIME)
+    sync_bn: bool = option(False, "Under --nproc: BatchNorm over all processes.", RUNTIME, hidden=True)
     # CPU runs only: the batched weight gradient of small convolutions (learnkit.conv_grad, the
     # SmallConvGrad callback: a resnet18 step at 32 px about 2x faster; it acts on no convolution
     # with more than 4 output positions, so not at all past ~128 px) and a thread count that follows
     # the machine's load (CpuThreads); bench/README.md table F. Off: torch's own kernels and threads.
     cpu_tuning: bool = option(
         True, "CPU: batched small-conv gradients, load-following threads.", RUNTIME,
-        flag="--cpu-tuning/--no-cpu-tuning", resume_free=True,
+        flag="--cpu-tuning/--no-cpu-tuning", resume_free=True, hidden=True,
     )  # fmt: skip
     # torch.compile the model (a warning and eager mode where it cannot); the same computation
     compile: bool = option(False, "torch.compile the model (eager if it cannot).", RECIPE, resume_free=True)
