@@ -12,6 +12,7 @@ the one-line errors of learnkit (the other ranks exit with the same code, silent
 """
 
 import inspect
+import os
 import sys
 import warnings
 from collections.abc import Callable
@@ -148,6 +149,10 @@ def train_command(ctx: typer.Context, command: str) -> None:
     if ctx.params.get("print_config"):
         sys.stdout.write(config.to_yaml())
         return
+    if config.checkpoint.path is not None and "RANK" not in os.environ:  # not a torchrun worker
+        from learnkit.run_lock import refuse_if_in_use  # a folder in use: refused before torch loads
+
+        refuse_if_in_use(config.checkpoint.path)
     relaunch_if_asked(ctx, config.runtime.nproc, config.runtime.seed)
     run_training(ctx, config, as_json=as_json)
 

@@ -241,6 +241,23 @@ def claim_folder(
         raise
 
 
+def refuse_if_in_use(path: str | Path) -> None:
+    """A :class:`UsageError` (exit 2) at once when another process holds the run folder's lock; a
+    check, not a claim (the fit takes the lock later). Imports no torch, so a second fit on a folder
+    in use is refused before the seconds that loading torch takes, during which the first could end."""
+    folder = Path(path)
+    if not folder.is_dir() or holds_lock(folder):
+        return
+    try:
+        fd = _lock_folder_itself(folder, folder / LOCK_NAME)
+    except UsageError as exc:
+        if "in use" in str(exc):
+            raise
+        return  # not lockable here: the fit's own claim says why
+    _fds.discard(fd)
+    os.close(fd)
+
+
 def holds_lock(path: str | Path) -> bool:
     """True while this process holds ``path``'s run-folder lock."""
     return Path(path).resolve() in _held

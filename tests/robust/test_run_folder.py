@@ -126,3 +126,31 @@ def test_a_size_beyond_memory_is_refused_with_the_estimate(tiny_folder, tmp_path
         FIT[0], str(tiny_folder), "--arch", "simple_cnn", "--size", "8192", "--path", str(tmp_path)
     )
     assert proc.returncode == 2 and "GiB" in one_error_line(proc.stderr)
+
+
+def test_a_folder_in_use_is_refused_before_torch_loads(tmp_path):
+    """The command line's early check (learnkit.run_lock.refuse_if_in_use, imports no torch): a second
+    fit on a folder another process holds is refused at once, not after loading torch."""
+    import subprocess
+    import sys
+
+    from learnkit.run_lock import refuse_if_in_use
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom learnkit.run_lock import run_folder_lock\n"
+         f"with run_folder_lock({str(run)!r}):\n    print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UsageError, match="in use"):
+            refuse_if_in_use(run)
+    finally:
+        holder.kill()
+        holder.wait()
+    refuse_if_in_use(run)  # free again: no error, and nothing claimed
+    refuse_if_in_use(tmp_path / "missing")
+    code = "import sys; import learnkit.run_lock; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
