@@ -32,7 +32,10 @@ def summary(
     from learnkit.jobs import info
 
     apply_trust_size(trust_size)
+    if (arch is None) == (model is None):  # before any run is looked for
+        from learnkit.errors import UsageError
 
+        raise UsageError("give exactly one of --arch or --model")
     if model is not None:
         model, path = locate(model, path)
     result = info.summary(arch=arch, model=model, n_out=n_out, size=size, path=path)
