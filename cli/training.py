@@ -97,6 +97,10 @@ def build_config(ctx: typer.Context, command: str) -> Any:
     given = {k: v for k, v in ctx.params.items() if k in options and typed_in(ctx, k)}
     base_file = ctx.params.get("config")
     if given.get("resume") is not None and given.get("path") is None:
+        if given.get("data") is not None:  # missing data is said first, before a run is looked for
+            from learnkit.data.samples import resolve_data
+
+            resolve_data(str(given["data"]))
         given["path"] = resumed_run(given["resume"], command)  # the latest run, said on stderr
     if base_file is None and given.get("resume") is not None:
         saved = Path(given["path"]) / "config.yaml"

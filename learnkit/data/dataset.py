@@ -174,6 +174,9 @@ class ImageDataset(Dataset):
             problems = _map(read, range(n))
         else:  # local rank 0 decodes, the others read its problems; every rank keeps the same
             problems = shared.publish(_map(read, range(n)) if shared.is_writer else [])
+            if not isinstance(problems, list) or len(problems) != n:  # not this data set's: decode here
+                self._x = torch.empty(n, 3, size, size, dtype=torch.uint8)
+                problems = _map(read, range(n))
         keep = [i for i in range(n) if problems[i] is None]
         self.skipped = [(paths[i], problems[i]) for i in range(n) if problems[i] is not None]
         if not keep:

@@ -80,8 +80,10 @@ class SharedCache:
         """After local rank 0 has filled the tensor: every rank gets its list of problems (one
         entry per item, None for a usable one); the file is then removed (mappings stay)."""
         note = self.file.with_name(self.file.name + ".json")
-        if self.is_writer:
-            note.write_text(json.dumps(problems))
+        if self.is_writer:  # written whole, then renamed: a reader never sees a part of it
+            part = note.with_name(note.name + ".part")
+            part.write_text(json.dumps(problems))
+            os.replace(part, note)
         _barrier()
         found = json.loads(note.read_text())
         _barrier()

@@ -69,6 +69,8 @@ def run(config: RunConfig, *, reporter: Any = None, command: Sequence[str] | Non
     from learnkit.jobs.setup import check_cache, check_memory, resolve_device
 
     probe = Probe()  # the machine's load while the run starts picks the CPU thread count
+    if config.data.data is not None:
+        resolve_data(str(config.data.data))  # missing data is said first, before a run is looked for
     config, note = place_run(config)  # no path: a new folder under runs/ (a resume: the latest run)
     config.validate()
     if note and getattr(reporter, "note", None) is not None:
