@@ -25,7 +25,9 @@ def _rank(rank: int, store: str, folder: str, out: str) -> None:
     decoded = []
     real = dataset.load_image
     dataset.load_image = lambda *a, **k: (decoded.append(1), real(*a, **k))[1]
-    paths = sorted(Path(folder).rglob("*.png"))
+    # the same list on both ranks, whether or not rank 0 has written broken.png yet (a race that gave
+    # rank 1 one path more than rank 0's problem list)
+    paths = sorted(p for p in Path(folder).rglob("*.png") if p.name != "broken.png")
     (Path(folder) / "broken.png").write_bytes(b"not a png") if rank == 0 else None
     paths.append(Path(folder) / "broken.png")
     import warnings
