@@ -127,6 +127,10 @@ def _run_locked(
             if distributed.is_main():
                 announce_data(learn, config, reporter)
             config_file = write_config(config) if distributed.is_main() else None
+            if distributed.is_main():
+                from learnkit.plots import preload
+
+                preload()  # the plots at the end draw at once
             s = config.schedule
             result = run_fit(
                 learn,
