@@ -324,7 +324,7 @@ def expand_items(
             continue
         path = Path(text).expanduser()
         if path.is_dir():
-            yield from list_images(path)
+            yield from map(Path, list_images(path))
         elif not path.exists() and _is_pattern(text):
             matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True))
             yield from (m for m in matches if m.is_file()) if matches else [path]
