@@ -53,9 +53,9 @@ import os
 import resource
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
-import statistics
 import tempfile
 import time
 from pathlib import Path
