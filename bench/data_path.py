@@ -29,8 +29,9 @@ Parts (``--only``, comma-separated):
   as ``--nproc 2``), each process started fresh, ``--runs`` times: peak RSS (``VmHWM``, which
   counts the shared cache in each process) and peak PSS (``/proc/<pid>/smaps_rollup``, sampled
   every 20 ms: shared pages split between the processes mapping them); the pair's figure is the
-  larger RSS of the two and the peak of their summed PSS. The issue's target: two processes'
-  peak <= 1.3x one process's.
+  larger RSS of the two and the peak of their summed PSS; the "data" figures are each process's
+  peak PSS less its PSS once torch and learnkit are imported (what the data and its cache add).
+  The issue's target: two processes' peak <= 1.3x one process's.
 - ``predict``: seconds for ``--predict-n`` JPEGs (default 1,000) through
   ``learnkit.inference.predict_images`` (resnet18, random init, ``--sizes``' first size) against a
   plain torch script doing the same decode (``decode_jpeg``), resize, normalise and forward, the
@@ -307,7 +308,11 @@ def _child_cmd(part: str, args: argparse.Namespace, root: Path, **extra) -> list
 
 
 def _peak_rss() -> int:
-    """This process's peak RSS in bytes (``ru_maxrss``, KiB on Linux)."""
+    """This process's peak RSS in bytes: ``VmHWM`` (``ru_maxrss`` would do, but Linux carries it
+    over ``execve``, so a child started by this script would report its parent's peak)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -316,24 +321,33 @@ def child_rss(root: Path, size: int, bs: int) -> dict:
     import torch.distributed as dist
 
     from learnkit import ImageDataBunch
+    from learnkit.data import dataset, folder, images, loader  # noqa: F401  (imported before "before")
     from learnkit.data.shared_cache import _local_group, sharing_possible
 
+    images._torchvision_decoders()
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         dist.init_process_group("gloo")
+    before = _proc_memory(os.getpid())  # after the imports: what any process of a run holds
     data = ImageDataBunch.from_folder(root, size=size, bs=bs, num_workers=0, cache="ram", device="cpu")
     x, _ = next(iter(data.train_dl))
     shared = _local_group() is not None and sharing_possible()
     if dist.is_initialized():
         dist.barrier()  # every rank holds its cache at once
         dist.destroy_process_group()
-    return {"rss_peak": _peak_rss(), "cached": data.train_ds.cached, "shared": shared, "batch": list(x.shape)}
+    return {
+        "rss_peak": _peak_rss(),
+        "pss_before": before[1] if before else 0,
+        "cached": data.train_ds.cached,
+        "shared": shared,
+        "batch": list(x.shape),
+    }
 
 
 def bench_rss(root: Path, args: argparse.Namespace, size: int) -> dict:
     ones, twos = [], []
     for _ in range(args.runs):
         reports, each, _ = _run_children([(_child_cmd("rss", args, root, size=size), {"WORLD_SIZE": "1"})])
-        ones.append((reports[0]["rss_peak"], each[0]))
+        ones.append((reports[0]["rss_peak"], each[0], each[0] - reports[0]["pss_before"]))
         port = str(_free_port())
         env = {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
         cmds = [
@@ -341,10 +355,13 @@ def bench_rss(root: Path, args: argparse.Namespace, size: int) -> dict:
             for r in (0, 1)
         ]
         reports, each, total = _run_children(cmds)
-        twos.append((max(r["rss_peak"] for r in reports), total, each, reports[0]))
+        data_part = sum(e - r["pss_before"] for e, r in zip(each, reports))
+        twos.append((max(r["rss_peak"] for r in reports), total, each, reports[0], data_part))
     mib = 2**20
-    one_rss = statistics.median(r for r, _ in ones)
-    one_pss = statistics.median(p for _, p in ones)
+    one_rss = statistics.median(r for r, _, _ in ones)
+    one_pss = statistics.median(p for _, p, _ in ones)
+    one_data = statistics.median(d for *_, d in ones)
+    two_data = statistics.median(t[4] for t in twos)
     two_rss = statistics.median(r for r, *_ in twos)
     two_pss = statistics.median(t for _, t, *_ in twos)
     return {
@@ -357,6 +374,9 @@ def bench_rss(root: Path, args: argparse.Namespace, size: int) -> dict:
         "two_each_pss_mib": [round(p / mib, 1) for p in twos[-1][2]],
         "rss_ratio": two_rss / one_rss,
         "pss_ratio": two_pss / one_pss,
+        "one_data_pss_mib": one_data / mib,
+        "two_data_pss_mib": two_data / mib,
+        "data_pss_ratio": two_data / one_data,
         "shared_cache": twos[-1][3]["shared"],
     }
 

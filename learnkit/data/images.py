@@ -12,9 +12,11 @@ Rules for files (each refusal is a ``DataError`` naming the path, one line):
   animation is used; EXIF orientation is applied.
 
 Every image goes through the same steps whether it comes from a folder (``load_image``) or from
-memory (``preprocess``): RGB, resized to ``size x size`` (bilinear, antialiased, aspect ratio not
-kept so that nothing is cropped away), uint8 ``C x H x W``, then ``Normalize`` on the device. So a
-prediction for one image equals the prediction for it inside a data set.
+memory (``preprocess``): RGB, uint8 ``C x H x W``, resized to ``size x size`` (``resize_tensor``:
+bilinear, antialiased, aspect ratio not kept so that nothing is cropped away), then ``Normalize``
+on the device. So a prediction for one image equals the prediction for it inside a data set. Files
+are decoded by torchvision when they are plain 8-bit JPEG/PNG (same pixels, faster), else by
+Pillow (``read_image``).
 """
 
 from __future__ import annotations
