@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 
-from learnkit.safe_interrupt import interrupt
+from learnkit.safe_interrupt import cancel, interrupt
 
 GRACE_S = 1.0  # a signal this soon after the one that interrupted is part of it (a double Ctrl-C)
 
@@ -37,6 +37,7 @@ def _ended() -> None:
     while the interpreter shuts down, must not turn that into a death by signal (status -2/-15)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    cancel()  # a signal that came during an import and waits to be raised: too late, ignored too
 
 
 def _exit_code(code: object) -> int:

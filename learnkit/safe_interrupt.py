@@ -57,6 +57,15 @@ def interrupt(frame: FrameType | None) -> None:
     signal.setitimer(signal.ITIMER_REAL, RETRY_S)
 
 
+def cancel() -> None:
+    """Drop an interrupt still waiting for a safe point (the command has ended: nothing to stop)."""
+    global _pending
+    if _pending:
+        _pending = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, _previous_alarm if _previous_alarm is not None else signal.SIG_DFL)
+
+
 def pending() -> bool:
     """Whether an interrupt is waiting for a safe point."""
     return _pending

@@ -153,6 +153,7 @@ def run_fit(
     loggers: Sequence[str] = ("csv",),
     allow_changed_data: bool = False,
     at_train_end: Callable[[], Any] | None = None,
+    at_first_epoch: Callable[[], Any] | None = None,
     **schedule_kwargs: Any,
 ) -> dict[str, Any]:
     """Train ``learn`` for a run of ``epochs`` epochs (see the module docstring).
@@ -182,6 +183,8 @@ def run_fit(
         at_train_end: called once the fit has trained its last epoch (not when it was stopped
             by a signal or failed), before the end-of-fit wait for the checkpoints being written:
             the command line starts drawing its plots there.
+        at_first_epoch: called once the fit's first epoch is done (with ``at_train_end``): the
+            command line imports matplotlib from there on, beside the training.
 
     Raises:
         RunInterrupted: SIGINT/SIGTERM stopped the fit (``last`` was written first).
@@ -218,7 +221,8 @@ def run_fit(
                     f"(start a new run from its weights with --init-from {resume})",
                 }
         try:
-            _fit(learn, epochs, lr, wd, schedule, reporter, command, schedule_kwargs, sync_bn, at_train_end)
+            hooks = (at_train_end, at_first_epoch)
+            _fit(learn, epochs, lr, wd, schedule, reporter, command, schedule_kwargs, sync_bn, hooks)
         except OSError as exc:  # history.csv, a plot: the disk is full, read-only or gone
             reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
             where = exc.filename or learn.path
@@ -302,7 +306,7 @@ def _fit(
     command,
     kwargs,
     sync_bn: bool = False,
-    at_train_end: Callable[[], Any] | None = None,
+    hooks: tuple[Callable[[], Any] | None, Callable[[], Any] | None] = (None, None),
 ) -> None:
     from learnkit.callbacks.distributed import DistributedTrainer
     from learnkit.callbacks.progress import ProgressCallback
@@ -315,8 +319,9 @@ def _fit(
         extra = [DistributedTrainer(learn, sync_bn=sync_bn), stopper]
         if reporter is not None:
             extra.append(ProgressCallback(reporter))
+        at_train_end, at_first_epoch = hooks
         if at_train_end is not None:
-            extra.append(_AtTrainEnd(at_train_end, stopper))
+            extra.append(_AtTrainEnd(at_train_end, stopper, at_first_epoch))
         if schedule == "one_cycle":
             learn.fit_one_cycle(remaining, lr, wd=wd, callbacks=extra, **kwargs)
         else:
@@ -329,17 +334,23 @@ def _fit(
 
 
 class _AtTrainEnd(Callback):
-    """Call ``fn`` at the end of a fit that trained to its end (no exception, no signal), before the
-    checkpoint writer (order 55) waits for the last writes."""
+    """Call ``at_end`` at the end of a fit that trained to its end (no exception, no signal), before
+    the checkpoint writer (order 55) waits for the last writes; ``at_first_epoch`` once, when the
+    fit's first epoch is done."""
 
     order = 54
 
-    def __init__(self, fn: Callable[[], Any], stopper: Any) -> None:
-        self.fn, self.stopper = fn, stopper
+    def __init__(self, at_end: Callable[[], Any], stopper: Any, at_first_epoch: Callable[[], Any] | None):
+        self.at_end, self.stopper, self.at_first_epoch = at_end, stopper, at_first_epoch
+
+    def on_epoch_end(self, state: RunState) -> None:
+        if self.at_first_epoch is not None:
+            first, self.at_first_epoch = self.at_first_epoch, None
+            first()
 
     def on_train_end(self, state: RunState) -> None:
         if state.exception is None and self.stopper.stopped_at is None:
-            self.fn()
+            self.at_end()
 
 
 def _last_good(learn: Learner) -> str:

@@ -128,13 +128,15 @@ def _run_locked(
                 announce_data(learn, config, reporter)
             config_file = write_config(config) if distributed.is_main() else None
             plots: list[str] = []
-            if distributed.is_main():
-                from learnkit.plots import preload
-
-                preload()  # the plots at the end draw at once
 
             def draw_plots() -> None:  # while the last checkpoints are written
                 plots.extend(save_fit_plots(learn, fit_best_epoch(learn), background=True))
+
+            def preload_plots() -> None:  # after the first epoch: not competing with its start
+                from learnkit.plots import preload
+
+                if distributed.is_main():
+                    preload()
 
             s = config.schedule
             result = run_fit(
@@ -155,6 +157,7 @@ def _run_locked(
                 loggers=config.checkpoint.loggers,
                 command=command,
                 at_train_end=draw_plots,
+                at_first_epoch=preload_plots,
                 **(s.cycle_kwargs() if s.kind == "one_cycle" else {}),
             )
         if config.model.unet is not None:
@@ -230,6 +233,16 @@ def best_result(file: Any) -> dict[str, Any]:
     return out
 
 
+_drawing: list[threading.Thread] = []
+
+
+def wait_for_plots() -> None:
+    """Wait until the plots :func:`save_fit_plots` draws in the background are written (the command
+    line's process does so before it exits; a caller in the same process reading them calls this)."""
+    while _drawing:
+        _drawing.pop().join()
+
+
 def save_fit_plots(learn: Learner, best_epoch: int | None = None, background: bool = False) -> list[str]:
     """The curves of a finished fit, as ``<path>/plots/*.png`` (rank 0; [] elsewhere): the losses,
     the lr and momentum, and the metrics (when there are any), ``best_epoch`` marked. Returns
@@ -270,7 +283,9 @@ def save_fit_plots(learn: Learner, best_epoch: int | None = None, background: bo
             where = Path(learn.path) / "plots"
             print(f"warning: could not write the plots in {where}: {reason}", file=sys.stderr, flush=True)
 
-    threading.Thread(target=draw_or_warn, name="learnkit-plots").start()
+    thread = threading.Thread(target=draw_or_warn, name="learnkit-plots")
+    thread.start()
+    _drawing.append(thread)
     return paths
 
 

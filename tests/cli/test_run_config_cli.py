@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from learnkit.checkpoint import read_safetensors
 from learnkit.cli.app import app
+from learnkit.jobs.train import wait_for_plots
 from learnkit.schedules import OneCycleSchedule
 
 cli = CliRunner(env={"CI": "1", "COLUMNS": "200"})
@@ -35,6 +36,7 @@ def first_run(tmp_path_factory, image_folder):
         str(folder), *TINY, "--epochs", "2", "--lr", "2e-3", "--seed", "3", "--path", str(path), "--json"
     )
     assert result.exit_code == 0, result.stderr
+    wait_for_plots()  # drawn by a thread of this process: the run folder is complete after it
     return {"path": path, "data": folder, "result": json.loads(result.stdout)}
 
 
