@@ -19,6 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+# An installed learnkit runs from bytecode (pip compiles it at install, and Python caches it on
+# first import): a benchmark started under PYTHONDONTWRITEBYTECODE=1 would time the compiler in
+# every process it starts (~0.07 s of each CLI start-up here), not learnkit.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

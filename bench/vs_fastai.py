@@ -57,6 +57,34 @@ def _timed(cmd: list[str], threads: int | None) -> tuple[float, dict]:
     return wall, json.loads(lines[-1])
 
 
+def _imports_time(rounds: int) -> float:
+    """Median wall time of ``python -c "import torch, torchvision"``: what any torch command pays."""
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import torch, torchvision"], check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _fixed_costs(rows: list[dict], args: argparse.Namespace) -> None:
+    """learnkit's fixed cost (wall minus the sum of its epoch times) against the imports alone, and its
+    wall time as a fraction of fastai's (issue 26: <= 1.5 s over the imports, <= 0.55x)."""
+    imports = _imports_time(max(len(args.seeds), 5))
+    print(f"\npython -c 'import torch, torchvision': {imports:.2f} s (median)")
+    for name in args.names:
+        sel = {side: [r for r in rows if r["set"] == name and r["side"] == side] for side in args.sides}
+        if sel.get("learnkit"):
+            fixed = statistics.median(r["wall"] - sum(r["epoch_times"]) for r in sel["learnkit"])
+            over = fixed - imports
+            print(f"{name}: learnkit fixed cost {fixed:.2f} s (median), {over:+.2f} s over the imports")
+        if sel.get("learnkit") and sel.get("fastai"):
+            ratio = statistics.median(r["wall"] for r in sel["learnkit"]) / statistics.median(
+                r["wall"] for r in sel["fastai"]
+            )
+            print(f"{name}: learnkit / fastai wall time (medians) {ratio:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", type=Path, required=True)
@@ -121,6 +149,7 @@ def main() -> None:
                 f"| {name} | {side} | {statistics.mean(accs):.4f} | {min(accs):.4f} | "
                 f"{statistics.median(walls):.1f} |"
             )
+    _fixed_costs(rows, args)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     shutil.rmtree(work, ignore_errors=True)

@@ -9,7 +9,11 @@ handlers with its stop-at-the-next-batch ones while it trains. Once the command 
 result or its error line printed), both signals are ignored: the exit code stays the command's.
 """
 
+import atexit
+import os
 import signal
+import sys
+import threading
 import time
 
 from learnkit.safe_interrupt import interrupt
@@ -35,22 +39,55 @@ def _ended() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+def _exit_code(code: object) -> int:
+    """``sys.exit``'s argument as a status (a message is printed, status 1), as Python does."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _exit_now(code: int) -> None:
+    """End the process with ``code`` once what it owes is done, without the interpreter's teardown.
+
+    What a normal exit does first is done here too, in the same order: every non-daemon thread is
+    waited for (the plots, a checkpoint write), the ``atexit`` functions run (``weakref.finalize``
+    and multiprocessing's clean-up among them), stdout and stderr are flushed. What is skipped is
+    freeing every module and object one by one, which after ``import torch`` takes about 0.8 s on
+    a 2-core CPU (``python -c 'import torch, torchvision'``: 4.2 s, with ``os._exit``: 3.4 s) and
+    changes nothing on disk: every file learnkit writes is closed (and fsynced) by the code that
+    writes it."""
+    main_thread = threading.main_thread()
+    for thread in threading.enumerate():
+        if thread is not main_thread and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that has gone: the status says so already
+            pass
+    os._exit(code)
+
+
 def main() -> None:
-    """Install the start-up signal handling, then run :func:`learnkit.cli.app.main`."""
+    """Install the start-up signal handling, run :func:`learnkit.cli.app.main`, and end the process
+    with its status (:func:`_exit_now`)."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _on_signal)
     try:
         from .app import main as run
 
         run()
-        _ended()
-    except SystemExit:
-        _ended()
-        raise
+        code = 0
+    except SystemExit as exc:
+        code = _exit_code(exc.code)
     except KeyboardInterrupt:  # while importing the command line or after it ended: nothing to save
-        import sys
-
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("error: interrupted", file=sys.stderr, flush=True)
-        sys.exit(130)
+        code = 130
+    _ended()
+    _exit_now(code)

@@ -11,6 +11,10 @@ definitions name (``rich_help_panel``: Data, Model, Schedule, Checkpoints, Runti
 from __future__ import annotations
 
 import inspect
+import os
+import shutil
+import sys
+import textwrap
 from typing import Any
 
 from typer.core import TyperCommand, TyperGroup
@@ -73,49 +77,69 @@ def _panels(command: Any, ctx: Any) -> dict[str, list[Any]]:
     return {name: panels[name] for name in known + [n for n in panels if n not in ORDER]}
 
 
-def _panel_table(params: list[Any], ctx: Any) -> Any:
-    from rich.table import Table
-    from rich.text import Text
+def _style(text: str, codes: str, colour: bool) -> str:
+    return f"\x1b[{codes}m{text}\x1b[0m" if colour and text else text
 
-    table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 2, 0, 0), expand=True)
-    table.add_column(no_wrap=True, style="bold cyan")
-    table.add_column(ratio=1)
-    for param in params:
-        help_text = " ".join(str(getattr(param, "help", None) or "").split())
-        table.add_row(_names(param, ctx), Text(help_text + _default(param, ctx)))
-    return table
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` characters, broken between words (a longer word is cut)."""
+    return textwrap.wrap(text, max(width, 1), break_on_hyphens=False) or [""]
+
+
+def _panel(title: str, rows: list[tuple[str, str]], width: int, colour: bool) -> list[str]:
+    """A rounded box titled ``title``: each row's name (never wrapped) beside its help (wrapped)."""
+    inner = width - 4  # "│ " and " │"
+    names = max(len(name) for name, _ in rows)
+    text_width = max(inner - names - 2, 10)
+    top = f"╭─ {title} "
+    lines = [top + "─" * max(width - len(top) - 1, 0) + "╮"]
+    for name, text in rows:
+        for i, part in enumerate(_wrap(text, text_width)):
+            cell = name if i == 0 else ""
+            body = f"{cell:<{names}}  {part}"
+            pad = " " * max(inner - len(body), 0)
+            lines.append(f"│ {_style(cell, '1;36', colour)}{' ' * (names - len(cell))}  {part}{pad} │")
+    lines.append("╰" + "─" * max(width - 2, 0) + "╯")
+    return lines
+
+
+def _terminal() -> tuple[int, bool]:
+    """The help's width (``COLUMNS``, the terminal's, else 80) and whether to colour it (a terminal
+    that is not ``TERM=dumb``, without ``NO_COLOR``; ``FORCE_COLOR`` forces it)."""
+    width = shutil.get_terminal_size((80, 24)).columns
+    if os.environ.get("FORCE_COLOR"):
+        return width, True
+    try:
+        tty = sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    colour = tty and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+    return width, colour
 
 
 def render_help(command: Any, ctx: Any, commands: list[tuple[str, str]] | None = None) -> None:
     """Print ``command``'s help on stdout: usage, description, then one panel per option group
-    (and, for a group, a panel of its ``commands``: ``(name, one-line help)``)."""
-    from rich import box
-    from rich.console import Group
-    from rich.panel import Panel
-    from rich.table import Table
-    from rich.text import Text
+    (and, for a group, a panel of its ``commands``: ``(name, one-line help)``).
 
-    from .render import make_console
-
-    console = make_console()
+    Drawn here in plain text (rich's panels took longer to import and render than the rest of
+    ``learnkit --help``): the same rounded boxes, names in bold cyan on a colour terminal."""
+    width, colour = _terminal()
     usage = " ".join(command.collect_usage_pieces(ctx))
-    parts: list[Any] = [Text(f"Usage: {ctx.command_path} {usage}", style="bold"), Text("")]
+    lines = [_style(line, "1", colour) for line in _wrap(f"Usage: {ctx.command_path} {usage}", width)]
+    lines.append("")
     for paragraph in inspect.cleandoc(command.help or "").split("\n\n"):
-        if paragraph.strip():  # lines of a paragraph are joined: the console wraps them
-            parts += [Text(" ".join(paragraph.split())), Text("")]
-    console.print(Group(*parts), highlight=False)
-    panels = {name: _panel_table(params, ctx) for name, params in _panels(command, ctx).items()}
+        if paragraph.strip():  # lines of a paragraph are joined, then wrapped to the width
+            lines += [*_wrap(" ".join(paragraph.split()), width), ""]
+    panels = {
+        name: [(_names(p, ctx), " ".join(str(getattr(p, "help", None) or "").split()) + _default(p, ctx))
+               for p in params]
+        for name, params in _panels(command, ctx).items()
+    }  # fmt: skip
     if commands:
-        table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 2, 0, 0), expand=True)
-        table.add_column(no_wrap=True, style="bold cyan")
-        table.add_column(ratio=1)
-        for name, help_text in commands:
-            table.add_row(name, Text(help_text))
-        panels["Commands"] = table
-    for name, table in panels.items():
-        console.print(
-            Panel(table, title=name, title_align="left", box=box.ROUNDED, padding=(0, 1)), highlight=False
-        )
+        panels["Commands"] = list(commands)
+    for name, rows in panels.items():
+        lines += _panel(name, rows, width, colour)
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 def render_group_help(group: Any, ctx: Any, commands: list[tuple[str, str]]) -> None:

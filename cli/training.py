@@ -24,8 +24,6 @@ import typer
 from .context import global_options
 from .group import exit_reported_elsewhere
 from .options import JsonOpt, schema_option
-from .progress import make_reporter
-from .render import make_console, render_result, render_rows
 
 DOCS = {
     "fit": "Train ARCH on DATA at a constant LR into a run folder (Ctrl-C saves, exit 130).",
@@ -180,6 +178,8 @@ def dry_run(ctx: typer.Context, command: str) -> None:
     """``fit-one-cycle --dry-run``: the 1cycle's lr/momentum plan of the run, plotted; no training."""
     from learnkit.jobs.lr_find import plan_one_cycle
 
+    from .render import make_console, render_result
+
     plan = plan_one_cycle(build_config(ctx, command))
     render_result(plan, make_console(), as_json=bool(ctx.params.get("as_json")))
 
@@ -191,6 +191,8 @@ def run_training(ctx: typer.Context, config: Any, *, as_json: bool) -> None:
     from learnkit.distributed import env_rank
     from learnkit.errors import LearnkitError
     from learnkit.jobs.train import run
+
+    from .progress import make_reporter
 
     main = env_rank() == 0
     opts = global_options(ctx)
@@ -216,6 +218,8 @@ def run_training(ctx: typer.Context, config: Any, *, as_json: bool) -> None:
 
 def render_training_result(result: dict[str, Any], *, as_json: bool) -> None:
     """The result on stdout: JSON, or the values (a U-Net's per-class dice and IoU first)."""
+    from .render import make_console, render_result, render_rows
+
     console = make_console()
     if as_json:
         render_result(result, console, as_json=True, skip=("note",))

@@ -129,8 +129,10 @@ class SaveModelCallback(TrackerCallback):
         self.load_best, self.rolling = load_best, rolling
         self.writer = writer
         self.saved = False  # whether this callback has written ``name`` (only then is it loaded back)
+        self.best_epoch: int | None = None  # the epoch of this fit's best (``every='improvement'``)
 
     def on_train_begin(self, state: RunState) -> None:
+        self.best_epoch = None
         if state.epoch_base == state.start_epoch:
             self.saved = False
         super().on_train_begin(state)
@@ -151,6 +153,7 @@ class SaveModelCallback(TrackerCallback):
         value = self.current(state)
         if value is not None and not math.isnan(value) and self.improved(value):
             self.best = value
+            self.best_epoch = int(state.fit_epoch)  # this fit's best so far (not kept in checkpoints)
             self.say(f"Better model found at epoch {state.fit_epoch} with {self.monitor} value: {value}.")
             if is_main():
                 # the checkpoint says what made it best (history.csv's epoch numbering)

@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import secrets
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -490,6 +489,8 @@ class RunConfig:
         replay of the saved config repeats the run)."""
         if self.runtime.seed is not None:
             return self
+        import secrets
+
         return replace(self, runtime=replace(self.runtime, seed=secrets.randbelow(2**31)))
 
     # --- writing ---

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from learnkit.callback import Callback, RunState
 from learnkit.errors import LearnkitError, RunInterrupted, UsageError
 from learnkit.jobs.resume import check_resumable, describe_stop, resume_hint, run_position
 
@@ -151,6 +152,7 @@ def run_fit(
     check_nan_every: int | None = 50,
     loggers: Sequence[str] = ("csv",),
     allow_changed_data: bool = False,
+    at_train_end: Callable[[], Any] | None = None,
     **schedule_kwargs: Any,
 ) -> dict[str, Any]:
     """Train ``learn`` for a run of ``epochs`` epochs (see the module docstring).
@@ -177,6 +179,9 @@ def run_fit(
         check_nan_every: how often (batches) the NaN guard synchronises to look at the loss.
         loggers: the trackers' names (``csv``, ``tensorboard`` or a plug-in's, see
             :mod:`learnkit.loggers`).
+        at_train_end: called once the fit has trained its last epoch (not when it was stopped
+            by a signal or failed), before the end-of-fit wait for the checkpoints being written:
+            the command line starts drawing its plots there.
 
     Raises:
         RunInterrupted: SIGINT/SIGTERM stopped the fit (``last`` was written first).
@@ -213,7 +218,7 @@ def run_fit(
                     f"(start a new run from its weights with --init-from {resume})",
                 }
         try:
-            _fit(learn, epochs, lr, wd, schedule, reporter, command, schedule_kwargs, sync_bn)
+            _fit(learn, epochs, lr, wd, schedule, reporter, command, schedule_kwargs, sync_bn, at_train_end)
         except OSError as exc:  # history.csv, a plot: the disk is full, read-only or gone
             reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
             where = exc.filename or learn.path
@@ -297,6 +302,7 @@ def _fit(
     command,
     kwargs,
     sync_bn: bool = False,
+    at_train_end: Callable[[], Any] | None = None,
 ) -> None:
     from learnkit.callbacks.distributed import DistributedTrainer
     from learnkit.callbacks.progress import ProgressCallback
@@ -309,6 +315,8 @@ def _fit(
         extra = [DistributedTrainer(learn, sync_bn=sync_bn), stopper]
         if reporter is not None:
             extra.append(ProgressCallback(reporter))
+        if at_train_end is not None:
+            extra.append(_AtTrainEnd(at_train_end, stopper))
         if schedule == "one_cycle":
             learn.fit_one_cycle(remaining, lr, wd=wd, callbacks=extra, **kwargs)
         else:
@@ -318,6 +326,20 @@ def _fit(
             raise LearnkitError(f"{nan.message}; {_last_good(learn)}")
         if stop.requested and stopper.stopped_at is not None and run_position(learn) < (epochs, 0):
             _save_interrupted(learn, stopper.stopped_at, epochs, command, stop.name)
+
+
+class _AtTrainEnd(Callback):
+    """Call ``fn`` at the end of a fit that trained to its end (no exception, no signal), before the
+    checkpoint writer (order 55) waits for the last writes."""
+
+    order = 54
+
+    def __init__(self, fn: Callable[[], Any], stopper: Any) -> None:
+        self.fn, self.stopper = fn, stopper
+
+    def on_train_end(self, state: RunState) -> None:
+        if state.exception is None and self.stopper.stopped_at is None:
+            self.fn()
 
 
 def _last_good(learn: Learner) -> str:

@@ -127,6 +127,15 @@ def _run_locked(
             if distributed.is_main():
                 announce_data(learn, config, reporter)
             config_file = write_config(config) if distributed.is_main() else None
+            plots: list[str] = []
+            if distributed.is_main():
+                from learnkit.plots import preload
+
+                preload()  # the plots at the end draw at once
+
+            def draw_plots() -> None:  # while the last checkpoints are written
+                plots.extend(save_fit_plots(learn, fit_best_epoch(learn), background=True))
+
             s = config.schedule
             result = run_fit(
                 learn,
@@ -145,6 +154,7 @@ def _run_locked(
                 allow_changed_data=config.checkpoint.allow_changed_data,
                 loggers=config.checkpoint.loggers,
                 command=command,
+                at_train_end=draw_plots,
                 **(s.cycle_kwargs() if s.kind == "one_cycle" else {}),
             )
         if config.model.unet is not None:
@@ -158,9 +168,7 @@ def _run_locked(
             result["cpu_threads"] = threads
             if follow is not None and follow.changes:
                 result["cpu_threads_changes"] = [list(c) for c in follow.changes]
-        result["plots"] = save_fit_plots(
-            learn, result.get("best_epoch"), background=True
-        )  # drawn while the result prints
+        result["plots"] = plots  # being drawn while the result prints
         ok = True
         return result
     except RunInterrupted:
@@ -169,6 +177,19 @@ def _run_locked(
     finally:
         if joined:
             distributed.shutdown(wait=ok)
+
+
+def fit_best_epoch(learn: Learner) -> int | None:
+    """The epoch of the run's ``best`` checkpoint, as :func:`best_result` reads it from the file,
+    known before that file is written: this fit's best if it found one, else the file's (from
+    before a resume: written long ago)."""
+    from learnkit.callbacks.tracking import SaveModelCallback
+
+    for cb in learn.callbacks:
+        if isinstance(cb, SaveModelCallback) and cb.every == "improvement" and cb.best_epoch is not None:
+            return cb.best_epoch
+    best = learn.path / learn.model_dir / f"{BEST}.safetensors"
+    return best_result(best).get("best_epoch") if best.is_file() else None
 
 
 def announce_data(learn: Learner, config: RunConfig, reporter: Any) -> None:

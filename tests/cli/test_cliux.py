@@ -277,6 +277,27 @@ def test_validate_defaults_to_the_fits_own_split_of_a_labels_csv(tmp_path, image
     assert "fit's own split (--valid-pct 0.25 --seed 7" in proc.stderr
 
 
+@pytest.mark.parametrize("columns", [60, 120])
+def test_help_follows_the_width_and_colours_only_when_asked(columns):
+    """The help is drawn without rich (start-up time): its boxes follow COLUMNS, names are bold cyan
+    only with FORCE_COLOR (or a colour terminal), never when piped."""
+    env = _env() | {"COLUMNS": str(columns), "TERM": "dumb"}
+    plain = subprocess.run(
+        [learnkit_exe(), "fit", "--help"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert plain.returncode == 0, plain.stderr
+    boxes = [line for line in plain.stdout.splitlines() if line.startswith(("╭", "│", "╰"))]
+    assert boxes and {len(line) for line in boxes} == {columns}  # every box line exactly the width
+    assert max(map(len, plain.stdout.splitlines())) <= columns and "\x1b[" not in plain.stdout
+    env = {k: v for k, v in env.items() if k != "NO_COLOR"} | {"FORCE_COLOR": "1"}
+    coloured = subprocess.run(
+        [learnkit_exe(), "fit", "--help"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert "\x1b[1;36m--lr LR\x1b[0m" in coloured.stdout
+    strip = coloured.stdout.replace("\x1b[1;36m", "").replace("\x1b[1m", "").replace("\x1b[0m", "")
+    assert strip == plain.stdout
+
+
 @pytest.mark.parametrize("command", ["fit-one-cycle", "fit", "unet", "lr-find", "validate", "predict", "tta"])
 def test_help_fits_80_columns_in_panels_without_noise(command):
     env = _env() | {"COLUMNS": "80", "TERM": "dumb"}

@@ -258,3 +258,31 @@ def test_a_plot_that_cannot_be_written_is_one_warning_line(learn, tmp_path, capf
             thread.join(60)
     err = capfd.readouterr().err
     assert err.startswith("warning: could not write the plots in") and err.count("\n") == 1
+
+
+def test_the_plots_start_while_the_last_checkpoint_is_written_marked_at_its_best_epoch(tmp_path, hook):
+    """The command line's plots are drawn while the last epoch's checkpoints are still being written
+    (not after), and mark the epoch the ``best`` file records."""
+    from learnkit import checkpoint_writer
+    from learnkit.jobs import train
+
+    folder = make_class_folder(tmp_path / "cls")
+    hook(lambda step: time.sleep(0.3) if _in_writer() and step.startswith("write:") else None)
+    seen = []
+    draw = train.save_fit_plots
+
+    def spy(learn, best_epoch=None, background=False):
+        seen.append((best_epoch, any(w.busy for w in list(checkpoint_writer._writers))))
+        return draw(learn, best_epoch, background)
+
+    train.save_fit_plots = spy
+    try:
+        result = train.run(_config(str(folder), str(tmp_path / "run"), resume=False))
+    finally:
+        train.save_fit_plots = draw
+    for thread in threading.enumerate():
+        if thread.name == "learnkit-plots":
+            thread.join(60)
+    assert seen == [(result["best_epoch"], True)]
+    assert [p.rsplit("/", 1)[-1] for p in result["plots"]] == ["losses.png", "lr.png", "metrics.png"]
+    assert all(os.path.getsize(p) > 0 for p in result["plots"])
