@@ -40,7 +40,7 @@ from PIL import Image
 from learnkit.callback import CallbackHandler, RunState
 from learnkit.data.augment import Normalize
 from learnkit.data.bunch import DatasetType
-from learnkit.data.images import image_to_tensor, open_image, resize_image, to_rgb
+from learnkit.data.images import image_to_tensor, read_image, resize_tensor, to_rgb
 from learnkit.errors import DataError, UsageError
 from learnkit.loop import loss_batch
 from learnkit.losses import default_activation
@@ -110,17 +110,23 @@ def _probabilities(
     return probs.cpu()
 
 
-def _as_image(learn: Learner, img: Image.Image) -> torch.Tensor:
+def _image_size(learn: Learner) -> int:
     size = getattr(learn.data, "size", None)
     if size is None:
         raise UsageError("this learner's data has no image size; pass the item as a tensor")
-    return image_to_tensor(resize_image(to_rgb(img), size))
+    return size
+
+
+def _as_image(learn: Learner, img: Image.Image) -> torch.Tensor:
+    return resize_tensor(image_to_tensor(to_rgb(img)), _image_size(learn))
 
 
 def _item_batch(learn: Learner, item: Any) -> tuple[torch.Tensor, tuple[int, int]]:
     """``(batch of one, (height, width) of the original)`` for a path, a PIL image or a tensor."""
-    if isinstance(item, (str, Path)):
-        item = open_image(item)
+    if isinstance(item, (str, Path)):  # decoded as a data set decodes its files
+        size = _image_size(learn)
+        x = read_image(item)
+        return resize_tensor(x, size)[None], (x.shape[1], x.shape[2])
     if hasattr(item, "to_pil") and hasattr(item, "px"):  # fastai v1's Image (learnkit.vision.image)
         item = item.to_pil()
     if isinstance(item, Image.Image):
@@ -262,12 +268,12 @@ class Prediction:
 def _read(path: str, size: int) -> tuple[torch.Tensor, tuple[int, int]] | str:
     """``(uint8 image, (height, width) of the original)`` or the one-line reason it is unusable."""
     try:
-        img = open_image(path)
+        x = read_image(path)
     except DataError as exc:
         if _is_pattern(path) and not Path(path).exists():
             return f"no file matches {path}"
         return str(exc)
-    return image_to_tensor(resize_image(img, size)), (img.height, img.width)
+    return resize_tensor(x, size), (x.shape[1], x.shape[2])
 
 
 def _chunks(items: Iterable, n: int) -> Iterator[list]:
@@ -324,7 +330,7 @@ def expand_items(
             continue
         path = Path(text).expanduser()
         if path.is_dir():
-            yield from list_images(path)
+            yield from map(Path, list_images(path))
         elif not path.exists() and _is_pattern(text):
             matches = sorted(Path(m) for m in glob.glob(str(path), recursive=True))
             yield from (m for m in matches if m.is_file()) if matches else [path]

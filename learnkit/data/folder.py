@@ -41,12 +41,13 @@ def _augment(augment: bool | AugmentSettings, ds_tfms: Any) -> bool | AugmentSet
     return settings_from_ds_tfms(ds_tfms)
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (any depth, symlinked folders not followed, as ``rglob``),
-    sorted, hidden ones (or in hidden folders) left out; read with ``os.scandir`` (a file's type
-    comes with its name), each path made from its folder's (no text parsing per file)."""
-    found: list[tuple[str, Path, str]] = []
-    stack = [Path(folder)]
+def list_images(folder: str | Path) -> list[str]:
+    """Image files under ``folder`` as path strings (any depth, symlinked folders not followed, as
+    ``rglob``), sorted as ``sorted(Path(...))`` would (part by part), hidden ones (or in hidden
+    folders) left out. Read with ``os.scandir`` (a file's type comes with its name) and kept as
+    strings: no ``Path`` is built per file (``Path(p)`` where one is needed)."""
+    found: list[str] = []
+    stack = [os.fspath(Path(folder))]  # normalised once ("./a//b/" -> "a/b")
     while stack:
         here = stack.pop()
         try:
@@ -59,21 +60,21 @@ def list_images(folder: Path) -> list[Path]:
             if name[0] == ".":
                 continue
             try:
-                if entry.is_dir():
-                    if not entry.is_symlink():
-                        stack.append(_child(here, name))
-                elif name.lower().endswith(_SUFFIXES) and entry.is_file():
-                    found.append((entry.path.replace(os.sep, "\0"), here, name))
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                elif name.lower().endswith(_SUFFIXES) and entry.is_file():  # a symlinked file counts
+                    found.append(entry.path)
             except OSError:
                 continue
-    found.sort()  # separators as NUL: the order of sorted(Path(...)), part by part
-    return [_child(here, name) for _, here, name in found]
+    found.sort(key=_part_order)
+    return found
 
 
-def _child(parent: Path, name: str) -> Path:
-    """``parent / name`` for a plain name, without pathlib parsing it (the listing's hot path)."""
-    make = getattr(parent, "_make_child_relpath", None)  # CPython's own, used by Path.glob
-    return make(name) if make is not None else parent / name
+def _part_order(path: str) -> str:
+    """Sort key giving ``sorted(Path(...))``'s order (part by part): separators as NUL."""
+    if os.altsep:
+        path = path.replace(os.altsep, "\0")
+    return path.replace(os.sep, "\0")
 
 
 def require_dir(path: Path, what: str = "data folder") -> Path:
@@ -204,7 +205,7 @@ def _loader_generator(seed: int, rank: int, which: int) -> torch.Generator:
 
 def _class_folders(
     src: Path, classes: Sequence[str] | None, *, allow_empty: bool = False
-) -> dict[str, list[Path]]:
+) -> dict[str, list[str]]:
     """``{class name: its images}`` for the class folders of ``src`` that hold images
     (``allow_empty``: ``{}`` rather than an error when there are none, for a validation folder)."""
     subdirs = sorted(
@@ -233,7 +234,7 @@ def is_run_folder(folder: Path) -> bool:
     return models.is_dir() and any(models.glob("*.safetensors"))
 
 
-def _items(found: dict[str, list[Path]], classes: list[str]) -> tuple[list[Path], list[int]]:
+def _items(found: dict[str, list[str]], classes: list[str]) -> tuple[list[str], list[int]]:
     index = {name: i for i, name in enumerate(classes)}
     paths = [p for name in sorted(found) for p in found[name]]
     labels = [index[name] for name in sorted(found) for _ in found[name]]

@@ -12,13 +12,16 @@ Rules for files (each refusal is a ``DataError`` naming the path, one line):
   animation is used; EXIF orientation is applied.
 
 Every image goes through the same steps whether it comes from a folder (``load_image``) or from
-memory (``preprocess``): RGB, resized to ``size x size`` (bilinear, antialiased, aspect ratio not
-kept so that nothing is cropped away), uint8 ``C x H x W``, then ``Normalize`` on the device. So a
-prediction for one image equals the prediction for it inside a data set.
+memory (``preprocess``): RGB, uint8 ``C x H x W``, resized to ``size x size`` (``resize_tensor``:
+bilinear, antialiased, aspect ratio not kept so that nothing is cropped away), then ``Normalize``
+on the device. So a prediction for one image equals the prediction for it inside a data set. Files
+are decoded by torchvision when they are plain 8-bit JPEG/PNG (same pixels, faster), else by
+Pillow (``read_image``).
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -172,11 +175,15 @@ def open_image(path: str | Path) -> Image.Image:
         raise DataError(f"corrupt or truncated image {path}: {_first_line(exc)}") from None
 
 
-def resize_image(img: Image.Image, size: int) -> Image.Image:
-    """``img`` squeezed to ``size x size`` (bilinear; Pillow antialiases when shrinking)."""
-    if img.size == (size, size):
-        return img
-    return img.resize((size, size), Image.Resampling.BILINEAR)
+def resize_tensor(x: torch.Tensor, size: int) -> torch.Tensor:
+    """A uint8 ``3 x H x W`` image squeezed to ``3 x size x size``: bilinear, antialiased when
+    shrinking (Pillow's filter, as ``torchvision.transforms.v2.functional.resize`` runs it on uint8)."""
+    if tuple(x.shape[-2:]) == (size, size):
+        return x
+    out = torch.nn.functional.interpolate(
+        x[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
+    return out[0].contiguous()
 
 
 def image_to_tensor(img: Image.Image) -> torch.Tensor:
@@ -185,9 +192,88 @@ def image_to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
+def read_image(path: str | Path) -> torch.Tensor:
+    """The image at ``path`` as a uint8 RGB ``3 x H x W`` tensor at its own size, EXIF orientation
+    applied (``DataError`` if unusable, by the module's rules).
+
+    The header is read and checked by Pillow (format by content, pixel and memory caps). A plain
+    8-bit JPEG or PNG (RGB or greyscale, complete: the JPEG ends with its end-of-image marker, the
+    PNG with its IEND chunk) is decoded by torchvision (``decode_jpeg``/``decode_png``: the same
+    libjpeg-turbo pixels as Pillow's, faster); anything else (palette, alpha, 16-bit, CMYK, another
+    format, an incomplete or odd file) goes through Pillow as :func:`open_image`, which keeps the
+    bad-image rule (a truncated file is refused there, never decoded in part).
+    """
+    img = _open_checked(path)
+    with img:
+        data = _plain_bytes(img)
+        fmt, dims = img.format, sorted(img.size)
+    if data is not None:
+        x = _decode_plain(data, fmt)
+        if x is not None and sorted(x.shape[1:]) == dims:
+            return x
+    return image_to_tensor(open_image(path))
+
+
+_PNG_END = b"IEND\xaeB`\x82"
+
+
+def _plain_bytes(img: Image.Image) -> bytearray | None:
+    """The file's bytes when torchvision can decode it exactly as Pillow would, else None."""
+    if img.mode not in ("RGB", "L") or img.format not in ("JPEG", "PNG") or img.fp is None:
+        return None
+    if img.format == "PNG" and "transparency" in img.info:
+        return None
+    try:
+        img.fp.seek(0)
+        data = bytearray(img.fp.read())
+    except OSError:
+        return None
+    if img.format == "JPEG":
+        # libjpeg only warns on a truncated stream (and pads it with grey): a complete JPEG ends
+        # with EOI (FFD9), which cannot occur inside the entropy-coded data
+        return data if data.rstrip(b"\0").endswith(b"\xff\xd9") else None
+    if data[24] != 8 or data[25] not in (0, 2):  # IHDR: bit depth 8, greyscale or RGB
+        return None
+    if b"eXIf" in data or b"Raw profile type exif" in data:  # orientation: Pillow's reading
+        return None
+    return data if data.endswith(_PNG_END) else None
+
+
+def _decode_plain(data: bytearray, fmt: str) -> torch.Tensor | None:
+    """torchvision's decode of a plain JPEG/PNG (uint8 ``3 x H x W``), None if it refuses it (or
+    torchvision has no image decoders)."""
+    ops = _torchvision_decoders()
+    if ops is None:
+        return None
+    decode_jpeg, decode_png, rgb = ops
+    buf = torch.frombuffer(data, dtype=torch.uint8)
+    try:
+        x = decode_jpeg(buf, rgb, True) if fmt == "JPEG" else decode_png(buf, rgb, False)  # EXIF: JPEG
+    except (RuntimeError, ValueError):
+        return None
+    return x if x.dtype == torch.uint8 and x.dim() == 3 and x.shape[0] == 3 else None
+
+
+@functools.cache
+def _torchvision_decoders() -> tuple | None:
+    """torchvision's registered decoding ops ``(decode_jpeg, decode_png, RGB mode)``, or None.
+
+    The ops themselves, not ``torchvision.io.decode_jpeg``: since torchvision 0.29 those wrappers
+    warn (``DeprecationWarning``, TorchCodec supersedes them) on every call, i.e. on every image;
+    the ops they call are the same. Where a torchvision has none, Pillow decodes everything.
+    """
+    try:
+        from torchvision.io import ImageReadMode, image  # noqa: F401  (loads torchvision's image library)
+
+        return torch.ops.image.decode_jpeg, torch.ops.image.decode_png, ImageReadMode.RGB.value
+    except (ImportError, AttributeError, RuntimeError):
+        return None
+
+
 def load_image(path: str | Path, size: int) -> torch.Tensor:
-    """The image at ``path`` as a uint8 ``3 x size x size`` tensor (``DataError`` if unusable)."""
-    return image_to_tensor(resize_image(open_image(path), size))
+    """The image at ``path`` as a uint8 ``3 x size x size`` tensor (``DataError`` if unusable):
+    :func:`read_image` then :func:`resize_tensor`."""
+    return resize_tensor(read_image(path), size)
 
 
 def load_mask(path: str | Path, size: int, n_codes: int | None = None) -> torch.Tensor:
@@ -236,6 +322,6 @@ def preprocess(
     """
     if not images:
         raise ValueError("preprocess needs at least one image")
-    batch = torch.stack([image_to_tensor(resize_image(to_rgb(img), size)) for img in images])
+    batch = torch.stack([resize_tensor(image_to_tensor(to_rgb(img)), size) for img in images])
     x, _ = Normalize.from_stats(norm_stats)(batch.to(device), None)
     return x

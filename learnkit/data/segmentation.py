@@ -57,7 +57,7 @@ def read_codes(path: Path) -> list[str]:
 def match_masks(images: list[Path], mask_dir: Path) -> list[Path]:
     """The mask of each image (same stem in ``mask_dir``); ``DataError`` naming the first unmatched."""
     by_stem: dict[str, Path] = {}
-    for mask in list_images(mask_dir):
+    for mask in map(Path, list_images(mask_dir)):
         if mask.parent == mask_dir:
             by_stem.setdefault(mask.stem, mask)
     unmatched = [img for img in images if img.stem not in by_stem]
@@ -120,7 +120,7 @@ class SegmentationDataBunch(DataBunch):
         if not class_names:
             raise DataError("codes is empty: give one class name per mask value")
         augment = _augment(augment, ds_tfms)
-        image_paths = [p for p in list_images(image_dir) if p.parent == image_dir]
+        image_paths = [p for p in map(Path, list_images(image_dir)) if p.parent == image_dir]
         if not image_paths:
             raise DataError(f"no images in {image_dir}")
         mask_paths = match_masks(image_paths, mask_dir)

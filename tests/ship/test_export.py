@@ -31,11 +31,14 @@ def classifier(tmp_path_factory):
 
 
 def _image_batch(paths, size=16):
-    """The files as the ONNX graph takes them: resized as predict resizes (bilinear), float32
-    N x 3 x H x W on the 0..1 scale."""
-    images = [Image.open(p).convert("RGB").resize((size, size), Image.Resampling.BILINEAR) for p in paths]
-    arrays = [np.asarray(img, dtype=np.float32) / 255.0 for img in images]
-    return np.stack(arrays).transpose(0, 3, 1, 2).copy()
+    """The files as the ONNX graph takes them: resized as predict resizes (the README's steps:
+    uint8 3 x H x W, antialiased bilinear interpolate), float32 N x 3 x H x W on the 0..1 scale."""
+    out = []
+    for p in paths:
+        x = torch.from_numpy(np.asarray(Image.open(p).convert("RGB")).copy()).permute(2, 0, 1)
+        x = torch.nn.functional.interpolate(x[None], (size, size), mode="bilinear", antialias=True)[0]
+        out.append(x.float().numpy() / 255.0)
+    return np.stack(out)
 
 
 def test_onnx_equals_predict_and_carries_the_metadata(classifier):
