@@ -120,6 +120,10 @@ NUMERIC_FUZZ = [
     ("zoo", "show", "simple_cnn", "--n-out", HUGE),
     ("report", "no-run", "--bs", HUGE),
     ("predict", "x.png", "--topk", "nan"),
+    # bounds of the commands' own options (before, in main's light coercion: not checked at all)
+    ("tta", "sample:shapes", "--beta", "2"),
+    ("zoo", "show", "simple_cnn", "--n-out", "0"),
+    ("predict", "x.png", "--topk", "0"),
 ]
 
 
@@ -130,7 +134,7 @@ def test_numbers_no_option_can_hold_are_one_line_and_exit_2(tmp_path, args):
     )
     assert proc.returncode == 2, proc.stderr
     line = one_error_line(proc.stderr)
-    assert "NaN to integer" not in line and "Overflow" not in line
+    assert args[-2] in line and "NaN to integer" not in line and "Overflow" not in line
     assert not (tmp_path / "r").exists()
 
 
