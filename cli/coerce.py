@@ -31,20 +31,30 @@ if RuntimeParam is not None:
 
     @dataclass(frozen=True)
     class _Plain(RuntimeParam):  # type: ignore[misc,valid-type]
-        """A bool or str value as it is; anything else through Typer's adapter."""
+        """A plain value as it is (within the option's bounds); anything else through Typer's adapter."""
 
         def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
-            if type(value) is self.annotation:
+            if type(value) is self.annotation and self._within(value):
                 return value
             if self.annotation is str and type(value) in (int, float):
                 return str(value)  # a number default of a text option (``--lr``), as the adapter gives it
             number = _NUMBER.get(self.annotation)
             if number is not None and type(value) is str and number.fullmatch(value):
-                return self.annotation(value)  # a plain decimal number, as the adapter reads it
+                read = self.annotation(value)  # a plain decimal number, as the adapter reads it
+                if self._within(read):
+                    return read
             if self.annotation == list[str] and isinstance(value, list | tuple):
                 if all(type(v) is str for v in value):
                     return list(value)
             return build_runtime_param(param.type_descriptor)._coerce_value(value, param=param, ctx=ctx)
+
+        def _within(self, value: Any) -> bool:
+            """Inside the option's ``min``/``max`` (``--n-out``'s ``min=1``); a value outside goes
+            to Typer's adapter, which refuses it with its own message (exit 2)."""
+            if type(value) not in (int, float):
+                return True
+            low, high = getattr(self.parameter_info, "min", None), getattr(self.parameter_info, "max", None)
+            return (low is None or value >= low) and (high is None or value <= high)
 
 
 def _plain(param: Any) -> bool:

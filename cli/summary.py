@@ -4,6 +4,8 @@ from typing import Annotated
 
 import typer
 
+from learnkit.class_names import MAX_CLASSES
+
 from .options import JsonOpt, SizeOpt, complete_arch
 from .render import make_console, render_result
 from .runs import RunPathOpt, complete_model, locate
@@ -22,7 +24,9 @@ def summary(
             autocompletion=complete_model,
         ),
     ] = None,
-    n_out: Annotated[int, typer.Option("--n-out", min=1, help="Outputs of the head (with --arch).")] = 10,
+    n_out: Annotated[
+        int, typer.Option("--n-out", min=1, max=MAX_CLASSES, help="Outputs of the head (with --arch).")
+    ] = 10,
     size: SizeOpt = 64,
     path: RunPathOpt = None,
     as_json: JsonOpt = False,

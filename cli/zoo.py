@@ -4,6 +4,8 @@ from typing import Annotated
 
 import typer
 
+from learnkit.class_names import MAX_CLASSES
+
 from .basic_options import JsonOpt, complete_arch
 from .helpfmt import LearnkitCommand, LearnkitSubgroup
 from .render import make_console, render_result, render_rows
@@ -37,7 +39,9 @@ def zoo_list(
 @zoo_app.command("show", cls=LearnkitCommand)
 def zoo_show(
     name: Annotated[str, typer.Argument(metavar="NAME", help="An arch name.", autocompletion=complete_arch)],
-    n_out: Annotated[int, typer.Option("--n-out", min=1, help="Outputs of the new head.")] = 10,
+    n_out: Annotated[
+        int, typer.Option("--n-out", min=1, max=MAX_CLASSES, help="Outputs of the new head.")
+    ] = 10,
     unet: Annotated[
         bool, typer.Option("--unet", help="Show the split of a U-Net over this encoder.")
     ] = False,

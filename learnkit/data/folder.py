@@ -306,6 +306,8 @@ class ImageDataBunch(DataBunch):
             >>> data.classes, data.c  # doctest: +SKIP
         """
         path = require_dir(Path(path).expanduser())
+        if classes is not None:
+            check_class_names([*classes], "the classes given")
         dev = torch.device(device) if device is not None else default_device()
         seed = 0 if seed is None else seed
         norm_stats = pick_norm_stats(normalize, norm_stats)
@@ -415,7 +417,9 @@ class ImageDataBunch(DataBunch):
         ``labels``, split at random (``valid_pct``, v1's 0.2; ``seed``, ``None`` meaning 0);
         ``size``, ``bs``, ``ds_tfms``, ``num_workers``... as :meth:`from_folder`; ``label_delim``
         splits each label into several (multi-label, as :meth:`from_csv`)."""
-        return cls._from_lists(path, fnames, labels, valid_pct, seed, classes, **kwargs)
+        return cls._from_lists(
+            path, fnames, labels, valid_pct, seed, classes, where="the labels given to from_lists", **kwargs
+        )
 
     @classmethod
     def _from_lists(
@@ -423,12 +427,12 @@ class ImageDataBunch(DataBunch):
         seed: int | None = None, classes: Sequence[str] | None = None, *, size: int = 64, bs: int = 64,
         num_workers: int | None = 0, ds_tfms: Any = None, augment: bool | AugmentSettings = False,
         cache: str = "auto", device: torch.device | str | None = None, normalize: bool = True,
-        norm_stats: dict | None = None, label_delim: str | None = None,
+        norm_stats: dict | None = None, label_delim: str | None = None, where: str = "the labels given",
     ) -> ImageDataBunch:  # fmt: skip
         from learnkit.data.lists import encode_labels
 
         path = Path(path).expanduser()
-        files, ys, names = encode_labels(path, fnames, labels, classes, label_delim)
+        files, ys, names = encode_labels(path, fnames, labels, classes, label_delim, where)
         seed = 0 if seed is None else seed
         train_idx, valid_idx = split_by_pct(len(files), valid_pct, seed)
         if not train_idx or not valid_idx:
@@ -460,7 +464,10 @@ class ImageDataBunch(DataBunch):
         """fastai v1's ``from_name_func``: each file labelled ``label_func(file)``."""
         from learnkit.data.lists import labels_from_func
 
-        return cls._from_lists(path, fnames, labels_from_func(fnames, label_func), valid_pct, seed, **kwargs)
+        labels = labels_from_func(fnames, label_func)
+        return cls._from_lists(
+            path, fnames, labels, valid_pct, seed, where="the labels label_func gave", **kwargs
+        )
 
     @classmethod
     def from_name_re(
@@ -470,7 +477,11 @@ class ImageDataBunch(DataBunch):
         """fastai v1's ``from_name_re``: each file labelled by the first group of ``pat`` in its path."""
         from learnkit.data.lists import labels_from_re
 
-        return cls._from_lists(path, fnames, labels_from_re(fnames, pat), valid_pct, seed, **kwargs)
+        pattern = pat if isinstance(pat, str) else getattr(pat, "pattern", pat)
+        labels = labels_from_re(fnames, pat)
+        return cls._from_lists(
+            path, fnames, labels, valid_pct, seed, where=f"the labels {pattern!r} matched", **kwargs
+        )
 
     @classmethod
     def from_df(
@@ -482,7 +493,10 @@ class ImageDataBunch(DataBunch):
         from learnkit.data.lists import lists_from_df
 
         fnames, labels = lists_from_df(df, folder, fn_col, label_col, suffix)
-        return cls._from_lists(path, fnames, labels, valid_pct, seed, label_delim=label_delim, **kwargs)
+        return cls._from_lists(
+            path, fnames, labels, valid_pct, seed, label_delim=label_delim,
+            where=f"the DataFrame's label column {label_col!r}", **kwargs,
+        )  # fmt: skip
 
     @classmethod
     def from_csv(
@@ -522,7 +536,9 @@ class ImageDataBunch(DataBunch):
         table = read_labels_csv(path / csv_labels, label_delim)
         seed = 0 if seed is None else seed
         names = list(classes) if classes is not None else table.classes
-        if classes is None:
+        if classes is not None:
+            check_class_names(names, "the classes given")
+        else:
             check_class_names(names, str(path / csv_labels))
             if len(names) < 2:
                 raise DataError(

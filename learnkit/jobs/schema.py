@@ -39,6 +39,8 @@ DATA, MODEL, SCHEDULE, CHECKPOINTS, RUNTIME, RECIPE = (
     "Runtime",
     "Recipe",
 )
+MAX_INT = 2**53
+"""The largest whole number any option takes (exactly a float, so it reads back from JSON and YAML)."""
 _DEVICE = re.compile(r"(auto|cpu|mps|cuda(:[0-9]+)?)")
 
 
@@ -136,6 +138,8 @@ def check_value(value: Any, o: Opt, key: str, name: str) -> None:
             continue
         if isinstance(v, float) and not math.isfinite(v):
             raise UsageError(f"{where}: {v!r} is not a finite number")
+        if isinstance(v, int) and abs(v) > MAX_INT:  # before: OverflowError deep in torch (exit 1)
+            raise UsageError(f"{where}: {v!r} is too large (at most 2**53)")
         too_low = o.low is not None and (v <= o.low if o.low_open else v < o.low)
         too_high = o.high is not None and (v >= o.high if o.high_open else v > o.high)
         if too_low or too_high:

@@ -161,6 +161,86 @@ def test_codes_beyond_the_class_budget_are_refused_before_use(tmp_path):
     _count("budgets")
 
 
+# the v1 list constructors read class names from labels: the same rule as from_folder
+def _six_images(root: Path) -> list[str]:
+    return [_png(root / f"{k}.png", (40 * k, 90, 200 - 30 * k), size=16).name for k in range(6)]
+
+
+def _v1(kind: str, root: Path, labels: list, **kwargs):
+    files = _six_images(root)
+    kw = {"size": 16, "bs": 2, "device": "cpu", "valid_pct": 0.34, **kwargs}
+    if kind == "from_lists":
+        return ImageDataBunch.from_lists(root, files, labels, **kw)
+    if kind == "from_name_func":
+        by_name = dict(zip(files, labels, strict=True))
+        return ImageDataBunch.from_name_func(root, files, lambda f: by_name[str(f)], **kw)
+    if kind == "from_name_re":  # the label is the file name's stem, looked up
+        renamed = [f"{k}_{label}.png" for k, label in enumerate(labels)]
+        for old, new in zip(files, renamed, strict=True):
+            (root / old).rename(root / new)
+        return ImageDataBunch.from_name_re(root, renamed, r"^\d+_(.*)\.png$", **kw)
+    pd = pytest.importorskip("pandas")
+    return ImageDataBunch.from_df(root, pd.DataFrame({"name": files, "label": labels}), **kw)
+
+
+V1 = ["from_lists", "from_name_func", "from_name_re", "from_df"]
+
+
+@pytest.mark.parametrize("kind", V1)
+def test_v1_constructors_refuse_a_single_class_like_from_folder(tmp_path, kind):
+    with pytest.raises(DataError, match="only one class, 'cat',") as err:
+        _v1(kind, tmp_path, ["cat"] * 6)
+    assert err.value.exit_code == 3
+    _count("class names")
+
+
+@pytest.mark.parametrize("kind", ["from_lists", "from_name_func", "from_df"])
+def test_v1_constructors_refuse_labels_that_read_as_the_same_class(tmp_path, kind):
+    # 1 and "1" would both become the class "1": two classes merged without a word
+    with pytest.raises(DataError, match=r"the labels 1 and '1' both read as the class '1'") as err:
+        _v1(kind, tmp_path, [1, "1", 2, 2, 1, "1"])
+    assert err.value.exit_code == 3
+    _count("class names")
+
+
+@pytest.mark.parametrize("kind", ["from_lists", "from_name_func", "from_df"])
+def test_v1_constructors_refuse_empty_and_missing_labels(tmp_path, kind):
+    with pytest.raises(DataError, match="a class name is empty"):
+        _v1(kind, tmp_path / "empty", ["a", "", "b", "a", "b", "a"])
+    with pytest.raises(DataError, match=r"no label for .*3\.png \(nan\)"):
+        _v1(kind, tmp_path / "nan", ["a", "b", "a", float("nan"), "b", "a"])
+    _count("class names")
+
+
+def test_v1_constructors_refuse_repeated_classes_given(tmp_path):
+    with pytest.raises(DataError, match="names repeat: 'a'"):
+        _v1("from_lists", tmp_path / "l", ["a", "b"] * 3, classes=["a", "b", "a"])
+    _png(tmp_path / "f" / "a" / "0.png")
+    _png(tmp_path / "f" / "b" / "0.png")
+    with pytest.raises(DataError, match="names repeat: 'b'"):
+        ImageDataBunch.from_folder(tmp_path / "f", valid_pct=0.5, classes=["a", "b", "b"], device="cpu")
+    _count("class names")
+
+
+@pytest.mark.parametrize("kind", V1)
+def test_v1_constructors_accept_long_and_odd_names_that_round_trip_a_checkpoint(tmp_path, kind):
+    from learnkit.vision.learners import cnn_learner, load_learner
+
+    odd = ["é" * 2000, "a $x$ / b", 'q"uote, 50%']  # "/" is no folder name, but is a label
+    if kind == "from_name_re":  # these labels come from file names
+        odd = ["é" * 100, "a $x$ b", 'q"uote, 50%']
+    labels = [odd[k % 3] for k in range(6)]
+    data = _v1(kind, tmp_path / "data", labels, seed=1)
+    assert data.classes == sorted(odd)
+    learn = cnn_learner(data, "simple_cnn", path=tmp_path / "run")
+    learn.fit(1, 1e-3)
+    learn.save("last")
+    back = load_learner("last", path=tmp_path / "run", device="cpu")
+    label, _, probs = back.predict(sorted((tmp_path / "data").glob("*.png"))[0])
+    assert back.data.classes == sorted(odd) and str(label) in odd and len(probs) == 3
+    _count("class names")
+
+
 @pytest.mark.parametrize(
     "names", [["a" * 2000, "b"], ["$x$", "50% off", "é", " lead", 'q"uote'], ["a" * MAX_CLASS_NAME, "b"]]
 )

@@ -93,6 +93,63 @@ def test_non_finite_option_values_are_usage_errors(tmp_path, option):
     assert not (tmp_path / "r").exists()
 
 
+# numbers a float or an int cannot hold, in every numeric option of the commands that take them
+# (before: an int past 2**63 reached torch, "OverflowError: int too big to convert" or "Overflow
+# when unpacking long long", exit 1); each is one line and exit 2, before anything is read
+HUGE = "99999999999999999999"
+NUMERIC_FUZZ = [
+    ("fit", "sample:shapes", "--arch", "simple_cnn", "--accum", HUGE),
+    ("fit", "sample:shapes", "--arch", "simple_cnn", "--seed", HUGE),
+    ("fit", "sample:shapes", "--arch", "simple_cnn", "--size", "nan"),
+    ("fit", "sample:shapes", "--arch", "simple_cnn", "--bs", "nan"),
+    ("fit", "sample:shapes", "--arch", "simple_cnn", "--epochs", "nan"),
+    ("fit", "sample:shapes", "--arch", "simple_cnn", "--valid-pct", "nan"),
+    ("fit", "sample:shapes", "--arch", "simple_cnn", "--max-lighting", "nan"),
+    ("fit", "sample:shapes", "--arch", "simple_cnn", "--lr", "nan:1e-3"),
+    ("fit", "sample:shapes", "--arch", "simple_cnn", "--lr", "1e-5:1e309"),
+    ("fit-one-cycle", "sample:shapes", "--arch", "simple_cnn", "--moms", "nan,0.9"),
+    ("fit-one-cycle", "sample:shapes", "--arch", "simple_cnn", "--pct-start", "-nan"),
+    ("unet", "sample:shapes-seg", "--arch", "simple_cnn", "--y-range", "0,inf"),
+    ("lr-find", "sample:shapes", "--arch", "simple_cnn", "--start-lr", "nan"),
+    ("lr-find", "sample:shapes", "--arch", "simple_cnn", "--num-it", "nan"),
+    ("validate", "sample:shapes", "--valid-pct", "nan"),
+    ("tta", "sample:shapes", "--tta-scale", "nan"),
+    ("tta", "sample:shapes", "--beta", "inf"),
+    ("summary", "--arch", "simple_cnn", "--n-out", HUGE),
+    ("summary", "--arch", "simple_cnn", "--size", "1e309"),
+    ("zoo", "show", "simple_cnn", "--n-out", HUGE),
+    ("report", "no-run", "--bs", HUGE),
+    ("predict", "x.png", "--topk", "nan"),
+    # bounds of the commands' own options (before, in main's light coercion: not checked at all)
+    ("tta", "sample:shapes", "--beta", "2"),
+    ("zoo", "show", "simple_cnn", "--n-out", "0"),
+    ("predict", "x.png", "--topk", "0"),
+]
+
+
+@pytest.mark.parametrize("args", NUMERIC_FUZZ, ids=lambda a: " ".join(a[:1] + a[-2:]))
+def test_numbers_no_option_can_hold_are_one_line_and_exit_2(tmp_path, args):
+    proc = (
+        run_cli(*args, "--path", str(tmp_path / "r")) if args[0] not in ("zoo", "report") else run_cli(*args)
+    )
+    assert proc.returncode == 2, proc.stderr
+    line = one_error_line(proc.stderr)
+    assert args[-2] in line and "NaN to integer" not in line and "Overflow" not in line
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("data.size", ".nan"), ("data.bs", ".inf"), ("schedule.accum", HUGE), ("runtime.seed", ".nan")],
+)
+def test_numbers_no_option_can_hold_in_a_config_file_are_exit_2(tmp_path, key, value):
+    section, name = key.split(".")
+    (tmp_path / "c.yaml").write_text(f"{section}:\n  {name}: {value}\n")
+    proc = run_cli("fit", "sample:shapes", "--arch", "simple_cnn", "--config", str(tmp_path / "c.yaml"))
+    assert proc.returncode == 2, proc.stderr
+    assert f"({key})" in one_error_line(proc.stderr)
+
+
 def test_a_path_too_long_is_a_usage_error(tmp_path):
     proc = run_cli("fit", "a" * 5000, "--arch", "simple_cnn", "--path", str(tmp_path / "r"))
     assert proc.returncode == 2, proc.stderr
