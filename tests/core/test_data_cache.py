@@ -21,20 +21,31 @@ def folder(tmp_path_factory):
 
 @pytest.fixture
 def decodes(monkeypatch) -> list:
-    """Every decode of an image file's pixels appends its file name to this list.
+    """Every decode of an image file's pixels appends to this list: by torchvision (a plain JPEG or
+    PNG, ``images._decode_plain``) or by Pillow (anything else).
 
     PIL decodes in ``ImageFile.load`` while the image still has ``tile``s to read; later calls
     (``convert``, ``exif_transpose``) find none and return at once, so they do not count.
     """
+    from learnkit.data import images
+
     calls: list = []
     original = ImageFile.ImageFile.load
+    decode_plain = images._decode_plain
 
     def counting_load(self, *args, **kwargs):
         if self.tile:
             calls.append(getattr(self, "filename", None))
         return original(self, *args, **kwargs)
 
+    def counting_decode(data, fmt):
+        x = decode_plain(data, fmt)
+        if x is not None:
+            calls.append(fmt)
+        return x
+
     monkeypatch.setattr(ImageFile.ImageFile, "load", counting_load)
+    monkeypatch.setattr(images, "_decode_plain", counting_decode)
     return calls
 
 
